@@ -1,0 +1,63 @@
+"""The engine protocol: tensors in, tensors out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+__all__ = ["TensorSpec", "Engine"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor of a loaded model.
+
+    Attributes:
+        name: tensor name in the model file.
+        shape: dimensions; ``-1`` where the model leaves a dimension dynamic.
+        dtype: numpy dtype name, e.g. ``"float32"``.
+        quantization: ``(scale, zero_point)`` for quantized tensors, else ``None``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    quantization: tuple[float, int] | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every engine adapter provides."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run once; returns outputs in the order of :attr:`outputs`."""
+        ...
+
+    def close(self) -> None:
+        """Free the engine's resources; the engine cannot run afterwards."""
+        ...
+
+
+def check_feeds(inputs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) -> None:
+    """Raise :class:`~anyedge.errors.InputError` when feeds do not match the model's inputs."""
+    from ..errors import InputError
+
+    names = {s.name for s in inputs}
+    missing = names - set(feeds)
+    extra = set(feeds) - names
+    if missing or extra:
+        raise InputError(f"engine expects inputs {sorted(names)}, got {sorted(feeds)}")
+    for spec in inputs:
+        arr = feeds[spec.name]
+        if arr.dtype != np.dtype(spec.dtype):
+            raise InputError(f"input {spec.name!r} expects dtype {spec.dtype}, got {arr.dtype}")
+        if len(arr.shape) != len(spec.shape) or any(
+            d >= 0 and d != a for d, a in zip(spec.shape, arr.shape)
+        ):
+            raise InputError(f"input {spec.name!r} expects shape {spec.shape}, got {arr.shape}")

@@ -1,0 +1,96 @@
+"""LiteRT adapter (``ai_edge_litert``; ``tflite_runtime`` as a fallback import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import EngineError, EngineUnavailableError, ModelLoadError
+from .base import TensorSpec, check_feeds
+
+__all__ = ["LiteRTEngine", "load"]
+
+
+def _interpreter_class() -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:  # the predecessor package; dead under numpy 2 but fine on older stacks
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        return Interpreter
+    except ImportError as e:
+        raise EngineUnavailableError(
+            "engine 'litert' is not installed: pip install ai-edge-litert"
+        ) from e
+
+
+def _check_flatbuffer(path: Path) -> None:
+    """Refuse files that are not TFLite flatbuffers before the C++ loader sees them."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if size < 8 or head[4:8] != b"TFL3":
+        raise ModelLoadError(f"{path} is not a TFLite model (no TFL3 identifier)")
+
+
+def _spec(d: Mapping[str, Any]) -> TensorSpec:
+    q = d.get("quantization") or (0.0, 0)
+    quant = (float(q[0]), int(q[1])) if q and q[0] else None
+    shape = tuple(int(x) for x in d.get("shape_signature", d["shape"]))
+    return TensorSpec(d["name"], shape, np.dtype(d["dtype"]).name, quant)
+
+
+class LiteRTEngine:
+    """A .tflite model on the LiteRT interpreter (XNNPACK on CPU by default)."""
+
+    name = "litert"
+
+    def __init__(self, path: Path, *, threads: int | None = None, delegates: Any = None) -> None:
+        _check_flatbuffer(path)
+        cls = _interpreter_class()
+        try:
+            self._interp = cls(
+                model_path=str(path),
+                num_threads=threads if threads else None,
+                experimental_delegates=delegates,
+            )
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelLoadError(f"LiteRT cannot load {path}: {e}") from e
+        self._in = self._interp.get_input_details()
+        self._out = self._interp.get_output_details()
+        self.inputs = tuple(_spec(d) for d in self._in)
+        self.outputs = tuple(_spec(d) for d in self._out)
+        self.path = path
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if self._interp is None:
+            raise EngineError("engine is closed")
+        check_feeds(self.inputs, feeds)
+        try:
+            for d in self._in:
+                arr = feeds[d["name"]]
+                if tuple(arr.shape) != tuple(d["shape"]):
+                    self._interp.resize_tensor_input(d["index"], arr.shape)
+                    self._interp.allocate_tensors()
+                    self._in = self._interp.get_input_details()
+                    self._out = self._interp.get_output_details()
+                    d = next(x for x in self._in if x["name"] == d["name"])
+                self._interp.set_tensor(d["index"], np.ascontiguousarray(arr))
+            self._interp.invoke()
+            return [self._interp.get_tensor(d["index"]).copy() for d in self._out]
+        except (ValueError, RuntimeError) as e:
+            raise EngineError(f"LiteRT failed running {self.path.name}: {e}") from e
+
+    def close(self) -> None:
+        self._interp = None
+
+
+def load(path: Path, *, threads: int | None = None, **options: Any) -> LiteRTEngine:
+    return LiteRTEngine(path, threads=threads, **options)

@@ -1,0 +1,79 @@
+"""ONNX Runtime adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import EngineError, ModelLoadError
+from .base import TensorSpec, check_feeds
+
+__all__ = ["OnnxRuntimeEngine", "load"]
+
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+}
+
+
+def _spec(arg: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+    return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
+
+
+class OnnxRuntimeEngine:
+    """An .onnx model on ONNX Runtime.
+
+    ``providers`` defaults to the CPU provider; on a Jetson pass
+    ``["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]``.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        providers: Sequence[Any] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._sess = ort.InferenceSession(
+                str(path), sess_options=so, providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
+            raise ModelLoadError(f"ONNX Runtime cannot load {path}: {e}") from e
+        self.inputs = tuple(_spec(a) for a in self._sess.get_inputs())
+        self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
+        self.providers = tuple(self._sess.get_providers())
+        self.path = path
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if self._sess is None:
+            raise EngineError("engine is closed")
+        check_feeds(self.inputs, feeds)
+        try:
+            return list(self._sess.run(None, dict(feeds)))
+        except Exception as e:
+            raise EngineError(f"ONNX Runtime failed running {self.path.name}: {e}") from e
+
+    def close(self) -> None:
+        self._sess = None
+
+
+def load(path: Path, *, threads: int | None = None, **options: Any) -> OnnxRuntimeEngine:
+    return OnnxRuntimeEngine(path, threads=threads, **options)

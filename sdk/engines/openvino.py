@@ -1,0 +1,63 @@
+"""OpenVINO adapter: reads OpenVINO IR (.xml + .bin), .onnx and .tflite directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import EngineError, ModelLoadError
+from .base import TensorSpec, check_feeds
+
+__all__ = ["OpenVINOEngine", "load"]
+
+
+def _spec(port: Any) -> TensorSpec:
+    ps = port.get_partial_shape()
+    shape = tuple(d.get_length() if d.is_static else -1 for d in ps)
+    return TensorSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()).name)
+
+
+class OpenVINOEngine:
+    """A model compiled by OpenVINO for ``device`` (``"CPU"`` by default, ``"NPU"``, ``"GPU"``)."""
+
+    name = "openvino"
+
+    def __init__(self, path: Path, *, threads: int | None = None, device: str = "CPU") -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads and device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+            raise ModelLoadError(f"OpenVINO IR {path} has no weights file {path.with_suffix('.bin').name}")
+        try:
+            model = core.read_model(str(path))
+            self._compiled = core.compile_model(model, device, config)
+        except Exception as e:
+            raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e}") from e
+        self._request = self._compiled.create_infer_request()
+        self.inputs = tuple(_spec(p) for p in self._compiled.inputs)
+        self.outputs = tuple(_spec(p) for p in self._compiled.outputs)
+        self.device = device
+        self.path = path
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if self._compiled is None:
+            raise EngineError("engine is closed")
+        check_feeds(self.inputs, feeds)
+        try:
+            self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+            return [self._request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
+        except Exception as e:
+            raise EngineError(f"OpenVINO failed running {self.path.name}: {e}") from e
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+def load(path: Path, *, threads: int | None = None, **options: Any) -> OpenVINOEngine:
+    return OpenVINOEngine(path, threads=threads, **options)

@@ -1,0 +1,79 @@
+"""The one error hierarchy of anyedge.
+
+Every failure the SDK reports on purpose is an :class:`AnyEdgeError`. Subclasses also
+inherit the matching builtin (``ValueError``, ``FileNotFoundError``...) so callers that
+already catch those keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AnyEdgeError",
+    "InputError",
+    "UnknownModelError",
+    "ModelNotFoundError",
+    "IntegrityError",
+    "ModelLoadError",
+    "EngineUnavailableError",
+    "EngineError",
+    "BundleError",
+    "ConversionError",
+    "UnsupportedTargetError",
+    "CalibrationError",
+    "FidelityError",
+]
+
+
+class AnyEdgeError(Exception):
+    """Base class of every error raised on purpose by anyedge."""
+
+
+class InputError(AnyEdgeError, ValueError):
+    """An input (image, sensor window, option) is not what the task expects."""
+
+
+class UnknownModelError(AnyEdgeError, LookupError):
+    """A model name is neither in the registry nor a path."""
+
+    def __str__(self) -> str:  # LookupError would otherwise repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelNotFoundError(AnyEdgeError, FileNotFoundError):
+    """A known model's file is not on this machine and could not be fetched."""
+
+
+class IntegrityError(AnyEdgeError, ValueError):
+    """A file's sha256 does not match the one the registry or manifest pins."""
+
+
+class ModelLoadError(AnyEdgeError, ValueError):
+    """A model file exists but an engine cannot read it (corrupt, truncated, wrong format)."""
+
+
+class EngineUnavailableError(AnyEdgeError, ImportError):
+    """The requested engine is not installed or cannot run this file format."""
+
+
+class EngineError(AnyEdgeError, RuntimeError):
+    """The engine failed while running a model."""
+
+
+class BundleError(AnyEdgeError, ValueError):
+    """A bundle is malformed: missing files, bad hashes, unsafe member paths."""
+
+
+class ConversionError(AnyEdgeError, RuntimeError):
+    """A conversion step failed."""
+
+
+class UnsupportedTargetError(ConversionError, ValueError):
+    """This model cannot be converted for this target."""
+
+
+class CalibrationError(ConversionError, ValueError):
+    """The calibration data is missing, empty or unreadable."""
+
+
+class FidelityError(ConversionError):
+    """No remedy brought the converted model within the allowed accuracy drop."""
