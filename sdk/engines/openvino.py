@@ -13,10 +13,17 @@ from .base import TensorSpec, check_feeds
 __all__ = ["OpenVINOEngine", "load"]
 
 
+def _port_name(port: Any) -> str:
+    """The model-level name of a port: OpenVINO may attach several (e.g. ``{"450", "score_8"}``)."""
+    names = sorted(port.get_names())
+    readable = [n for n in names if not n.isdigit()]
+    return (readable or names or [port.get_any_name()])[0]
+
+
 def _spec(port: Any) -> TensorSpec:
     ps = port.get_partial_shape()
     shape = tuple(d.get_length() if d.is_static else -1 for d in ps)
-    return TensorSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()).name)
+    return TensorSpec(_port_name(port), shape, np.dtype(port.get_element_type().to_dtype()).name)
 
 
 class OpenVINOEngine:

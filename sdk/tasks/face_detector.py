@@ -1,0 +1,232 @@
+"""FaceDetector: image in, faces (boxes, scores, keypoints in source pixels) out, on any engine."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InputError
+from ..registry import InputSpec
+from ..results import FaceDetections
+from ._loading import ModelSpec, resolve_spec
+
+__all__ = ["FaceDetectorOptions", "FaceDetector"]
+
+TASK = "face_detection"
+
+
+@dataclass(frozen=True)
+class FaceDetectorOptions:
+    """Options of a :class:`FaceDetector`.
+
+    Attributes:
+        score_threshold: minimum confidence; ``None`` takes the model's default.
+        iou_threshold: suppression IoU; ``None`` takes the model's default.
+        max_faces: keep at most this many faces (best first); ``None`` keeps all.
+        channels: channel order of the images you pass, ``"RGB"`` (default) or ``"BGR"``
+            (OpenCV ``imread``/``VideoCapture`` frames).
+        threads: engine CPU threads; ``None`` leaves the engine's default.
+        input_size: ``(width, height)`` network input for models with dynamic input shapes.
+    """
+
+    score_threshold: float | None = None
+    iou_threshold: float | None = None
+    max_faces: int | None = None
+    channels: str = "RGB"
+    threads: int | None = None
+    input_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("score_threshold", "iou_threshold"):
+            v = getattr(self, name)
+            if v is not None and not (0.0 <= float(v) <= 1.0):
+                raise InputError(f"{name} must be in [0, 1], got {v}")
+        if self.max_faces is not None and int(self.max_faces) < 1:
+            raise InputError(f"max_faces must be >= 1, got {self.max_faces}")
+        if self.channels not in ("RGB", "BGR"):
+            raise InputError(f"channels must be 'RGB' or 'BGR', got {self.channels!r}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise InputError(f"threads must be >= 1, got {self.threads}")
+
+
+class FaceDetector:
+    """Detect faces with any registered detector, bundle or model file, on any engine.
+
+    Example:
+        >>> with FaceDetector.create("blazeface-short") as det:
+        ...     faces = det.detect(rgb_image)
+    """
+
+    def __init__(self, spec: ModelSpec, engine: Any, options: FaceDetectorOptions) -> None:
+        from ..decoders import get_decoder
+
+        self.spec = spec
+        self.engine = engine
+        self.options = options
+        self._decoder = get_decoder(spec.family)
+        if len(engine.inputs) != 1:
+            raise InputError(f"{spec.name}: a face detector needs one input, the model has {len(engine.inputs)}")
+        self._in = engine.inputs[0]
+        self.input_size = self._resolve_input_size()
+        self.last_timing: dict[str, float] = {}
+
+    @classmethod
+    def create(
+        cls,
+        model: str | os.PathLike[str],
+        *,
+        engine: str | None = None,
+        options: FaceDetectorOptions | None = None,
+        family: str | None = None,
+        input_spec: InputSpec | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+        **option_overrides: Any,
+    ) -> "FaceDetector":
+        """Load a detector.
+
+        Args:
+            model: registry name (``anyedge models`` lists them), bundle directory or .zip,
+                or a model file path (then ``family`` is required).
+            engine: ``"litert"``, ``"onnxruntime"`` or ``"openvino"``; ``None`` takes the
+                bundle's engine or the file format's own engine.
+            options: a :class:`FaceDetectorOptions`; keyword overrides are applied on top
+                (``score_threshold=0.6``, ``channels="BGR"``...).
+            family: decoder family for a bare model file.
+            input_spec: preprocessing for a bare model file that differs from the family default.
+            engine_options: passed to the engine (``device="NPU"``, ``providers=[...]``).
+
+        Raises:
+            UnknownModelError, ModelNotFoundError, IntegrityError, BundleError: model resolution.
+            EngineUnavailableError: engine not installed or cannot read the file.
+            ModelLoadError: the file cannot be loaded.
+            InputError: invalid options.
+        """
+        from ..engines import open_engine
+
+        opts = options or FaceDetectorOptions()
+        if option_overrides:
+            known = {f.name for f in fields(FaceDetectorOptions)}
+            bad = set(option_overrides) - known
+            if bad:
+                raise InputError(f"unknown option(s) {sorted(bad)}; known: {sorted(known)}")
+            opts = replace(opts, **option_overrides)
+        spec = resolve_spec(model, task=TASK, family=family, input_spec=input_spec)
+        if spec.input is None:
+            raise InputError(f"{spec.name}: no input spec known for this model")
+        eng = open_engine(spec.path, engine or spec.engine, threads=opts.threads, **dict(engine_options or {}))
+        try:
+            return cls(spec, eng, opts)
+        except BaseException:
+            eng.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> "FaceDetector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- pipeline ---------------------------------------------------------------------------
+    def _resolve_input_size(self) -> tuple[int, int]:
+        shape = self._in.shape
+        spec = self.spec.input
+        assert spec is not None
+        hw = shape[1:3] if spec.layout == "NHWC" else shape[2:4]
+        if all(d > 0 for d in hw):
+            fixed = (int(hw[1]), int(hw[0]))
+            if self.options.input_size and tuple(self.options.input_size) != fixed:
+                raise InputError(f"{self.spec.name} has a static input of {fixed[0]}x{fixed[1]}; "
+                                 f"input_size={self.options.input_size} is not possible")
+            return fixed
+        size = self.options.input_size or spec.size
+        if not size:
+            raise InputError(f"{self.spec.name} has a dynamic input: pass input_size=(width, height)")
+        w, h = int(size[0]), int(size[1])
+        if w % 32 or h % 32 or w <= 0 or h <= 0:
+            raise InputError(f"input_size must be positive multiples of 32, got {w}x{h}")
+        return (w, h)
+
+    def preprocess(self, image: np.ndarray, channels: str | None = None) -> tuple[np.ndarray, Any]:
+        """Validate, letterbox and normalise one image into the engine's input tensor."""
+        from ..ops.image import as_rgb, letterbox, to_tensor
+
+        spec = self.spec.input
+        assert spec is not None
+        rgb = as_rgb(image, channels or self.options.channels)
+        canvas, lb = letterbox(rgb, self.input_size, spec.resize)
+        x = to_tensor(canvas, layout=spec.layout, channels=spec.channels, mean=spec.mean, std=spec.std)
+        q = self._in.quantization
+        if self._in.dtype in ("int8", "uint8") and q:
+            info = np.iinfo(self._in.dtype)
+            x = np.clip(np.round(x / q[0] + q[1]), info.min, info.max).astype(self._in.dtype)
+        elif self._in.dtype != "float32":
+            x = x.astype(self._in.dtype)
+        return x, lb
+
+    def run_engine(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """One engine call; outputs by name, dequantized to float32."""
+        outs = self.engine.run({self._in.name: tensor})
+        named = {}
+        for spec, arr in zip(self.engine.outputs, outs):
+            if spec.quantization and arr.dtype in (np.int8, np.uint8, np.int16):
+                s, z = spec.quantization
+                arr = (arr.astype(np.float32) - z) * s
+            named[spec.name] = arr.astype(np.float32, copy=False)
+        return named
+
+    def decode(self, outputs: Mapping[str, np.ndarray], letterbox: Any) -> FaceDetections:
+        """Raw outputs -> thresholded, suppressed faces in source pixels."""
+        from ..ops.nms import nms, weighted_nms
+
+        cfg = self.spec.decoder
+        thr = self.options.score_threshold if self.options.score_threshold is not None else cfg.get("score_threshold", 0.5)
+        iou = self.options.iou_threshold if self.options.iou_threshold is not None else cfg.get("iou_threshold", 0.4)
+        k = int(cfg.get("keypoints", 0))
+        boxes, scores, kps = self._decoder.decode(outputs, self.input_size, cfg, float(thr))
+        if len(scores) == 0:
+            return FaceDetections.empty(k)
+        if self._decoder.suppression == "weighted":
+            boxes, scores, kps = weighted_nms(boxes, scores, kps, float(iou), self.options.max_faces)
+        else:
+            keep = nms(boxes, scores, float(iou), self.options.max_faces)
+            boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
+        src_boxes = letterbox.boxes_to_source(boxes)
+        src_kps = letterbox.to_source(kps) if kps.size else kps.reshape(len(boxes), k, 2)
+        ok = (src_boxes[:, 2] > src_boxes[:, 0]) & (src_boxes[:, 3] > src_boxes[:, 1])
+        return FaceDetections(src_boxes[ok], np.clip(scores[ok], 0.0, 1.0), src_kps[ok])
+
+    def detect(self, image: np.ndarray, *, channels: str | None = None) -> FaceDetections:
+        """Find faces in one image.
+
+        Args:
+            image: ``uint8`` array ``(H, W, 3)`` (also grey ``(H, W)`` or RGBA ``(H, W, 4)``).
+            channels: ``"RGB"`` or ``"BGR"``; defaults to the detector's option.
+
+        Returns:
+            Faces, best score first, boxes and keypoints in ``image`` pixels.
+
+        Raises:
+            InputError: the image is not a valid uint8 image.
+            EngineError: the engine failed.
+        """
+        t0 = time.perf_counter()
+        x, lb = self.preprocess(image, channels)
+        t1 = time.perf_counter()
+        outs = self.run_engine(x)
+        t2 = time.perf_counter()
+        faces = self.decode(outs, lb)
+        t3 = time.perf_counter()
+        self.last_timing = {"preprocess": t1 - t0, "engine": t2 - t1, "decode": t3 - t2, "total": t3 - t0}
+        return faces
+
+    def __repr__(self) -> str:
+        return (f"FaceDetector(model={self.spec.name!r}, family={self.spec.family!r}, "
+                f"engine={self.engine.name!r}, input={self.input_size[0]}x{self.input_size[1]})")
