@@ -8,15 +8,22 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["MAX_PIXELS", "as_rgb", "Letterbox", "letterbox", "to_tensor"]
+__all__ = ["MAX_PIXELS", "check_image", "as_rgb", "Letterbox", "letterbox", "to_tensor"]
 
 MAX_PIXELS = 100_000_000  # 100 MP: beyond this an edge device should tile, not resize
 
 
 def as_rgb(image: object, channels: str = "RGB") -> np.ndarray:
-    """Validate an image and return it as contiguous ``uint8`` ``(H, W, 3)`` RGB.
+    """Validate an image and return it as contiguous ``uint8`` ``(H, W, 3)`` RGB (see :func:`check_image`)."""
+    img, order = check_image(image, channels)
+    return np.ascontiguousarray(img[:, :, ::-1] if order == "BGR" else img)
 
-    Accepts ``(H, W)`` grey, ``(H, W, 1)``, ``(H, W, 3)`` and ``(H, W, 4)`` (alpha dropped)
+
+def check_image(image: object, channels: str = "RGB") -> tuple[np.ndarray, str]:
+    """Validate an image and return a 3-channel ``uint8`` view of it plus its channel order.
+
+    No copy is made for ordinary 3-channel input, so callers can resize first and swap
+    channels on the small result. Accepts ``(H, W)`` grey, ``(H, W, 1)``, ``(H, W, 3)`` and ``(H, W, 4)`` (alpha dropped)
     ``uint8`` arrays; ``channels`` says whether the colour planes are ``"RGB"`` or
     ``"BGR"`` (as OpenCV reads them).
 
@@ -42,11 +49,8 @@ def as_rgb(image: object, channels: str = "RGB") -> np.ndarray:
     if h * w > MAX_PIXELS:
         raise InputError(f"image has {h * w} pixels ({w}x{h}); at most {MAX_PIXELS} are accepted")
     if image.ndim == 2:
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
-    rgb = image[:, :, :3]
-    if channels == "BGR":
-        rgb = rgb[:, :, ::-1]
-    return np.ascontiguousarray(rgb)
+        return np.repeat(image[:, :, None], 3, axis=2), "RGB"
+    return image[:, :, :3], channels
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,8 @@ class Letterbox:
         return b
 
 
-def letterbox(rgb: np.ndarray, size: tuple[int, int], mode: str = "letterbox") -> tuple[np.ndarray, Letterbox]:
-    """Resize ``rgb`` into ``size = (width, height)``.
+def letterbox(image: np.ndarray, size: tuple[int, int], mode: str = "letterbox") -> tuple[np.ndarray, Letterbox]:
+    """Resize a 3-channel ``image`` into ``size = (width, height)``.
 
     ``"letterbox"`` keeps the aspect ratio and pads right/bottom with zeros;
     ``"stretch"`` scales each axis independently (for models trained that way).
@@ -87,7 +91,7 @@ def letterbox(rgb: np.ndarray, size: tuple[int, int], mode: str = "letterbox") -
     import cv2
 
     tw, th = size
-    h, w = rgb.shape[:2]
+    h, w = image.shape[:2]
     if mode == "stretch":
         sx, sy = tw / w, th / h
         nw, nh = tw, th
@@ -96,7 +100,9 @@ def letterbox(rgb: np.ndarray, size: tuple[int, int], mode: str = "letterbox") -
         sx = sy = s
         nw, nh = max(1, min(tw, round(w * s))), max(1, min(th, round(h * s)))
     interp = cv2.INTER_AREA if (nw < w or nh < h) else cv2.INTER_LINEAR
-    resized = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    if not image.flags.c_contiguous and not (image.strides[1] == 3 and image.strides[2] == 1):
+        image = np.ascontiguousarray(image)
+    resized = cv2.resize(image, (nw, nh), interpolation=interp)
     if (nw, nh) == (tw, th):
         canvas = resized
     else:
@@ -111,12 +117,13 @@ def to_tensor(
     *,
     layout: str,
     channels: str,
+    source_channels: str = "RGB",
     mean: float | tuple[float, ...],
     std: float | tuple[float, ...],
     dtype: str = "float32",
 ) -> np.ndarray:
-    """Normalise a uint8 RGB image into a batch-of-one network input."""
-    img = rgb[:, :, ::-1] if channels == "BGR" else rgb
+    """Normalise a uint8 image (in ``source_channels`` order) into a batch-of-one network input."""
+    img = rgb[:, :, ::-1] if channels != source_channels else rgb
     x = img.astype(np.float32)
     m = np.asarray(mean, np.float32)
     s = np.asarray(std, np.float32)

@@ -156,13 +156,14 @@ class FaceDetector:
 
     def preprocess(self, image: np.ndarray, channels: str | None = None) -> tuple[np.ndarray, Any]:
         """Validate, letterbox and normalise one image into the engine's input tensor."""
-        from ..ops.image import as_rgb, letterbox, to_tensor
+        from ..ops.image import check_image, letterbox, to_tensor
 
         spec = self.spec.input
         assert spec is not None
-        rgb = as_rgb(image, channels or self.options.channels)
-        canvas, lb = letterbox(rgb, self.input_size, spec.resize)
-        x = to_tensor(canvas, layout=spec.layout, channels=spec.channels, mean=spec.mean, std=spec.std)
+        img, order = check_image(image, channels or self.options.channels)
+        canvas, lb = letterbox(img, self.input_size, spec.resize)
+        x = to_tensor(canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
+                      mean=spec.mean, std=spec.std)
         q = self._in.quantization
         if self._in.dtype in ("int8", "uint8") and q:
             info = np.iinfo(self._in.dtype)

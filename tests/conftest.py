@@ -1,0 +1,51 @@
+"""Shared fixtures. Tests run offline against ../shared (models and data), never a hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ANYEDGE_SHARED", ROOT.parent / "shared")).resolve()
+MODELS = SHARED / "models"
+DATA = SHARED / "data"
+WIDER = DATA / "widerface_val" / "images"
+SMOKE = DATA / "faces" / "smoke"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Point the registry at the fixtures and forbid downloads for the whole run.
+    os.environ["ANYEDGE_MODEL_PATH"] = str(MODELS)
+    os.environ["ANYEDGE_OFFLINE"] = "1"
+    os.environ.setdefault("ANYEDGE_CACHE_DIR", str(Path(config.rootpath) / ".pytest_cache" / "anyedge-models"))
+    os.environ.setdefault("ANYEDGE_DATA", str(DATA))
+    if not MODELS.is_dir() or not DATA.is_dir():
+        raise pytest.UsageError(f"the test fixtures are expected at {SHARED} (models/ and data/)")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def wider_images() -> list[Path]:
+    files = sorted(WIDER.glob("*.jpg"))
+    assert len(files) == 150, f"expected 150 WIDER images in {WIDER}, found {len(files)}"
+    return files
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert bgr is not None, path
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="session")
+def smoke() -> dict[str, np.ndarray]:
+    return {name: read_rgb(SMOKE / name) for name in ("astronaut.png", "couple.jpg", "camera.png")}
