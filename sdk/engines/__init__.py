@@ -37,6 +37,7 @@ class EngineEntry:
     probe: tuple[str, ...]  # importable top-level modules; any one is enough
     extra: str | None  # pip extra that installs it
     description: str
+    install: str | None = None  # how to get it when it is not an extra or a PyPI package
 
 
 ENGINES: dict[str, EngineEntry] = {
@@ -48,6 +49,10 @@ ENGINES: dict[str, EngineEntry] = {
                     "ONNX Runtime (CPU; CUDA/TensorRT providers when installed)"),
         EngineEntry("openvino", "openvino", (".xml", ".onnx", ".tflite"), ("openvino",), "openvino",
                     "OpenVINO runtime (CPU, GPU, NPU devices)"),
+        EngineEntry("bnn", "bnn", (".bnn",), ("anyedge.targets.bnn._kernels",), None,
+                    "anyedge binary networks: XNOR-popcount kernels (Cython, built at install)",
+                    install="reinstall anyedge from source with a C compiler present "
+                            "(pip install --force-reinstall --no-binary anyedge anyedge) to build the kernels"),
     ]
 }
 
@@ -85,6 +90,8 @@ def default_engine_for(path: str | os.PathLike[str]) -> str:
 
 
 def _install_hint(entry: EngineEntry) -> str:
+    if entry.install:
+        return entry.install
     if entry.extra:
         return f"pip install 'anyedge[{entry.extra}]'"
     return f"pip install {entry.probe[0].replace('_', '-')}"

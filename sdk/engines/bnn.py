@@ -1,0 +1,75 @@
+"""The ``bnn`` engine: packed binary networks (``.bnn``) on the Cython XNOR-popcount kernels.
+
+Input ``window``: ``(n, window, channels)`` float32 sensor windows. Output ``scores``:
+``(n, classes)`` int32. ``kernels="reference"`` runs the pure-numpy reference of the same
+integer arithmetic instead (slow; for checking).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import EngineError, EngineUnavailableError, InputError
+from ..targets.bnn.format import BnnModel, read_bnn
+from .base import TensorSpec, check_feeds
+
+__all__ = ["BnnEngine", "load"]
+
+_KERNELS = ("cython", "reference")
+
+
+class BnnEngine:
+    """A ``.bnn`` model on the XNOR-popcount kernels.
+
+    Attributes:
+        model: the parsed :class:`~anyedge.targets.bnn.format.BnnModel`.
+        kernels: ``"cython"`` or ``"reference"``.
+    """
+
+    name = "bnn"
+
+    def __init__(self, path: Path, *, kernels: str = "cython") -> None:
+        if kernels not in _KERNELS:
+            raise EngineUnavailableError(f"bnn kernels must be one of {_KERNELS}, got {kernels!r}")
+        self.model: BnnModel | None = read_bnn(path)
+        if kernels == "cython":
+            from ..targets.bnn import kernels as impl  # raises EngineUnavailableError when not compiled
+
+            plan = impl.prepare(self.model)
+            self._forward = lambda m, x: impl.forward(m, x, plan=plan)
+        else:
+            from ..targets.bnn import reference as ref
+
+            self._forward = ref.forward
+        self.kernels = kernels
+        self.path = path
+        m = self.model
+        self.inputs = (TensorSpec("window", (-1, m.window, m.channels), "float32"),)
+        self.outputs = (TensorSpec("scores", (-1, m.n_classes), "int32"),)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run on a batch of windows.
+
+        Raises:
+            InputError: wrong input name, dtype or shape, or non-finite samples.
+            EngineError: the engine is closed.
+        """
+        if self.model is None:
+            raise EngineError("engine is closed")
+        check_feeds(self.inputs, feeds)
+        x = feeds["window"]
+        if not np.isfinite(x).all():
+            bad = np.argwhere(~np.isfinite(x))[0].tolist()
+            raise InputError(f"input 'window' must hold finite samples; found NaN or infinity at index {bad}")
+        return [self._forward(self.model, x)]
+
+    def close(self) -> None:
+        self.model = None
+
+
+def load(path: Path, *, threads: int | None = None, **options: Any) -> BnnEngine:
+    """Open a ``.bnn`` file (``threads`` is accepted and ignored: the kernels run on one core)."""
+    return BnnEngine(path, **options)

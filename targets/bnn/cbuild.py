@@ -1,0 +1,210 @@
+"""Compile the portable C library with a model header and run it: on this host, and for riscv64 under qemu.
+
+``python -m anyedge.targets.bnn.cbuild`` (what ``make riscv-check`` runs) takes every shipped
+BNN, runs its data set's ``_TEST`` windows through the C library built with the host
+compiler and, when ``riscv64-linux-gnu-gcc`` and ``qemu-riscv64`` are installed, cross-built
+for riscv64, and compares every score with the numpy reference. It exits 1 on any difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ...errors import ConversionError, EngineUnavailableError, InputError
+from .format import BnnModel
+
+__all__ = [
+    "C_DIR",
+    "CResult",
+    "Toolchain",
+    "host_toolchain",
+    "riscv_toolchain",
+    "build_harness",
+    "run_harness",
+    "fnv1a",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+C_DIR = Path(__file__).resolve().parent / "c"
+_FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A C compiler and, for foreign architectures, the emulator that runs its programs."""
+
+    name: str
+    cc: str
+    runner: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CResult:
+    """What the harness printed for each window.
+
+    Attributes:
+        rc: ``(n,)`` return codes of ``aebnn_run`` (0 is ``AEBNN_OK``).
+        qhash: ``(n,)`` FNV-1a hashes of the int8 quantized windows.
+        scores: ``(n, classes)`` int32 scores.
+        argmax: ``(n,)`` predicted class indices.
+    """
+
+    rc: np.ndarray
+    qhash: np.ndarray
+    scores: np.ndarray
+    argmax: np.ndarray
+
+
+def host_toolchain() -> Toolchain | None:
+    """The host C compiler (``CC``, else cc/gcc/clang), or ``None``."""
+    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cc and shutil.which(cc):
+            return Toolchain("host", cc)
+    return None
+
+
+def riscv_toolchain() -> Toolchain | None:
+    """``riscv64-linux-gnu-gcc`` (static build) + ``qemu-riscv64``, or ``None`` when either is missing."""
+    cc = os.environ.get("RISCV_CC", "riscv64-linux-gnu-gcc")
+    qemu = os.environ.get("QEMU_RISCV", "qemu-riscv64")
+    if shutil.which(cc) and shutil.which(qemu):
+        return Toolchain("riscv64", cc, (qemu,), ("-static", "-march=rv64gc", "-mabi=lp64d"))
+    return None
+
+
+def fnv1a(q: np.ndarray) -> int:
+    """FNV-1a of int8 bytes, as the harness computes it."""
+    h = 2166136261
+    for b in np.asarray(q, dtype=np.int8).view(np.uint8).ravel().tolist():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def build_harness(model: BnnModel, workdir: str | os.PathLike[str], toolchain: Toolchain, *,
+                  name: str = "model") -> Path:
+    """Generate the model header and compile ``bnn_check.c`` + ``anyedge_bnn.c`` with ``toolchain``.
+
+    Returns:
+        The path of the executable.
+
+    Raises:
+        ConversionError: the compiler reported an error.
+    """
+    from ...converters.bnn import write_c_header
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    write_c_header(model, work / "aebnn_model.h", name=name)
+    exe = work / f"bnn_check_{toolchain.name}"
+    cmd = [toolchain.cc, *_FLAGS, *toolchain.flags, f"-I{C_DIR}", f"-I{work}",
+           str(C_DIR / "anyedge_bnn.c"), str(C_DIR / "bnn_check.c"), "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConversionError(f"{toolchain.cc} failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-4000:]}")
+    return exe
+
+
+def run_harness(exe: str | os.PathLike[str], windows: np.ndarray, toolchain: Toolchain, *,
+                n_classes: int, timeout: float = 600.0) -> CResult:
+    """Run a built harness on ``(n, window, channels)`` float32 windows.
+
+    Raises:
+        InputError: ``windows`` is not a 3-D array.
+        ConversionError: the program failed or printed something unexpected.
+    """
+    w = np.ascontiguousarray(windows, dtype="<f4")
+    if w.ndim != 3:
+        raise InputError(f"expected (n, window, channels) windows, got shape {w.shape}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "windows.bin"
+        path.write_bytes(struct.pack("<3I", *w.shape) + w.tobytes())
+        proc = subprocess.run([*toolchain.runner, str(exe), str(path)], capture_output=True, text=True,
+                              timeout=timeout)
+    if proc.returncode != 0:
+        raise ConversionError(f"{exe} exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    lines = proc.stdout.split("\n")[:-1]
+    if len(lines) != w.shape[0]:
+        raise ConversionError(f"{exe} printed {len(lines)} lines for {w.shape[0]} windows")
+    try:
+        rows = np.array([[int(v) for v in line.split()] for line in lines], dtype=np.int64)
+    except ValueError:
+        raise ConversionError(f"{exe} printed non-integer output: {lines[:2]}") from None
+    if rows.shape != (w.shape[0], n_classes + 3):
+        raise ConversionError(f"{exe} printed rows of {rows.shape[1:]} values, expected {n_classes + 3}")
+    return CResult(rc=rows[:, 0], qhash=rows[:, 1].astype(np.uint32), scores=rows[:, 2:-1].astype(np.int32),
+                   argmax=rows[:, -1])
+
+
+def check_model(model: BnnModel, windows: np.ndarray, toolchain: Toolchain, *, name: str = "model") -> int:
+    """Build and run the C library for ``toolchain``; return how many windows differ from the reference."""
+    from .reference import forward, quantize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build_harness(model, tmp, toolchain, name=name)
+        res = run_harness(exe, windows, toolchain, n_classes=model.n_classes)
+    ref = forward(model, windows)
+    q = quantize(windows, model.offset, model.inv_scale)
+    hashes = np.array([fnv1a(qi) for qi in q], dtype=np.uint32)
+    bad = (res.rc != 0) | (res.qhash != hashes) | (res.scores != ref).any(axis=1)
+    return int(bad.sum())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Compare C (host, and riscv64 under qemu) with the numpy reference on every shipped model's test windows."""
+    from ...har.data import har_dataset_path, load_ts
+    from ...bundle import load_bundle
+    from ...registry import PACKAGED_BUNDLES, packaged_bundle
+    from .format import read_bnn
+
+    ap = argparse.ArgumentParser(prog="python -m anyedge.targets.bnn.cbuild", description=main.__doc__)
+    ap.add_argument("--require-riscv", action="store_true", help="fail when the riscv64 toolchain or qemu is missing")
+    ap.add_argument("--data-root", type=Path, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    chains = [t for t in (host_toolchain(), riscv_toolchain()) if t is not None]
+    if not any(t.name == "riscv64" for t in chains):
+        msg = "riscv64-linux-gnu-gcc and qemu-riscv64 are not both installed (apt-get install gcc-riscv64-linux-gnu qemu-user)"
+        if args.require_riscv:
+            print(f"error: {msg}", file=sys.stderr)
+            return 2
+        log.warning("%s; checking the host build only", msg)
+    failures = 0
+    names = [n for n in PACKAGED_BUNDLES if n.startswith("bnn-")]
+    if not names:
+        print("error: no shipped BNN bundles registered", file=sys.stderr)
+        return 2
+    for name in names:
+        bdir = packaged_bundle(name)
+        bundle = load_bundle(bdir)  # type: ignore[arg-type]
+        model = read_bnn(bundle.model_path)
+        dataset = bundle.manifest.get("training", {}).get("data", "").replace("_TRAIN.ts", "")
+        test = load_ts(har_dataset_path(dataset, "test", args.data_root))
+        for chain in chains:
+            try:
+                bad = check_model(model, test.x, chain, name=name)
+            except (ConversionError, EngineUnavailableError, subprocess.TimeoutExpired) as e:
+                print(f"error: {name} on {chain.name}: {e}", file=sys.stderr)
+                failures += 1
+                continue
+            failures += bad
+            print(f"{name}: C on {chain.name}: {len(test) - bad}/{len(test)} test windows bit-identical to the numpy reference")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
