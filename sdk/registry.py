@@ -272,7 +272,10 @@ REGISTRY: dict[str, ModelInfo] = {
 
 # Bundles that ship inside the anyedge package itself (the project's own models, e.g. the
 # HAR BNNs): name -> directory relative to the installed ``anyedge`` package.
-PACKAGED_BUNDLES: dict[str, str] = {}
+PACKAGED_BUNDLES: dict[str, str] = {
+    "bnn-racketsports": "models/bnn-racketsports",
+    "bnn-basicmotions": "models/bnn-basicmotions",
+}
 
 
 def packaged_bundle(name: str) -> Path | None:

@@ -1,0 +1,119 @@
+"""``anyedge har ...``: activity recognition from the command line.
+
+    anyedge har classify FILE.ts --model bnn-racketsports --json
+    anyedge har export-c --model bnn-racketsports --out model_racketsports.h
+    anyedge har models
+
+:func:`add_har_parser` adds the ``har`` sub-command to the main ``anyedge`` parser; the
+module also runs alone (``python -m anyedge.har.cli ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import AnyEdgeError
+
+__all__ = ["add_har_parser", "run_har", "main"]
+
+
+def add_har_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``har`` (with ``classify``, ``export-c``, ``models``) to an argparse sub-parser set.
+
+    Each leaf parser sets ``func`` to a handler taking the parsed namespace and returning the
+    exit code.
+    """
+    har = subparsers.add_parser("har", help="human activity recognition on IMU windows",
+                                description="Human activity recognition on IMU windows.")
+    sub = har.add_subparsers(dest="har_command", metavar="COMMAND")
+    sub.required = True
+
+    c = sub.add_parser("classify", help="classify every case of a UEA .ts file")
+    c.add_argument("file", type=Path, help="a .ts file (UEA/sktime format) of windows")
+    c.add_argument("--model", default="bnn-racketsports", help="model name or bundle path (default: %(default)s)")
+    c.add_argument("--engine", default=None, help="engine name (default: the bundle's)")
+    c.add_argument("--json", action="store_true", help='one JSON object per case: {"index", "label", "score"}')
+    c.set_defaults(func=_classify)
+
+    e = sub.add_parser("export-c", help="write a model as a C header for anyedge_bnn.c")
+    e.add_argument("--model", required=True, help="model name or bundle path")
+    e.add_argument("--out", type=Path, required=True, help="header file to write")
+    e.set_defaults(func=_export_c)
+
+    m = sub.add_parser("models", help="list the shipped activity models")
+    m.set_defaults(func=_models)
+    return har
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from ..tasks.activity_classifier import ActivityClassifier
+    from .data import load_ts
+
+    data = load_ts(args.file)
+    with ActivityClassifier.create(args.model, engine=args.engine) as clf:
+        results = clf.classify_batch(data.x)
+    correct = 0
+    for i, r in enumerate(results):
+        if args.json:
+            print(json.dumps({"index": i, "label": r.label, "score": round(float(r.score), 6)}))
+        else:
+            truth = data.labels[data.y[i]] if data.y[i] >= 0 and len(data.labels) else ""
+            correct += int(truth == r.label)
+            print(f"{i}\t{r.label}\t{r.score:.3f}" + (f"\t(true: {truth})" if truth else ""))
+    if not args.json and (data.y >= 0).all() and data.labels:
+        print(f"accuracy: {correct}/{len(results)} = {correct / len(results):.3f}")
+    return 0
+
+
+def _export_c(args: argparse.Namespace) -> int:
+    from ..converters.bnn import write_c_header
+    from ..targets.bnn.format import read_bnn
+    from ..tasks._loading import resolve_spec
+
+    spec = resolve_spec(args.model, task="activity_classification")
+    model = read_bnn(spec.path)
+    labels = (spec.manifest or {}).get("labels")
+    write_c_header(model, args.out, name=spec.name, labels=labels)
+    print(f"wrote {args.out} ({model.nbytes} parameter bytes); compile it with targets/bnn/c/anyedge_bnn.c")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from ..bundle import load_bundle
+    from ..registry import PACKAGED_BUNDLES, packaged_bundle
+
+    for name in PACKAGED_BUNDLES:
+        b = load_bundle(packaged_bundle(name))  # type: ignore[arg-type]
+        if b.manifest["model"].get("task") != "activity_classification":
+            continue
+        w = b.manifest.get("window", {})
+        mem = b.manifest.get("memory", {}).get("model_file_bytes")
+        print(f"{name}\t{w.get('length')}x{w.get('channels')}\t{len(b.manifest.get('labels', []))} classes\t{mem} bytes")
+    return 0
+
+
+def run_har(args: argparse.Namespace) -> int:
+    """Run a parsed ``har`` command; anyedge errors become a message and exit code 2."""
+    try:
+        return int(args.func(args))
+    except AnyEdgeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m anyedge.har.cli har classify ...`` (or without the ``har``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "har":
+        argv = ["har", *argv]
+    parser = argparse.ArgumentParser(prog="anyedge")
+    add_har_parser(parser.add_subparsers(dest="command"))
+    return run_har(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
