@@ -13,7 +13,7 @@ export ANYEDGE_MODEL_PATH ?= $(SHARED)/models
 export ANYEDGE_DATA ?= $(SHARED)/data
 endif
 
-.PHONY: demo test bench riscv-check clean
+.PHONY: demo test bench bench-har riscv-check train-har clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,21 @@ test: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/detect_latency.py
+
+bench-har: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/har_accuracy.py
+	$(BIN)/python benchmarks/bnn_speed.py
+
+# Cross-compile the portable BNN C library for riscv64 and compare every test window with
+# Python under qemu (needs: apt-get install gcc-riscv64-linux-gnu qemu-user).
+riscv-check: $(VENV)/.test-installed
+	$(BIN)/python -m anyedge.targets.bnn.cbuild --require-riscv
+
+# Retrain the shipped BNNs (PyTorch CPU; deterministic, byte-identical output).
+train-har: $(VENV)/.test-installed
+	$(BIN)/python -m pip install -q -e ".[train]"
+	$(BIN)/python -m anyedge.converters.train_har --dataset RacketSports
+	$(BIN)/python -m anyedge.converters.train_har --dataset BasicMotions
 
 clean:
 	rm -rf $(VENV) build out benchmarks/results .pytest_cache

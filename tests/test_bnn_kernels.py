@@ -5,6 +5,8 @@ Also the batch-norm folding and the packed .bnn file format.
 
 from __future__ import annotations
 
+import os
+
 import re
 import struct
 import zlib
@@ -72,8 +74,9 @@ def test_cython_equals_reference_shipped(name, dataset):
 def _toolchains():
     chains = [pytest.param(cbuild.host_toolchain(), id="host")]
     rv = cbuild.riscv_toolchain()
+    # CI installs the toolchain (.ci/run), so there a missing toolchain fails instead of skipping.
     chains.append(pytest.param(rv, id="riscv64-qemu", marks=pytest.mark.skipif(
-        rv is None, reason="riscv64-linux-gnu-gcc / qemu-riscv64 not installed (apt-get install gcc-riscv64-linux-gnu qemu-user)")))
+        rv is None and not os.environ.get("CI"), reason="riscv64-linux-gnu-gcc / qemu-riscv64 not installed (apt-get install gcc-riscv64-linux-gnu qemu-user)")))
     return chains
 
 
