@@ -266,7 +266,7 @@ def _subcommand_hooks() -> list[Any]:
     """Subcommands that live with their task (converters, HAR)."""
     hooks = []
     try:
-        from .converters_cli import add_parsers as conv
+        from .converters.cli import add_parsers as conv
         hooks.append(conv)
     except ImportError:
         pass

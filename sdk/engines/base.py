@@ -7,7 +7,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["TensorSpec", "Engine"]
+__all__ = ["TensorSpec", "Engine", "check_feeds", "quantize_input", "dequantize_output"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,20 @@ def check_feeds(inputs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) -
             d >= 0 and d != a for d, a in zip(spec.shape, arr.shape)
         ):
             raise InputError(f"input {spec.name!r} expects shape {spec.shape}, got {arr.shape}")
+
+
+def quantize_input(spec: TensorSpec, x: np.ndarray) -> np.ndarray:
+    """Bring a float32 tensor to the dtype an input wants (affine int8/uint8 quantization)."""
+    if spec.dtype in ("int8", "uint8") and spec.quantization:
+        scale, zero = spec.quantization
+        info = np.iinfo(spec.dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(spec.dtype)
+    return x if x.dtype == np.dtype(spec.dtype) else x.astype(spec.dtype)
+
+
+def dequantize_output(spec: TensorSpec, y: np.ndarray) -> np.ndarray:
+    """Float32 view of an output, undoing affine quantization where the model has it."""
+    if spec.quantization and y.dtype in (np.int8, np.uint8, np.int16):
+        scale, zero = spec.quantization
+        return (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32, copy=False)

@@ -39,11 +39,23 @@ def _check_flatbuffer(path: Path) -> None:
         raise ModelLoadError(f"{path} is not a TFLite model (no TFL3 identifier)")
 
 
-def _spec(d: Mapping[str, Any]) -> TensorSpec:
+def _spec(d: Mapping[str, Any], names: Mapping[int, str]) -> TensorSpec:
     q = d.get("quantization") or (0.0, 0)
     quant = (float(q[0]), int(q[1])) if q and q[0] else None
     shape = tuple(int(x) for x in d.get("shape_signature", d["shape"]))
-    return TensorSpec(d["name"], shape, np.dtype(d["dtype"]).name, quant)
+    return TensorSpec(names.get(d["index"], d["name"]), shape, np.dtype(d["dtype"]).name, quant)
+
+
+def _signature_names(interp: Any) -> dict[int, str]:
+    """Tensor index -> SignatureDef name: these survive quantization, tensor names may not."""
+    try:
+        if not interp.get_signature_list():
+            return {}
+        runner = interp.get_signature_runner()
+        details = {**runner.get_input_details(), **runner.get_output_details()}
+        return {int(v["index"]): k for k, v in details.items()}
+    except (ValueError, RuntimeError, KeyError, AttributeError):
+        return {}
 
 
 class LiteRTEngine:
@@ -65,8 +77,9 @@ class LiteRTEngine:
             raise ModelLoadError(f"LiteRT cannot load {path}: {e}") from e
         self._in = self._interp.get_input_details()
         self._out = self._interp.get_output_details()
-        self.inputs = tuple(_spec(d) for d in self._in)
-        self.outputs = tuple(_spec(d) for d in self._out)
+        names = _signature_names(self._interp)
+        self.inputs = tuple(_spec(d, names) for d in self._in)
+        self.outputs = tuple(_spec(d, names) for d in self._out)
         self.path = path
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -74,14 +87,13 @@ class LiteRTEngine:
             raise EngineError("engine is closed")
         check_feeds(self.inputs, feeds)
         try:
-            for d in self._in:
-                arr = feeds[d["name"]]
+            for spec, d in zip(self.inputs, self._in):
+                arr = feeds[spec.name]
                 if tuple(arr.shape) != tuple(d["shape"]):
                     self._interp.resize_tensor_input(d["index"], arr.shape)
                     self._interp.allocate_tensors()
                     self._in = self._interp.get_input_details()
                     self._out = self._interp.get_output_details()
-                    d = next(x for x in self._in if x["name"] == d["name"])
                 self._interp.set_tensor(d["index"], np.ascontiguousarray(arr))
             self._interp.invoke()
             return [self._interp.get_tensor(d["index"]).copy() for d in self._out]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from ..errors import EngineError, ModelLoadError
 from .base import TensorSpec, check_feeds
+
+log = logging.getLogger(__name__)
 
 __all__ = ["OnnxRuntimeEngine", "load"]
 
@@ -51,10 +54,14 @@ class OnnxRuntimeEngine:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        wanted = list(providers or ["CPUExecutionProvider"])
+        have = set(ort.get_available_providers())
+        usable = [p for p in wanted if (p[0] if isinstance(p, tuple) else p) in have] or ["CPUExecutionProvider"]
+        if len(usable) < len(wanted):
+            log.info("ONNX Runtime providers %s are not installed here; using %s",
+                     [p for p in wanted if p not in usable], usable)
         try:
-            self._sess = ort.InferenceSession(
-                str(path), sess_options=so, providers=list(providers or ["CPUExecutionProvider"])
-            )
+            self._sess = ort.InferenceSession(str(path), sess_options=so, providers=usable)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
             raise ModelLoadError(f"ONNX Runtime cannot load {path}: {e}") from e
         self.inputs = tuple(_spec(a) for a in self._sess.get_inputs())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from ..errors import EngineError, ModelLoadError
 from .base import TensorSpec, check_feeds
+
+log = logging.getLogger(__name__)
 
 __all__ = ["OpenVINOEngine", "load"]
 
@@ -31,10 +34,15 @@ class OpenVINOEngine:
 
     name = "openvino"
 
-    def __init__(self, path: Path, *, threads: int | None = None, device: str = "CPU") -> None:
+    def __init__(self, path: Path, *, threads: int | None = None, device: str = "CPU",
+                 fallback_device: str | None = None) -> None:
         import openvino as ov
 
         core = ov.Core()
+        if fallback_device and device not in ("AUTO", *core.available_devices):
+            log.warning("OpenVINO device %s is not present (have %s); running on %s",
+                        device, ", ".join(core.available_devices), fallback_device)
+            device = fallback_device
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads and device == "CPU":
             config["INFERENCE_NUM_THREADS"] = int(threads)

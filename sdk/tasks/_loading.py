@@ -30,6 +30,7 @@ class ModelSpec:
     input: InputSpec | None
     decoder: Mapping[str, Any] = field(default_factory=dict)
     engine: str | None = None  # the engine a bundle was built for
+    engine_options: Mapping[str, Any] = field(default_factory=dict)  # device/providers a bundle asks for
     manifest: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -40,6 +41,11 @@ def _from_bundle(path: Path, task: str) -> ModelSpec:
     model = m["model"]
     if model.get("task") != task:
         raise InputError(f"bundle {path} holds a {model.get('task')!r} model, not {task!r}")
+    opts: dict[str, Any] = {}
+    if m.get("engine") == "openvino" and m.get("device"):
+        opts = {"device": m["device"], "fallback_device": "CPU"}
+    elif m.get("engine") == "onnxruntime" and m.get("providers"):
+        opts = {"providers": list(m["providers"])}
     return ModelSpec(
         name=model.get("name", path.stem),
         task=task,
@@ -48,6 +54,7 @@ def _from_bundle(path: Path, task: str) -> ModelSpec:
         input=InputSpec.from_dict(m["input"]) if m.get("input") else None,
         decoder=m.get("decoder", {}),
         engine=m.get("engine"),
+        engine_options=opts,
         manifest=m,
         extra={k: v for k, v in m.items() if k not in {"input", "decoder", "files"}},
     )
@@ -90,7 +97,8 @@ def resolve_spec(
         base = next((m for m in REGISTRY.values() if m.family == family and m.task == task), None)
         if base is None:
             raise InputError(f"unknown {task} family {family!r}")
-        return ModelSpec(p.stem, task, family, p, input_spec or base.input, {**base.decoder, **(decoder or {})})
+        settings = dict(decoder) if decoder is not None else dict(base.decoder)
+        return ModelSpec(p.stem, task, family, p, input_spec or base.input, settings)
     raise UnknownModelError(
         f"{text!r} is not a registered model, a bundle or a model file; "
         f"known models: {', '.join(sorted([*REGISTRY, *PACKAGED_BUNDLES]))}"

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..engines.base import dequantize_output, quantize_input
 from ..errors import InputError
 from ..registry import InputSpec
 from ..results import FaceDetections
@@ -83,6 +84,7 @@ class FaceDetector:
         options: FaceDetectorOptions | None = None,
         family: str | None = None,
         input_spec: InputSpec | None = None,
+        decoder: Mapping[str, Any] | None = None,
         engine_options: Mapping[str, Any] | None = None,
         **option_overrides: Any,
     ) -> "FaceDetector":
@@ -97,6 +99,8 @@ class FaceDetector:
                 (``score_threshold=0.6``, ``channels="BGR"``...).
             family: decoder family for a bare model file.
             input_spec: preprocessing for a bare model file that differs from the family default.
+            decoder: decoder settings for a bare model file that differ from the family default
+                (e.g. BlazeFace full range anchors).
             engine_options: passed to the engine (``device="NPU"``, ``providers=[...]``).
 
         Raises:
@@ -114,10 +118,13 @@ class FaceDetector:
             if bad:
                 raise InputError(f"unknown option(s) {sorted(bad)}; known: {sorted(known)}")
             opts = replace(opts, **option_overrides)
-        spec = resolve_spec(model, task=TASK, family=family, input_spec=input_spec)
+        spec = resolve_spec(model, task=TASK, family=family, input_spec=input_spec, decoder=decoder)
         if spec.input is None:
             raise InputError(f"{spec.name}: no input spec known for this model")
-        eng = open_engine(spec.path, engine or spec.engine, threads=opts.threads, **dict(engine_options or {}))
+        chosen = engine or spec.engine
+        eopts = dict(spec.engine_options) if chosen == spec.engine else {}
+        eopts.update(engine_options or {})
+        eng = open_engine(spec.path, chosen, threads=opts.threads, **eopts)
         try:
             return cls(spec, eng, opts)
         except BaseException:
@@ -164,24 +171,12 @@ class FaceDetector:
         canvas, lb = letterbox(img, self.input_size, spec.resize)
         x = to_tensor(canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
                       mean=spec.mean, std=spec.std)
-        q = self._in.quantization
-        if self._in.dtype in ("int8", "uint8") and q:
-            info = np.iinfo(self._in.dtype)
-            x = np.clip(np.round(x / q[0] + q[1]), info.min, info.max).astype(self._in.dtype)
-        elif self._in.dtype != "float32":
-            x = x.astype(self._in.dtype)
-        return x, lb
+        return quantize_input(self._in, x), lb
 
     def run_engine(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """One engine call; outputs by name, dequantized to float32."""
         outs = self.engine.run({self._in.name: tensor})
-        named = {}
-        for spec, arr in zip(self.engine.outputs, outs):
-            if spec.quantization and arr.dtype in (np.int8, np.uint8, np.int16):
-                s, z = spec.quantization
-                arr = (arr.astype(np.float32) - z) * s
-            named[spec.name] = arr.astype(np.float32, copy=False)
-        return named
+        return {spec.name: dequantize_output(spec, arr) for spec, arr in zip(self.engine.outputs, outs)}
 
     def decode(self, outputs: Mapping[str, np.ndarray], letterbox: Any) -> FaceDetections:
         """Raw outputs -> thresholded, suppressed faces in source pixels."""

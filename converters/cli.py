@@ -1,0 +1,104 @@
+"""``anyedge convert`` and ``anyedge inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parsers"]
+
+
+def _default_calibration() -> str | None:
+    data = os.environ.get("ANYEDGE_DATA") or str(Path.cwd().parent / "shared" / "data")
+    cand = Path(data) / "widerface_val" / "images"
+    return str(cand) if cand.is_dir() else None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return w, h
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .api import convert
+
+    calib = args.calib or _default_calibration()
+    res = convert(args.model, target=args.target, out=args.out, calibration=calib, max_drop=args.max_drop,
+                  precision=args.precision, input_size=args.input_size, family=args.family,
+                  max_calibration=args.max_calibration, show_progress=not args.json)
+    m = res.bundle.manifest
+    if args.json:
+        print(json.dumps({"bundle": str(res.path), "target": m["target"], "engine": m["engine"],
+                          "precision": m["precision"], "bytes": m["bytes"], "source_bytes": m["source"]["bytes"],
+                          "fidelity": res.report}))
+        return 0
+    fid = res.report
+    print(f"bundle   {res.path}")
+    print(f"target   {m['target']} ({m['engine']}{', device ' + m['device'] if m.get('device') else ''})")
+    print(f"precision {m['precision']} (asked {m['requested_precision']}; remedy: {m['remedy']})")
+    print(f"size     {m['bytes']:,} bytes vs float {m['source']['bytes']:,} (x{m['size_ratio']:.2f})")
+    print(f"fidelity gate F1 >= {fid['gate_f1']} on {m['calibration']['held_back']} held-back images; "
+          f"{m['calibration']['images']} calibration images")
+    for a in fid["attempts"]:
+        if "agreement" in a:
+            g = a["agreement"]
+            line = (f"  {'PASS' if a['passed'] else 'fail'} {a['remedy']:28} F1 {g['f1']:.4f}  mean IoU "
+                    f"{g['mean_iou']:.4f}  score drift {g['mean_score_drift']:.4f}  faces {g['candidate_faces']}/"
+                    f"{g['reference_faces']}")
+        else:
+            line = f"  fail {a['remedy']:28} {a.get('error', '')[:100]}"
+        print(line)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from anyedge.bundle import load_bundle
+
+    b = load_bundle(args.bundle)
+    m = dict(b.manifest)
+    if args.json:
+        print(json.dumps(m, indent=1))
+        return 0
+    model = m["model"]
+    print(f"{args.bundle}: {model['name']} ({model['family']}, {model['task']}) verified")
+    for key in ("target", "engine", "device", "precision", "remedy", "bytes", "size_ratio", "created"):
+        if m.get(key) is not None:
+            print(f"  {key:10} {m[key]}")
+    if "input" in m:
+        print(f"  input      {m['input']}")
+    if "fidelity" in m and "chosen" in m["fidelity"]:
+        c = m["fidelity"]["chosen"]
+        g = c.get("agreement", {})
+        print(f"  fidelity   F1 {g.get('f1')}  mean IoU {g.get('mean_iou')}  (gate {m['fidelity'].get('gate_f1')})")
+    for name, digest in m["files"].items():
+        print(f"  file       {name}  sha256 {digest[:16]}...")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    from anyedge.targets import TARGETS
+
+    p = sub.add_parser("convert", help="quantize / compile a model for a target and write a bundle")
+    p.add_argument("model", help="registry name or model file")
+    p.add_argument("--target", required=True, choices=[*TARGETS, "host"])
+    p.add_argument("--out", required=True, help="bundle directory, or a path ending in .zip")
+    p.add_argument("--calib", default=None,
+                   help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present)")
+    p.add_argument("--max-drop", type=float, default=0.05, help="allowed F1 drop vs the float model (default 0.05)")
+    p.add_argument("--precision", default=None, choices=["int8", "int8w", "fp16", "fp32"])
+    p.add_argument("--input-size", type=_size, default=None, help="static input WIDTHxHEIGHT (e.g. 320x320)")
+    p.add_argument("--family", default=None, help="decoder family for a bare model file")
+    p.add_argument("--max-calibration", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("inspect", help="verify a bundle and show its manifest")
+    p.add_argument("bundle")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_inspect)

@@ -1,0 +1,80 @@
+"""OpenVINO steps: read .onnx/.tflite, fix the input shape, save IR fp32/fp16, INT8 with NNCF."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from anyedge.errors import ConversionError, EngineUnavailableError
+
+__all__ = ["read_model", "save_ir", "nncf_int8", "weighted_ops"]
+
+log = logging.getLogger(__name__)
+
+
+def _ov() -> Any:
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise EngineUnavailableError("OpenVINO conversion needs: pip install 'anyedge[openvino]'") from e
+    return ov
+
+
+def read_model(src: Path, input_shape: Sequence[int] | None) -> Any:
+    """Read ``src`` with OpenVINO's frontends and fix its input shape when one is given."""
+    ov = _ov()
+    try:
+        model = ov.convert_model(str(src))
+    except Exception as e:
+        raise ConversionError(f"OpenVINO cannot read {src.name}: {e}") from e
+    if input_shape is not None:
+        if len(model.inputs) != 1:
+            raise ConversionError(f"{src.name}: expected one input, found {len(model.inputs)}")
+        try:
+            model.reshape({model.inputs[0]: ov.PartialShape([int(d) for d in input_shape])})
+        except Exception as e:
+            raise ConversionError(f"{src.name}: cannot fix the input shape to {list(input_shape)}: {e}") from e
+    return model
+
+
+def save_ir(model: Any, xml: Path, *, fp16: bool) -> list[Path]:
+    """Write ``xml`` + ``.bin``; fp16 stores compressed weights (computed in the device's precision)."""
+    ov = _ov()
+    ov.save_model(model, str(xml), compress_to_fp16=fp16)
+    return [xml, xml.with_suffix(".bin")]
+
+
+def weighted_ops(model: Any) -> list[str]:
+    """Friendly names of the convolution / matmul ops NNCF would quantize, in graph order."""
+    kinds = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in kinds]
+
+
+def nncf_int8(
+    model: Any,
+    tensors: Sequence[np.ndarray],
+    settings: Mapping[str, Any],
+    *,
+    ignored: Iterable[str] = (),
+) -> Any:
+    """Post-training INT8 (weights and activations) with NNCF on real calibration tensors."""
+    try:
+        import nncf
+    except ImportError as e:
+        raise EngineUnavailableError("INT8 for OpenVINO needs NNCF: pip install 'anyedge[openvino]'") from e
+    preset = {"performance": nncf.QuantizationPreset.PERFORMANCE,
+              "mixed": nncf.QuantizationPreset.MIXED}[settings.get("preset", "performance")]
+    names = list(ignored)
+    kwargs: dict[str, Any] = {}
+    if names:
+        kwargs["ignored_scope"] = nncf.IgnoredScope(names=names)
+    try:
+        return nncf.quantize(
+            model, nncf.Dataset(list(tensors)), preset=preset,
+            subset_size=min(int(settings.get("subset_size", 300)), len(tensors)), **kwargs,
+        )
+    except Exception as e:
+        raise ConversionError(f"NNCF quantization failed: {e}") from e
