@@ -163,7 +163,11 @@ def to_fp16(src: Path, dst: Path, keep_io_types: bool = True) -> Path:
         from anyedge.errors import EngineUnavailableError
 
         raise EngineUnavailableError("fp16 ONNX needs onnxconverter-common: pip install 'anyedge[quantize]'") from e
+    import warnings
+
     m = onnx.load(str(src))
-    m16 = float16.convert_float_to_float16(m, keep_io_types=keep_io_types)
+    with warnings.catch_warnings():  # it warns once per tiny weight it clamps to fp16's range
+        warnings.simplefilter("ignore", UserWarning)
+        m16 = float16.convert_float_to_float16(m, keep_io_types=keep_io_types)
     onnx.save(m16, str(dst))
     return dst

@@ -28,6 +28,7 @@ __all__ = [
     "load_bundle",
     "write_bundle",
     "zip_bundle",
+    "manifest_digest",
 ]
 
 MANIFEST = "manifest.json"
@@ -100,7 +101,18 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON, without its own ``manifest_sha256`` field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _verify(root: Path, manifest: Mapping[str, Any]) -> None:
+    pinned = manifest.get("manifest_sha256")
+    if pinned is not None and pinned != manifest_digest(manifest):
+        raise IntegrityError(f"bundle {root}: {MANIFEST} was edited after the bundle was written "
+                             "(its manifest_sha256 no longer matches)")
     for name, digest in manifest["files"].items():
         member = root / _safe_member(name)
         if not member.is_file():
@@ -205,6 +217,8 @@ def write_bundle(
                 shutil.copyfile(src, target)
             digests[name] = _sha256(target)
         full = {"format": FORMAT, **dict(manifest), "files": digests}
+        full = json.loads(json.dumps(full, default=_json_default))
+        full["manifest_sha256"] = manifest_digest(full)
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False, default=_json_default) + "\n")
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))

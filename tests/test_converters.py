@@ -1,0 +1,219 @@
+"""convert -> bundle -> load -> detect, for every conversion path, and the ways it must refuse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anyedge import FaceDetector
+from anyedge.bundle import load_bundle
+from anyedge.converters.api import convert
+from anyedge.errors import (
+    BundleError,
+    CalibrationError,
+    FidelityError,
+    IntegrityError,
+    UnsupportedTargetError,
+)
+from anyedge.targets import TARGETS, get_target
+
+from .conftest import WIDER
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 real WIDER images: 20 calibrate, 10 are held back for the fidelity check."""
+    d = tmp_path_factory.mktemp("calib")
+    for f in sorted(WIDER.glob("*.jpg"))[::5]:
+        shutil.copy(f, d / f.name)
+    return d
+
+
+PATHS = [
+    # model, target, precision, engine, achieved precisions accepted
+    ("yunet", "arm-cpu", None, "onnxruntime", {"int8", "int8-mixed"}),
+    ("scrfd-500m", "intel-npu", None, "openvino", {"int8", "int8-mixed"}),
+    ("blazeface-short", "mobile-gpu", None, "litert", {"fp16"}),
+    ("blazeface-short", "arm-cpu", "int8w", "litert", {"int8w"}),
+    ("scrfd-500m", "jetson", None, "onnxruntime", {"fp16"}),
+    ("yunet", "mobile-gpu", None, "onnxruntime", {"fp16"}),
+    ("blazeface-short", "intel-cpu", "fp16", "openvino", {"fp16"}),
+]
+
+
+@pytest.mark.parametrize(("model", "target", "precision", "engine", "accepted"), PATHS,
+                         ids=[f"{m}-{t}-{p or 'default'}" for m, t, p, *_ in PATHS])
+def test_round_trip(model, target, precision, engine, accepted, calib_dir, smoke, tmp_path) -> None:
+    out = tmp_path / "bundle"
+    res = convert(model, target=target, out=out, calibration=calib_dir, precision=precision, show_progress=False)
+    m = res.bundle.manifest
+    assert m["target"] == target and m["engine"] == engine and m["precision"] in accepted
+    assert m["fidelity"]["passed"] and m["fidelity"]["chosen"]["agreement"]["f1"] >= 0.95
+    assert m["calibration"]["images"] == 20 and m["calibration"]["held_back"] == 10
+    assert m["source"]["sha256"] and m["bytes"] > 0 and set(m["files"]) >= {m["model_file"]}
+    assert load_bundle(out).manifest == m
+    with FaceDetector.create(out) as det:
+        assert det.engine.name == engine
+        assert len(det.detect(smoke["astronaut.png"])) == 1
+        assert len(det.detect(smoke["couple.jpg"])) == 2
+    if target in ("intel-npu", "jetson", "arm-cpu") and engine != "litert":
+        assert -1 not in det.engine.inputs[0].shape  # static shape
+
+
+def test_zip_bundle_round_trip_and_inspect(calib_dir, smoke, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "yunet-npu.zip"
+    convert("yunet", target="intel-npu", out=out, calibration=calib_dir, precision="fp16", show_progress=False)
+    assert zipfile.is_zipfile(out)
+    with FaceDetector.create(out) as det:
+        assert len(det.detect(smoke["astronaut.png"])) == 1
+    r = subprocess.run([sys.executable, "-m", "anyedge.cli", "inspect", str(out), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["precision"] == "fp16"
+
+
+def test_scrfd_static_320(calib_dir, smoke, tmp_path) -> None:
+    res = convert("scrfd-500m", target="intel-cpu", out=tmp_path / "b", calibration=calib_dir, precision="fp16",
+                  input_size=(320, 320), show_progress=False)
+    assert res.bundle.manifest["input"]["size"] == [320, 320]
+    with FaceDetector.create(tmp_path / "b") as det:
+        assert det.input_size == (320, 320)
+        assert len(det.detect(smoke["astronaut.png"])) == 1
+
+
+def test_cli_convert_prints_the_fidelity_report(calib_dir, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "anyedge.cli", "convert", "blazeface-short", "--target", "mobile-gpu",
+                        "--out", str(tmp_path / "b"), "--calib", str(calib_dir)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "PASS fp16" in r.stdout and "F1 1.0000" in r.stdout
+
+
+# -- refusals: each a clear error, nothing left at the output path ----------------------------
+@pytest.fixture()
+def yunet_bundle(calib_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("b") / "yunet"
+    convert("yunet", target="mobile-gpu", out=out, calibration=calib_dir, show_progress=False)
+    return out
+
+
+def test_tampered_manifest(yunet_bundle: Path) -> None:
+    p = yunet_bundle / "manifest.json"
+    m = json.loads(p.read_text())
+    m["decoder"]["score_threshold"] = 0.01
+    p.write_text(json.dumps(m))
+    with pytest.raises(IntegrityError, match="manifest"):
+        FaceDetector.create(yunet_bundle)
+
+
+def test_tampered_model_file(yunet_bundle: Path) -> None:
+    f = yunet_bundle / "model.onnx"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 3] ^= 0x55
+    f.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256"):
+        FaceDetector.create(yunet_bundle)
+
+
+def test_missing_member(yunet_bundle: Path) -> None:
+    (yunet_bundle / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(yunet_bundle)
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "..\\evil.txt"])
+def test_zip_with_escaping_member_is_refused(member: str, tmp_path: Path) -> None:
+    z = tmp_path / "evil.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("manifest.json", "{}")
+        zf.writestr(member, "pwned")
+    before = set(tmp_path.parent.rglob("evil.txt"))
+    with pytest.raises(BundleError, match="escapes"):
+        load_bundle(z)
+    assert set(tmp_path.parent.rglob("evil.txt")) == before
+
+
+def test_manifest_listing_an_escaping_file(yunet_bundle: Path) -> None:
+    p = yunet_bundle / "manifest.json"
+    m = json.loads(p.read_text())
+    m.pop("manifest_sha256")
+    m["files"]["../outside.onnx"] = "0" * 64
+    p.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="escapes"):
+        load_bundle(yunet_bundle)
+
+
+def test_missing_calibration_folder(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    with pytest.raises(CalibrationError, match="does not exist"):
+        convert("yunet", target="arm-cpu", out=out, calibration=tmp_path / "nope")
+    assert not out.exists()
+
+
+def test_empty_calibration_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    out = tmp_path / "b"
+    with pytest.raises(CalibrationError, match="no images"):
+        convert("yunet", target="arm-cpu", out=out, calibration=tmp_path / "empty")
+    assert not out.exists()
+
+
+def test_unsupported_model_target_pair_names_who_can_take_it(calib_dir, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    with pytest.raises(UnsupportedTargetError, match="arm-cpu") as e:
+        convert("blazeface-short", target="jetson", out=out, calibration=calib_dir)
+    assert ".tflite" in str(e.value)
+    with pytest.raises(UnsupportedTargetError, match="int8"):
+        convert("yunet", target="mobile-gpu", out=out, calibration=calib_dir, precision="int8")
+    with pytest.raises(UnsupportedTargetError, match="unknown target"):
+        convert("yunet", target="tpu", out=out, calibration=calib_dir)
+    assert not out.exists()
+
+
+def test_failed_gate_writes_nothing(calib_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target that only takes int8, a gate no int8 model can meet (F1 >= 1.0 and no mixed steps)."""
+    import anyedge.converters.api as api
+    from anyedge.targets.base import Recipe, TargetProfile
+
+    arm = TARGETS["arm-cpu"].recipes[".onnx"]
+    only = TargetProfile("int8-only", "test", {".onnx": Recipe(arm.engine, ".onnx", ("int8",), True,
+                                                                  arm.quantization)})
+    monkeypatch.setitem(TARGETS, "int8-only", only)
+    monkeypatch.setattr(api, "_MIXED_STEPS", ())
+    out = tmp_path / "b"
+    with pytest.raises(FidelityError, match="nothing was written"):
+        convert("yunet", target="int8-only", out=out, calibration=calib_dir, max_drop=0.0, show_progress=False)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_refuses_to_overwrite_a_non_bundle(calib_dir, tmp_path: Path) -> None:
+    from anyedge.errors import ConversionError
+
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("x")
+    with pytest.raises(ConversionError, match="not a bundle"):
+        convert("yunet", target="arm-cpu", out=tmp_path / "precious", calibration=calib_dir)
+    assert (tmp_path / "precious" / "thesis.tex").read_text() == "x"
+
+
+def test_target_profiles_are_data() -> None:
+    for name, prof in TARGETS.items():
+        d = prof.to_dict()
+        assert d["name"] == name and d["recipes"]
+        for r in d["recipes"].values():
+            assert r["engine"] in ("litert", "onnxruntime", "openvino") and r["precisions"]
+    assert TARGETS["intel-npu"].recipes[".onnx"].static_shape
+    assert TARGETS["intel-npu"].recipes[".onnx"].device == "NPU"
+    assert "TensorrtExecutionProvider" in TARGETS["jetson"].recipes[".onnx"].providers
+    assert get_target("host").recipes
