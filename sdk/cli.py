@@ -200,9 +200,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.models:
         models = args.models.split(",")
-    else:  # every face detector on this machine, plus BlazeFace (fetched from its wheel if absent)
+    else:  # every face detector on this machine or fetchable from its official source
         models = [m.name for m in list_models()
-                  if m.task == "face_detection" and (find_model_file(m) or m.name == "blazeface-short")]
+                  if m.task == "face_detection" and (find_model_file(m) or m.source.fetchable)]
     print(f"anyedge demo on {name} ({img.shape[1]}x{img.shape[0]}), {args.runs} timed runs each\n")
     print(f"{'model':20} {'engine':12} {'faces':>5} {'median ms':>10} {'p90 ms':>8}")
     rows = []
