@@ -193,7 +193,7 @@ def _prepare(spec: Any, profile: TargetProfile, recipe: Recipe, precision: str, 
     shape = [1, 3, h, w] if spec.input.layout == "NCHW" else [1, h, w, 3]
     tensors = []
     for f in progress(calib_files, desc="calibration images", total=len(calib_files), enabled=show):
-        tensors.append(ref.preprocess(read_bgr(f))[0])
+        tensors.append(ref.preprocess(read_bgr(f))[0].copy())  # preprocess reuses its buffer
     held = [read_bgr(f) for f in held_files]
     held_ref = [ref.detect(img) for img in progress(held, desc="float reference", total=len(held), enabled=show)]
     log.info("calibration: %d images, held back: %d (float model finds %d faces)",
@@ -409,7 +409,7 @@ def _openvino_accuracy_control(job: _Job, model: Any, save: Callable[..., dict[s
     vdata = []
     for img, r in zip(job.held_images, job.held_reference):
         x, lb = ref.preprocess(img)
-        vdata.append((x, r, lb))
+        vdata.append((x.copy(), r, lb))
 
     def validate(compiled: Any, data: Any) -> float:
         outs = [sorted(o.get_names(), key=lambda s: (s.isdigit(), s))[0] for o in compiled.outputs]

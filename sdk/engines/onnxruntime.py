@@ -35,6 +35,8 @@ class OnnxRuntimeEngine:
 
     ``providers`` defaults to the CPU provider; on a Jetson pass
     ``["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]``.
+    ``spin=True`` lets idle worker threads spin-wait (lower latency for back-to-back runs on a
+    dedicated core, more power).
     """
 
     name = "onnxruntime"
@@ -45,6 +47,7 @@ class OnnxRuntimeEngine:
         *,
         threads: int | None = None,
         providers: Sequence[Any] | None = None,
+        spin: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -54,6 +57,10 @@ class OnnxRuntimeEngine:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle ORT threads spin-wait by default; between frames that steals the CPU from our own
+        # pre/post-processing (measured: 5 ms vs 1.8 ms letterbox at 640x640) and burns battery.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         wanted = list(providers or ["CPUExecutionProvider"])
         have = set(ort.get_available_providers())
         usable = [p for p in wanted if (p[0] if isinstance(p, tuple) else p) in have] or ["CPUExecutionProvider"]

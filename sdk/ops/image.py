@@ -82,32 +82,32 @@ class Letterbox:
         return b
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], mode: str = "letterbox") -> tuple[np.ndarray, Letterbox]:
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], mode: str = "letterbox", canvas: np.ndarray | None = None
+) -> tuple[np.ndarray, Letterbox]:
     """Resize a 3-channel ``image`` into ``size = (width, height)``.
 
     ``"letterbox"`` keeps the aspect ratio and pads right/bottom with zeros;
-    ``"stretch"`` scales each axis independently (for models trained that way).
+    ``"stretch"`` scales each axis independently (for models trained that way). Pass a
+    ``(height, width, 3)`` uint8 ``canvas`` to reuse one buffer across frames.
     """
     import cv2
 
     tw, th = size
     h, w = image.shape[:2]
     if mode == "stretch":
-        sx, sy = tw / w, th / h
         nw, nh = tw, th
     else:
         s = min(tw / w, th / h)
-        sx = sy = s
         nw, nh = max(1, min(tw, round(w * s))), max(1, min(th, round(h * s)))
     interp = cv2.INTER_AREA if (nw < w or nh < h) else cv2.INTER_LINEAR
     if not image.flags.c_contiguous and not (image.strides[1] == 3 and image.strides[2] == 1):
         image = np.ascontiguousarray(image)
-    resized = cv2.resize(image, (nw, nh), interpolation=interp)
-    if (nw, nh) == (tw, th):
-        canvas = resized
-    else:
-        canvas = np.zeros((th, tw, 3), np.uint8)
-        canvas[:nh, :nw] = resized
+    if canvas is None or canvas.shape != (th, tw, 3):
+        canvas = np.empty((th, tw, 3), np.uint8)
+    cv2.resize(image, (nw, nh), dst=canvas[:nh, :nw], interpolation=interp)
+    canvas[nh:] = 0
+    canvas[:nh, nw:] = 0
     # the effective scale is what cv2 did, not the requested ratio
     return canvas, Letterbox(nw / w, nh / h, 0.0, 0.0, w, h)
 
@@ -120,19 +120,31 @@ def to_tensor(
     source_channels: str = "RGB",
     mean: float | tuple[float, ...],
     std: float | tuple[float, ...],
-    dtype: str = "float32",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Normalise a uint8 image (in ``source_channels`` order) into a batch-of-one network input."""
-    img = rgb[:, :, ::-1] if channels != source_channels else rgb
-    x = img.astype(np.float32)
-    m = np.asarray(mean, np.float32)
-    s = np.asarray(std, np.float32)
-    if m.ndim or float(m) != 0.0:
-        x -= m
-    if s.ndim or float(s) != 1.0:
-        x /= s
-    if layout == "NCHW":
-        x = x.transpose(2, 0, 1)
-    elif layout != "NHWC":
+    """Normalise a uint8 image (in ``source_channels`` order) into a batch-of-one float32 input.
+
+    ``out`` (shape ``(1, 3, H, W)`` or ``(1, H, W, 3)``, float32) is filled in place when given,
+    so a detector reuses one input buffer instead of allocating megabytes per frame.
+    """
+    if layout not in ("NCHW", "NHWC"):
         raise InputError(f"layout must be NCHW or NHWC, got {layout!r}")
-    return np.ascontiguousarray(x[None]).astype(dtype, copy=False)
+    h, w = rgb.shape[:2]
+    shape = (1, 3, h, w) if layout == "NCHW" else (1, h, w, 3)
+    if out is None or out.shape != shape or out.dtype != np.float32:
+        out = np.empty(shape, np.float32)
+    m = np.broadcast_to(np.asarray(mean, np.float32), (3,))
+    inv = 1.0 / np.broadcast_to(np.asarray(std, np.float32), (3,))
+    swap = channels != source_channels
+    if layout == "NCHW":
+        for c in range(3):
+            plane = out[0, c]
+            np.subtract(rgb[:, :, 2 - c if swap else c], m[c], out=plane, dtype=np.float32)
+            if inv[c] != 1.0:
+                plane *= inv[c]
+    else:
+        img = rgb[:, :, ::-1] if swap else rgb
+        np.subtract(img, m, out=out[0], dtype=np.float32)
+        if np.any(inv != 1.0):
+            out[0] *= inv
+    return out

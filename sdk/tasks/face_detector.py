@@ -74,6 +74,8 @@ class FaceDetector:
         self._in = engine.inputs[0]
         self.input_size = self._resolve_input_size()
         self.last_timing: dict[str, float] = {}
+        self._canvas: np.ndarray | None = None
+        self._tensor: np.ndarray | None = None
 
     @classmethod
     def create(
@@ -162,16 +164,21 @@ class FaceDetector:
         return (w, h)
 
     def preprocess(self, image: np.ndarray, channels: str | None = None) -> tuple[np.ndarray, Any]:
-        """Validate, letterbox and normalise one image into the engine's input tensor."""
+        """Validate, letterbox and normalise one image into the engine's input tensor.
+
+        The returned array is the detector's own input buffer, overwritten by the next call:
+        copy it to keep it.
+        """
         from ..ops.image import check_image, letterbox, to_tensor
 
         spec = self.spec.input
         assert spec is not None
         img, order = check_image(image, channels or self.options.channels)
-        canvas, lb = letterbox(img, self.input_size, spec.resize)
-        x = to_tensor(canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
-                      mean=spec.mean, std=spec.std)
-        return quantize_input(self._in, x), lb
+        # per-detector buffers: large per-frame allocations cost page faults on every frame
+        self._canvas, lb = letterbox(img, self.input_size, spec.resize, canvas=self._canvas)
+        self._tensor = to_tensor(self._canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
+                                 mean=spec.mean, std=spec.std, out=self._tensor)
+        return quantize_input(self._in, self._tensor), lb
 
     def run_engine(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """One engine call; outputs by name, dequantized to float32."""
