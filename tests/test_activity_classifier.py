@@ -134,6 +134,15 @@ def test_corrupted_weights_in_bundle_fail_integrity(tmp_path):
         ActivityClassifier.create(str(b))
 
 
+def _write_resealed(bundle, manifest):
+    """Rewrite the manifest with every hash made consistent, as a careless tool would: the
+    bundle-level checks pass, so the model's own checks must catch the problem."""
+    from anyedge.bundle import manifest_digest
+
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_corrupted_weights_with_fixed_manifest_fail_crc(tmp_path):
     b = _copy_bundle(tmp_path)
     blob = bytearray((b / "model.bnn").read_bytes())
@@ -141,12 +150,12 @@ def test_corrupted_weights_with_fixed_manifest_fail_crc(tmp_path):
     (b / "model.bnn").write_bytes(bytes(blob))
     manifest = json.loads((b / "manifest.json").read_text())
     manifest["files"]["model.bnn"] = sha256_file(b / "model.bnn")
-    (b / "manifest.json").write_text(json.dumps(manifest))
+    _write_resealed(b, manifest)
     with pytest.raises(ModelLoadError, match="corrupted"):
         ActivityClassifier.create(str(b))
     (b / "model.bnn").write_bytes(bytes(blob[:50]))
     manifest["files"]["model.bnn"] = sha256_file(b / "model.bnn")
-    (b / "manifest.json").write_text(json.dumps(manifest))
+    _write_resealed(b, manifest)
     with pytest.raises(ModelLoadError):
         ActivityClassifier.create(str(b))
 
@@ -155,7 +164,7 @@ def test_manifest_that_disagrees_with_the_model(tmp_path):
     b = _copy_bundle(tmp_path)
     manifest = json.loads((b / "manifest.json").read_text())
     manifest["labels"] = manifest["labels"][:3]
-    (b / "manifest.json").write_text(json.dumps(manifest))
+    _write_resealed(b, manifest)
     with pytest.raises(ModelLoadError, match="3 labels"):
         ActivityClassifier.create(str(b))
 
