@@ -63,6 +63,21 @@ def test_round_trip(model, target, precision, engine, accepted, calib_dir, smoke
         assert len(det.detect(smoke["couple.jpg"])) == 2
     if target in ("intel-npu", "jetson", "arm-cpu") and engine != "litert":
         assert -1 not in det.engine.inputs[0].shape  # static shape
+    if target == "intel-npu":  # built for the NPU, runs on the CPU where there is none
+        import openvino as ov
+
+        assert m["device"] == "NPU"
+        assert det.engine.device == ("NPU" if "NPU" in ov.Core().available_devices else "CPU")
+
+
+def test_host_target_picks_this_machines_profile(calib_dir, smoke, tmp_path) -> None:
+    safest = get_target("host").recipes[".onnx"].precisions[-1]
+    res = convert("yunet", target="host", out=tmp_path / "b", calibration=calib_dir, precision=safest,
+                  show_progress=False)
+    m = res.bundle.manifest
+    assert m["target"] == "host" and m["engine"] == get_target("host").recipes[".onnx"].engine
+    with FaceDetector.create(tmp_path / "b") as det:
+        assert len(det.detect(smoke["couple.jpg"])) == 2
 
 
 def test_zip_bundle_round_trip_and_inspect(calib_dir, smoke, tmp_path) -> None:
