@@ -144,6 +144,7 @@ def convert(
                        calib_files, held_files, show_progress)
         try:
             produced = _run_remedies(job)
+            speed = _speed(job, next(iter(produced[0].values()))) if produced else {}
         finally:
             job.reference.close()
         if produced is None:
@@ -157,6 +158,7 @@ def convert(
         files_out, attempt = produced
         manifest = _manifest(job, attempt, files_out, calibration, calib_files, held_files,
                              time.perf_counter() - t0)
+        manifest["speed_here"] = speed
         if out.suffix.lower() == ".zip":
             staging = Path(tmp) / "bundle"
             write_bundle(staging, files_out, manifest)
@@ -238,6 +240,39 @@ def _raw_outputs(job: _Job, path: Path, tensors: Sequence[np.ndarray]) -> list[l
         return res
     finally:
         eng.close()
+
+
+def _speed(job: _Job, path: Path, runs: int = 30) -> dict[str, Any]:
+    """Float vs converted engine latency on this machine, interleaved run by run.
+
+    Small models often gain nothing from int8 on a given CPU; the report says so, so nobody
+    ships a slower model by accident. Measured where the conversion runs, not on the target.
+    """
+    import statistics
+
+    from anyedge.engines import open_engine
+    from anyedge.engines.base import quantize_input
+
+    cand = open_engine(path, job.recipe.engine, threads=1)
+    ref_one = open_engine(job.reference.spec.path, job.recipe.engine, threads=1)
+    try:
+        x = job.calib_tensors[0]
+        feeds_ref = {ref_one.inputs[0].name: quantize_input(ref_one.inputs[0], x)}
+        feeds_cand = {cand.inputs[0].name: quantize_input(cand.inputs[0], x)}
+        tf, tc = [], []
+        for i in range(runs + 3):
+            for eng, feeds, acc in ((ref_one, feeds_ref, tf), (cand, feeds_cand, tc))[:: 1 if i % 2 else -1]:
+                t = time.perf_counter()
+                eng.run(feeds)
+                if i >= 3:
+                    acc.append((time.perf_counter() - t) * 1e3)
+        f, c = statistics.median(tf), statistics.median(tc)
+    finally:
+        cand.close()
+        ref_one.close()
+    return {"float_ms": round(f, 3), "converted_ms": round(c, 3), "ratio": round(c / f, 3), "threads": 1,
+            "runs": runs, "machine": platform.machine(),
+            "note": "engine call only, measured where the conversion ran; the target device may differ"}
 
 
 # -- the remedy chain per engine ------------------------------------------------------------

@@ -45,6 +45,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     print(f"size     {m['bytes']:,} bytes vs float {m['source']['bytes']:,} (x{m['size_ratio']:.2f})")
     print(f"fidelity gate F1 >= {fid['gate_f1']} on {m['calibration']['held_back']} held-back images; "
           f"{m['calibration']['images']} calibration images")
+    sp = m.get("speed_here") or {}
+    if sp:
+        verdict = "SLOWER than" if sp["ratio"] > 1.05 else ("faster than" if sp["ratio"] < 0.95 else "as fast as")
+        print(f"speed    {sp['converted_ms']:.2f} ms vs float {sp['float_ms']:.2f} ms per engine call here "
+              f"(x{sp['ratio']:.2f}: {verdict} float on this {sp['machine']} CPU, 1 thread)")
     for a in fid["attempts"]:
         if "agreement" in a:
             g = a["agreement"]
