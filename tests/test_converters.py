@@ -56,6 +56,9 @@ def test_round_trip(model, target, precision, engine, accepted, calib_dir, smoke
     assert m["fidelity"]["passed"] and m["fidelity"]["chosen"]["agreement"]["f1"] >= 0.95
     assert m["calibration"]["images"] == 20 and m["calibration"]["held_back"] == 10
     assert m["source"]["sha256"] and m["bytes"] > 0 and set(m["files"]) >= {m["model_file"]}
+    sp = m["speed_here"]
+    assert sp["float_ms"] > 0 and sp["converted_ms"] > 0 and sp["ratio"] == pytest.approx(
+        sp["converted_ms"] / sp["float_ms"], rel=0.01)
     assert load_bundle(out).manifest == m
     with FaceDetector.create(out) as det:
         assert det.engine.name == engine
