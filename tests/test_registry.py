@@ -60,3 +60,45 @@ def test_cache_is_searched_after_the_search_path(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(cache))
     path, _ = resolve_model("ultraface-rfb320")
     assert path == cache / info.filename
+
+
+def test_models_are_extracted_from_a_wheel_member(tmp_path: Path) -> None:
+    """The BlazeFace files ship inside the mediapipe wheel; a local wheel stands in for PyPI."""
+    import zipfile
+
+    from anyedge.registry import extract_wheel_members
+
+    short, full = REGISTRY["blazeface-short"], REGISTRY["blazeface-full"]
+    wheel = tmp_path / "mediapipe-0.10.14-cp311-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(resolve_model("blazeface-short")[0], short.source.member)
+        zf.writestr(full.source.member, b"not the real file")  # wrong sha256: must be skipped
+    dest = tmp_path / "cache"
+    dest.mkdir()
+    written = extract_wheel_members(wheel, [short, full], dest)
+    assert written == [dest / short.filename]
+    assert sha256_file(dest / short.filename) == short.sha256
+    assert sorted(p.name for p in dest.iterdir()) == [short.filename]  # no partial or bad file left
+
+
+def test_url_source_is_downloaded_and_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file:// URL exercises the download path without a network."""
+    from dataclasses import replace
+
+    import anyedge.registry as reg
+
+    src, info = resolve_model("yunet-n-320")
+    monkeypatch.setitem(reg.REGISTRY, "yunet-n-320", replace(info, source=replace(info.source, url=src.as_uri())))
+    monkeypatch.setenv("ANYEDGE_MODEL_PATH", "")
+    monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ANYEDGE_OFFLINE")
+    path, _ = resolve_model("yunet-n-320")
+    assert path == tmp_path / "cache" / info.filename and sha256_file(path) == info.sha256
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"tampered")
+    monkeypatch.setitem(reg.REGISTRY, "yunet-n-320", replace(info, source=replace(info.source, url=bad.as_uri())))
+    monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache2"))
+    with pytest.raises(IntegrityError, match="wrong sha256"):
+        resolve_model("yunet-n-320")
+    assert [p for p in (tmp_path / "cache2").rglob("*") if p.is_file()] == []
