@@ -90,11 +90,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         opts["score_threshold"] = args.score
     if args.max_faces is not None:
         opts["max_faces"] = args.max_faces
+    if not args.paths and args.camera is None:
+        raise InputError("give one or more PATHs (images, folders, videos) or --camera")
     out_dir = Path(args.out) if args.out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
     with FaceDetector.create(args.model, engine=args.engine, **opts) as det:
+        if args.camera is not None:
+            return _detect_camera(det, args)
         for kind, path in _iter_inputs(args.paths):
             try:
                 if kind == "video":
@@ -117,6 +121,18 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             if out_dir:
                 _write_image(out_dir / (path.stem + ".jpg"), draw_faces(img, faces))
     return 1 if failures else 0
+
+
+def _detect_camera(det: Any, args: argparse.Namespace) -> int:
+    from .camera import frames
+
+    for i, frame in enumerate(frames(args.camera, limit=args.frames)):
+        faces = det.detect(frame)
+        if args.json:
+            print(json.dumps({"camera": str(args.camera), "frame": i, "faces": faces.to_list()}), flush=True)
+        else:
+            print(f"frame {i}: {len(faces)} face(s) in {det.last_timing['total'] * 1e3:.1f} ms", flush=True)
+    return 0
 
 
 def _write_image(path: Path, bgr: Any) -> None:
@@ -238,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("detect", help="detect faces in images, folders of images or videos")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p = sub.add_parser("detect", help="detect faces in images, folders of images, videos or a camera")
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--camera", default=None, help="camera index (0), 'picamera' or a stream URL instead of PATHs")
+    p.add_argument("--frames", type=int, default=None, help="with --camera: stop after N frames")
     p.add_argument("--model", default="blazeface-short", help="registry name, bundle or model file")
     p.add_argument("--engine", default=None, help="litert, onnxruntime or openvino (default: the model's own)")
     p.add_argument("--json", action="store_true", help="one JSON object per image (per frame for videos)")

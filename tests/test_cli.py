@@ -85,3 +85,31 @@ def test_import_anyedge_stays_light() -> None:
             "'nncf', 'torch', 'onnx') if m in sys.modules]; print(heavy)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stdout
+
+
+def test_camera_source_that_cannot_be_opened_is_a_clear_error() -> None:
+    r = run("detect", "--camera", "7", "--frames", "1")
+    assert r.returncode == 2
+    assert "could not be opened" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_camera_frames_from_a_stream_source(tmp_path: Path) -> None:
+    """--camera takes any OpenCV source; a video file stands in for a camera here."""
+    import cv2
+
+    img = cv2.imread(str(SMOKE / "couple.jpg"))
+    img = cv2.resize(img, (640, 480))
+    video = tmp_path / "cam.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 480))
+    for _ in range(3):
+        w.write(img)
+    w.release()
+    r = run("detect", "--camera", str(video), "--frames", "2", "--json", "--model", "yunet")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["frame"] for x in lines] == [0, 1] and all(len(x["faces"]) == 2 for x in lines)
+
+
+def test_detect_needs_a_path_or_a_camera() -> None:
+    r = run("detect")
+    assert r.returncode == 2 and "--camera" in r.stderr
