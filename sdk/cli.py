@@ -80,7 +80,6 @@ def _read_image(path: Path) -> Any:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    import cv2
 
     from .ops.draw import draw_faces
     from .tasks.face_detector import FaceDetector

@@ -7,7 +7,6 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from anyedge import FaceDetector
