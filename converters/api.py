@@ -495,12 +495,13 @@ def _chain_litert(job: _Job) -> Candidate | None:
     prepared = job.work / "prepared.tflite"
     tt.prepare_tflite(job.spec.path, prepared)
     state: dict[str, Any] = {}
+    ranges = dict(job.spec.quantization.get("tflite_int8_ranges", {}))
 
     def int8(float_ops: Sequence[str] = ()) -> dict[str, Path]:
         dst = job.work / f"int8_{len(float_ops)}.tflite"
         _, state["calib"] = tt.quantize_tflite(prepared, dst, "int8", input_name=job.input_name,
                                                tensors=job.calib_tensors, float_ops=float_ops,
-                                               calibration=state.get("calib"))
+                                               calibration=state.get("calib"), ranges=ranges)
         return {"model.tflite": dst}
 
     def mixed() -> Candidate | None:
@@ -511,7 +512,7 @@ def _chain_litert(job: _Job) -> Candidate | None:
             dst = job.work / "one.tflite"
             others = [o for o in ops if o != op]
             tt.quantize_tflite(prepared, dst, "int8", input_name=job.input_name, float_ops=others,
-                               calibration=state.get("calib"), tensors=job.calib_tensors)
+                               calibration=state.get("calib"), tensors=job.calib_tensors, ranges=ranges)
             return output_error(ref, _raw_outputs(job, dst, job.sens_tensors))
 
         ranking = rank_layers(ops, err, lambda it, **kw: progress(it, enabled=job.progress, **kw))

@@ -131,6 +131,7 @@ class ModelInfo:
     source: Source
     decoder: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    quantization: Mapping[str, Any] = field(default_factory=dict)  # hints for the converters
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +174,10 @@ REGISTRY: dict[str, ModelInfo] = {
                 "outputs": {"boxes": "regressors", "scores": "classificators"},
             },
             description="BlazeFace short range, faces within ~2 m (selfie).",
+            # Score logits reach -850 on background but sigmoid saturates past +-16; box and
+            # keypoint offsets of real faces stay within [-51, 113] input pixels.
+            quantization={"tflite_int8_ranges": {r"classificator.*|reshape|reshape_2": (-16.0, 16.0),
+                                                 r"regressor.*|reshape_1|reshape_3": (-64.0, 128.0)}},
         ),
         ModelInfo(
             name="blazeface-full",

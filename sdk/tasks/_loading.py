@@ -33,6 +33,7 @@ class ModelSpec:
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # device/providers a bundle asks for
     manifest: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    quantization: Mapping[str, Any] = field(default_factory=dict)  # converter hints from the registry
 
 
 def _from_bundle(path: Path, task: str) -> ModelSpec:
@@ -80,7 +81,7 @@ def resolve_spec(
         if info.task != task:
             raise InputError(f"model {text!r} is a {info.task!r} model, not {task!r}")
         return ModelSpec(info.name, task, info.family, path, input_spec or info.input,
-                         {**info.decoder, **(decoder or {})})
+                         {**info.decoder, **(decoder or {})}, quantization=info.quantization)
     if text in PACKAGED_BUNDLES:
         bdir = packaged_bundle(text)
         assert bdir is not None
