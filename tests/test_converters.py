@@ -7,6 +7,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from anyedge import FaceDetector
@@ -234,3 +235,26 @@ def test_target_profiles_are_data() -> None:
     assert TARGETS["intel-npu"].recipes[".onnx"].device == "NPU"
     assert "TensorrtExecutionProvider" in TARGETS["jetson"].recipes[".onnx"].providers
     assert get_target("host").recipes
+
+
+def test_prepared_tflite_is_the_same_network_with_relus_folded(tmp_path: Path, smoke) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    from anyedge.converters.tflite_tools import SIGNATURE, prepare_tflite
+    from anyedge.engines import open_engine
+    from anyedge.registry import resolve_model
+
+    src, _ = resolve_model("blazeface-short")
+    dst = prepare_tflite(src, tmp_path / "prepared.tflite")
+    m = fbu.read_model(str(dst))
+    codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in m.subgraphs[0].operators]
+    assert schema.BuiltinOperator.RELU not in codes and schema.BuiltinOperator.DEQUANTIZE not in codes
+    assert m.signatureDefs[0].signatureKey.decode() == SIGNATURE
+    det = FaceDetector.create("blazeface-short")
+    x = det.preprocess(smoke["couple.jpg"])[0].copy()
+    a, b = open_engine(src, "litert"), open_engine(dst, "litert")
+    out_a = dict(zip([o.name for o in a.outputs], a.run({"input": x})))
+    out_b = dict(zip([o.name for o in b.outputs], b.run({"input": x})))
+    for name in ("regressors", "classificators"):
+        np.testing.assert_allclose(out_a[name], out_b[name], rtol=1e-5, atol=1e-4)
