@@ -35,9 +35,10 @@ def main() -> int:
     from anyedge.engines import engines_for
     from anyedge.registry import find_model_file, list_models
 
-    paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in {".jpg", ".png"})
+    folder = Path(args.images)
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}) if folder.is_dir() else []
     if not paths:
-        print(f"no images in {args.images}", file=sys.stderr)
+        print(f"no images in {folder}: pass --images DIR with some photos", file=sys.stderr)
         return 2
     images = [cv2.imread(str(p)) for p in paths]
     models = args.models.split(",") if args.models else [
