@@ -248,3 +248,17 @@ def test_bad_options() -> None:
         FaceDetector.create("yunet", colour="RGB")
     with pytest.raises(InputError, match="static input"):
         FaceDetector.create("yunet", input_size=(320, 320))
+
+
+def test_fast_resize_finds_the_same_faces(wider_images) -> None:
+    from anyedge.ops.metrics import detection_agreement
+
+    with FaceDetector.create("blazeface-short") as a, FaceDetector.create("blazeface-short", fast_resize=True) as b:
+        pairs = []
+        for p in wider_images[::3]:
+            img = read_rgb(p)
+            fa, fb = a.detect(img), b.detect(img)
+            pairs.append(((fa.boxes, fa.scores), (fb.boxes, fb.scores)))
+    agreement = detection_agreement(pairs)
+    assert agreement.reference_faces > 10
+    assert agreement.f1 >= 0.85 and agreement.mean_iou >= 0.85

@@ -83,13 +83,16 @@ class Letterbox:
 
 
 def letterbox(
-    image: np.ndarray, size: tuple[int, int], mode: str = "letterbox", canvas: np.ndarray | None = None
+    image: np.ndarray, size: tuple[int, int], mode: str = "letterbox", canvas: np.ndarray | None = None,
+    fast: bool = False,
 ) -> tuple[np.ndarray, Letterbox]:
     """Resize a 3-channel ``image`` into ``size = (width, height)``.
 
     ``"letterbox"`` keeps the aspect ratio and pads right/bottom with zeros;
     ``"stretch"`` scales each axis independently (for models trained that way). Pass a
-    ``(height, width, 3)`` uint8 ``canvas`` to reuse one buffer across frames.
+    ``(height, width, 3)`` uint8 ``canvas`` to reuse one buffer across frames. Downscaling is
+    anti-aliased (``INTER_AREA``) unless ``fast`` asks for bilinear, which is ~10x cheaper
+    for large reductions (0.05 vs 0.7 ms for 416 -> 128 here) at some aliasing.
     """
     import cv2
 
@@ -100,7 +103,7 @@ def letterbox(
     else:
         s = min(tw / w, th / h)
         nw, nh = max(1, min(tw, round(w * s))), max(1, min(th, round(h * s)))
-    interp = cv2.INTER_AREA if (nw < w or nh < h) else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if (nw < w or nh < h) and not fast else cv2.INTER_LINEAR
     if not image.flags.c_contiguous and not (image.strides[1] == 3 and image.strides[2] == 1):
         image = np.ascontiguousarray(image)
     if canvas is None or canvas.shape != (th, tw, 3):

@@ -32,6 +32,8 @@ class FaceDetectorOptions:
             (OpenCV ``imread``/``VideoCapture`` frames).
         threads: engine CPU threads; ``None`` leaves the engine's default.
         input_size: ``(width, height)`` network input for models with dynamic input shapes.
+        fast_resize: bilinear instead of anti-aliased (area) downscaling; much cheaper when a
+            large frame feeds a small network (BlazeFace), slightly different faces.
     """
 
     score_threshold: float | None = None
@@ -40,6 +42,7 @@ class FaceDetectorOptions:
     channels: str = "RGB"
     threads: int | None = None
     input_size: tuple[int, int] | None = None
+    fast_resize: bool = False
 
     def __post_init__(self) -> None:
         for name in ("score_threshold", "iou_threshold"):
@@ -175,7 +178,8 @@ class FaceDetector:
         assert spec is not None
         img, order = check_image(image, channels or self.options.channels)
         # per-detector buffers: large per-frame allocations cost page faults on every frame
-        self._canvas, lb = letterbox(img, self.input_size, spec.resize, canvas=self._canvas)
+        self._canvas, lb = letterbox(img, self.input_size, spec.resize, canvas=self._canvas,
+                                     fast=self.options.fast_resize)
         self._tensor = to_tensor(self._canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
                                  mean=spec.mean, std=spec.std, out=self._tensor)
         return quantize_input(self._in, self._tensor), lb
