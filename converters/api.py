@@ -440,7 +440,6 @@ def _openvino_accuracy_control(job: _Job, model: Any, save: Callable[..., dict[s
     import nncf
 
     ref = job.reference
-    names: list[str] = []
     vdata = []
     for img, r in zip(job.held_images, job.held_reference):
         x, lb = ref.preprocess(img)
@@ -468,10 +467,9 @@ def _openvino_accuracy_control(job: _Job, model: Any, save: Callable[..., dict[s
         raise ConversionError(f"NNCF accuracy-aware quantization failed: {e}") from e
     files = save(q, "int8_mixed", True)
     float_ops = _ov_float_ops(q)
-    names.extend(float_ops)
     att = _evaluate(job, files["model.xml"], Attempt("int8+float-sensitive-layers", "int8-mixed",
                                                       detail={"ranking": "nncf accuracy control (per-op F1 effect)",
-                                                              "float_layers": names}))
+                                                              "float_layers": float_ops}))
     return (files, att) if att.passed else None
 
 

@@ -11,6 +11,8 @@ import numpy as np
 
 from ..engines.base import dequantize_output, quantize_input
 from ..errors import InputError
+from ..ops.image import check_image, letterbox, to_tensor
+from ..ops.nms import nms, weighted_nms
 from ..registry import InputSpec
 from ..results import FaceDetections
 from ._loading import ModelSpec, resolve_spec
@@ -172,8 +174,6 @@ class FaceDetector:
         The returned array is the detector's own input buffer, overwritten by the next call:
         copy it to keep it.
         """
-        from ..ops.image import check_image, letterbox, to_tensor
-
         spec = self.spec.input
         assert spec is not None
         img, order = check_image(image, channels or self.options.channels)
@@ -191,8 +191,6 @@ class FaceDetector:
 
     def decode(self, outputs: Mapping[str, np.ndarray], letterbox: Any) -> FaceDetections:
         """Raw outputs -> thresholded, suppressed faces in source pixels."""
-        from ..ops.nms import nms, weighted_nms
-
         cfg = self.spec.decoder
         thr = self.options.score_threshold if self.options.score_threshold is not None else cfg.get("score_threshold", 0.5)
         iou = self.options.iou_threshold if self.options.iou_threshold is not None else cfg.get("iou_threshold", 0.4)
