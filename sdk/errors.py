@@ -21,6 +21,9 @@ __all__ = [
     "UnsupportedTargetError",
     "CalibrationError",
     "FidelityError",
+    "GalleryError",
+    "EmbedderMismatchError",
+    "FaceQualityError",
 ]
 
 
@@ -77,3 +80,15 @@ class CalibrationError(ConversionError, ValueError):
 
 class FidelityError(ConversionError):
     """No remedy brought the converted model within the allowed accuracy drop."""
+
+
+class GalleryError(AnyEdgeError, RuntimeError):
+    """A face gallery database is unreadable, of another schema version, or misused."""
+
+
+class EmbedderMismatchError(GalleryError, ValueError):
+    """A gallery built with one embedder was queried or filled with another."""
+
+
+class FaceQualityError(InputError):
+    """A photo cannot be enrolled: no face, several faces, a face too small or too blurred."""

@@ -34,6 +34,7 @@ __all__ = [
     "Source",
     "ModelInfo",
     "REGISTRY",
+    "USER_SUPPLIED",
     "get_model_info",
     "list_models",
     "resolve_model",
@@ -149,6 +150,17 @@ class ModelInfo:
 
 _MP_WHEEL = "mediapipe==0.10.14"
 _LFD = "GitHub ShiqiYu/libfacedetection.train"
+
+# MobileFaceNet (zye1996 TF2 port): the crop, the embedding, and the ``target`` input [1, 10572],
+# the class labels its ArcFace training head took. The exported graph keeps that input but the
+# embedding does not depend on it: anyedge feeds zeros. The default threshold is the 10-fold
+# cross-validated one on ../shared/data/faces/pairs.csv (benchmarks/recognition_accuracy.py).
+_MFN_EMBEDDER: dict[str, Any] = {
+    "embedding_dim": 128, "geometry": "sphereface-112x96", "output": "Identity",
+    "extra_inputs": {"target": "zeros"}, "threshold": 0.38,
+    "threshold_source": "10-fold cross-validated on ../shared/data/faces/pairs.csv (6 people, 378 pairs): "
+                        "a rough default, re-calibrate with `anyedge calibrate-threshold` on your own pairs",
+}
 
 REGISTRY: dict[str, ModelInfo] = {
     m.name: m
@@ -271,6 +283,56 @@ REGISTRY: dict[str, ModelInfo] = {
             ),
             decoder={"score_threshold": 0.7, "iou_threshold": 0.3, "keypoints": 0},
             description="Ultra-Light-Fast-Generic-Face-Detector-1MB, RFB variant, 320x240.",
+        ),
+        ModelInfo(
+            name="mobilefacenet",
+            task="face_embedding",
+            family="mobilefacenet",
+            filename="inference_model_0.993.tflite",
+            sha256="70ed61fcf34c6bff588b6827473d614f948c0a43580cff6c539c9152a5244e04",
+            license="no licence stated: test fixture only",
+            input=InputSpec((96, 112), "NHWC", "RGB", 127.5, 128.0, resize="stretch"),
+            source=Source(origin="GitHub zye1996/Mobilefacenet-TF2-coral_tpu at commit 987f3302 "
+                                 "(MobileFaceNet trained on CASIA-WebFace, SphereFace crop)"),
+            # embedder settings (see anyedge.tasks.face_embedder.EmbedderSettings)
+            decoder=_MFN_EMBEDDER,
+            description="MobileFaceNet, 112x96 crop, 128-d embedding (float).",
+        ),
+        ModelInfo(
+            name="mobilefacenet-int8w",
+            task="face_embedding",
+            family="mobilefacenet",
+            filename="inference_model_993_quant.tflite",
+            sha256="fa77f06af74876b7a1b39403b093ee9c74c62f29a60005e13e445f74c06c445d",
+            license="no licence stated: test fixture only",
+            input=InputSpec((96, 112), "NHWC", "RGB", 127.5, 128.0, resize="stretch"),
+            source=Source(origin="GitHub zye1996/Mobilefacenet-TF2-coral_tpu at commit 875decff"),
+            decoder={**_MFN_EMBEDDER, "extra_inputs": {}, "threshold": 0.38},
+            description="MobileFaceNet with int8 weights (float activations), 112x96, 128-d.",
+        ),
+    ]
+}
+
+
+# Models anyedge knows how to run but does not pin or fetch: the user supplies the file (by path,
+# or on ANYEDGE_MODEL_PATH under ``filename``). Geometry and normalisation come from here.
+USER_SUPPLIED: dict[str, ModelInfo] = {
+    m.name: m
+    for m in [
+        ModelInfo(
+            name="w600k-mbf",
+            task="face_embedding",
+            family="arcface",
+            filename="w600k_mbf.onnx",
+            sha256="",  # not pinned: the file is not in anyedge's fixtures, its digest is unverified
+            license="insightface model packs: non-commercial research only",
+            input=InputSpec((112, 112), "NCHW", "RGB", 127.5, 127.5, resize="stretch"),
+            source=Source(origin="insightface buffalo_s / buffalo_sc packs (w600k_mbf.onnx), supplied by the user"),
+            decoder={"embedding_dim": 512, "geometry": "arcface-112x112", "output": None, "extra_inputs": {},
+                     "threshold": 0.30,
+                     "threshold_source": "not calibrated here (file not in the fixtures): a common ArcFace "
+                                         "cosine threshold; run `anyedge calibrate-threshold`"},
+            description="insightface MobileFaceNet (WebFace600K), 112x112, 512-d.",
         ),
     ]
 }
