@@ -21,6 +21,9 @@ _LAZY = {
     "list_models": "anyedge.registry",
     "available_engines": "anyedge.engines",
     "load_bundle": "anyedge.bundle",
+    "FaceEmbedder": "anyedge.tasks.face_embedder",
+    "FacePipeline": "anyedge.tasks.face_pipeline",
+    "Gallery": "anyedge.gallery",
 }
 
 __all__ = ["__version__", *_errors_all, *_LAZY]

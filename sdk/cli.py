@@ -292,6 +292,7 @@ def _subcommand_hooks() -> list[Any]:
         hooks.append(add_har_parser)
     except ImportError:
         pass
+    from .recognition_cli import add_parsers as recognition; hooks.append(recognition)  # noqa: E702
     return hooks
 
 
