@@ -1,0 +1,195 @@
+"""FaceEmbedder and FacePipeline on real photos, on every engine that reads the model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anyedge.bundle import write_bundle
+from anyedge.engines import engines_for
+from anyedge.errors import InputError, ModelNotFoundError, UnknownModelError
+from anyedge.ops.align import ARCFACE_112
+from anyedge.registry import REGISTRY, USER_SUPPLIED, InputSpec, resolve_model
+from anyedge.tasks.face_embedder import FaceEmbedder
+from anyedge.tasks.face_pipeline import FacePipeline
+
+from .conftest import DATA, MODELS, read_rgb
+
+IDS = DATA / "faces" / "identities"
+# two photos of one person, one of another
+PHOTOS = {"a1": IDS / "person_01" / "img26.jpg", "a2": IDS / "person_01" / "img27.jpg",
+          "b1": IDS / "person_03" / "img3.jpg"}
+MFN_ENGINES = engines_for(resolve_model("mobilefacenet")[0])
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, np.ndarray]:
+    return {k: read_rgb(p) for k, p in PHOTOS.items()}
+
+
+@pytest.fixture(scope="module")
+def crops(photos) -> np.ndarray:  # noqa: ANN001
+    with FacePipeline.create("scrfd-500m", "mobilefacenet", threads=1) as fp:
+        return np.stack([fp.process(photos[k]).crops[0] for k in ("a1", "a2", "b1")])
+
+
+@pytest.mark.parametrize("engine", MFN_ENGINES)
+def test_embeddings_are_unit_and_tell_people_apart(crops, engine: str) -> None:  # noqa: ANN001
+    with FaceEmbedder.create("mobilefacenet", engine=engine, threads=1) as emb:
+        assert emb.input_name == "input_1" and set(emb.extra_inputs) == {"target"}
+        v = emb.embed(crops)
+    assert v.shape == (3, 128) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    same, diff = float(v[0] @ v[1]), float(v[0] @ v[2])
+    assert same > emb.threshold > diff, (same, diff)
+
+
+def test_same_embeddings_on_every_engine(crops) -> None:  # noqa: ANN001
+    if len(MFN_ENGINES) < 2:
+        pytest.skip("only one engine reads .tflite here")
+    outs = {}
+    for engine in MFN_ENGINES:
+        with FaceEmbedder.create("mobilefacenet", engine=engine, threads=1) as emb:
+            outs[engine] = emb.embed(crops)
+    ref = outs[MFN_ENGINES[0]]
+    for engine, v in outs.items():
+        assert (v * ref).sum(1).min() >= 0.999, engine
+
+
+def test_int8_weight_model_stays_close_to_float(crops) -> None:  # noqa: ANN001
+    with FaceEmbedder.create("mobilefacenet", threads=1) as f, FaceEmbedder.create("mobilefacenet-int8w", threads=1) as q:
+        assert q.identity.sha256 != f.identity.sha256 and q.identity.dim == f.identity.dim
+        cos = (f.embed(crops) * q.embed(crops)).sum(1)
+    assert cos.mean() >= 0.9, cos
+
+
+def test_flip_averaging_is_unit_and_close_to_plain(crops) -> None:  # noqa: ANN001
+    with FaceEmbedder.create("mobilefacenet", threads=1) as plain, \
+            FaceEmbedder.create("mobilefacenet", threads=1, flip=True) as flip:
+        a, b = plain.embed(crops), flip.embed(crops)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert 0.8 < (a * b).sum(1).min() < 0.99999  # differs (it used the mirror) but not wildly
+
+
+def test_bgr_input_gives_the_same_embedding(crops) -> None:  # noqa: ANN001
+    with FaceEmbedder.create("mobilefacenet", threads=1) as emb:
+        a = emb.embed(crops[:1])
+        b = emb.embed(np.ascontiguousarray(crops[:1, :, :, ::-1]), channels="BGR")
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_threads_give_identical_embeddings(crops) -> None:  # noqa: ANN001
+    with FaceEmbedder.create("mobilefacenet", threads=1) as emb:
+        ref = emb.embed(crops)
+        out: dict[int, np.ndarray] = {}
+        errors: list[BaseException] = []
+        lock = threading.Lock()  # the engines' own thread safety is another change; serialise runs here
+
+        class Locked:
+            def __init__(self, e):  # noqa: ANN001
+                self.e, self.inputs, self.outputs, self.name = e, e.inputs, e.outputs, e.name
+
+            def run(self, feeds):  # noqa: ANN001
+                with lock:
+                    return self.e.run(feeds)
+
+            def close(self) -> None:
+                self.e.close()
+
+        emb.engine = Locked(emb.engine)
+
+        def work(i: int) -> None:
+            try:
+                for _ in range(5):
+                    out[i] = emb.embed(crops[[i % 3]])
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    assert not errors
+    for i, v in out.items():
+        np.testing.assert_array_equal(v[0], ref[i % 3])
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((112, 112, 3), np.uint8),          # ArcFace size into a 112x96 model
+    np.zeros((112, 96, 3), np.float32),         # float
+    np.zeros((2, 112, 96), np.uint8),           # no channels
+    np.zeros((0, 112, 96, 3), np.uint8)[0:0, :, :, :1],
+    "crop",
+])
+def test_bad_crops_are_refused(bad) -> None:  # noqa: ANN001
+    with FaceEmbedder.create("mobilefacenet", threads=1) as emb, pytest.raises(InputError):
+        emb.embed(bad)
+
+
+def test_empty_batch_gives_empty_embeddings() -> None:
+    with FaceEmbedder.create("mobilefacenet", threads=1) as emb:
+        assert emb.embed(np.zeros((0, 112, 96, 3), np.uint8)).shape == (0, 128)
+
+
+def test_bare_file_needs_a_family_and_unknown_names_are_listed() -> None:
+    path = resolve_model("mobilefacenet")[0]
+    with pytest.raises(InputError, match="family"):
+        FaceEmbedder.create(path)
+    with FaceEmbedder.create(path, family="mobilefacenet") as emb:
+        assert emb.dim == 128 and emb.identity.sha256 == REGISTRY["mobilefacenet"].sha256
+    with pytest.raises(UnknownModelError, match="mobilefacenet"):
+        FaceEmbedder.create("no-such-embedder")
+    with pytest.raises(InputError, match="face_embedding"):
+        FaceEmbedder.create("scrfd-500m")
+
+
+def test_user_supplied_w600k_geometry_and_missing_file() -> None:
+    info = USER_SUPPLIED["w600k-mbf"]
+    assert info.decoder["geometry"] == ARCFACE_112.name and info.decoder["embedding_dim"] == 512
+    assert info.input == InputSpec((112, 112), "NCHW", "RGB", 127.5, 127.5, resize="stretch")
+    if not any(MODELS.rglob(info.filename)):
+        with pytest.raises(ModelNotFoundError, match="w600k_mbf.onnx"):
+            FaceEmbedder.create("w600k-mbf")
+
+
+def test_bundle_with_face_embedding_task_loads(tmp_path: Path, crops) -> None:  # noqa: ANN001
+    info = REGISTRY["mobilefacenet"]
+    src = resolve_model("mobilefacenet")[0]
+    manifest = {"model": {"name": "mfn-bundle", "family": "mobilefacenet", "task": "face_embedding"},
+                "model_file": "model.tflite", "engine": "litert", "input": info.input.to_dict(),
+                "embedder": dict(info.decoder)}
+    write_bundle(tmp_path / "b", {"model.tflite": src}, manifest)
+    with FaceEmbedder.create(tmp_path / "b", threads=1) as b, FaceEmbedder.create("mobilefacenet", threads=1) as r:
+        assert b.identity.name == "mfn-bundle" and b.identity.sha256 == info.sha256
+        np.testing.assert_allclose(b.embed(crops), r.embed(crops), atol=1e-6)
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    m["model"]["task"] = "face_detection"
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    write_bundle(tmp_path / "c", {"model.tflite": src}, {k: v for k, v in m.items() if k not in ("files", "format")})
+    with pytest.raises(InputError, match="face_detection"):
+        FaceEmbedder.create(tmp_path / "c")
+
+
+@pytest.mark.parametrize("detector", ["scrfd-500m", "blazeface-short", "yunet-n-320"])
+def test_pipeline_with_any_keypoint_detector(photos, detector: str) -> None:  # noqa: ANN001
+    with FacePipeline.create(detector, "mobilefacenet", threads=1) as fp:
+        res = [fp.process(photos[k]) for k in ("a1", "a2", "b1")]
+        assert all(len(r) >= 1 for r in res)
+        v = [r.embeddings[0] for r in res]
+        assert float(v[0] @ v[1]) > fp.threshold > float(v[0] @ v[2])
+        assert res[0].crops.shape[1:] == (112, 96, 3) and res[0].names == (None,) * len(res[0])
+        assert set(fp.last_timing) == {"detect", "align", "embed", "identify"}
+
+
+def test_pipeline_no_face_and_no_keypoints() -> None:
+    with FacePipeline.create("scrfd-500m", "mobilefacenet", threads=1) as fp:
+        r = fp.process(np.zeros((200, 200, 3), np.uint8))
+        assert len(r) == 0 and r.embeddings.shape == (0, 128) and r.to_list() == []
+    with pytest.raises(InputError, match="keypoints"):
+        FacePipeline.create("ultraface-rfb320", "mobilefacenet")
