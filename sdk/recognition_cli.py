@@ -150,12 +150,8 @@ def _embedder_for(args: argparse.Namespace) -> str:
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
-    from .tasks.face_embedder import FaceEmbedder
-
-    embedder = _embedder_for(args)
-    with FaceEmbedder.create(embedder, engine=args.engine) as probe:
-        identity = probe.identity
-    with _open_gallery(args, identity) as g, _pipeline(args, embedder, g) as fp:
+    with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity) as g:
+        fp.gallery = g
         images = []
         for i, p in enumerate(args.images, 1):
             images.append(_read_bgr(p))
@@ -172,13 +168,9 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def _cmd_identify(args: argparse.Namespace) -> int:
-    from .tasks.face_embedder import FaceEmbedder
-
-    embedder = _embedder_for(args)
-    with FaceEmbedder.create(embedder, engine=args.engine) as probe:
-        identity = probe.identity
     failures = 0
-    with _open_gallery(args, identity, create=False) as g, _pipeline(args, embedder, g) as fp:
+    with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity, create=False) as g:
+        fp.gallery = g
         for p in args.images:
             try:
                 res = fp.process(_read_bgr(p))

@@ -199,7 +199,38 @@ def align_face(image: np.ndarray, keypoints: np.ndarray, geometry: CropGeometry,
         raise InputError(f"align_face needs a uint8 (H, W, 3) image, got {got}")
     m = umeyama(five_points(keypoints), geometry.template)
     mode = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
+    image, m = _prescale(image, m, geometry.size)
     return cv2.warpAffine(image, m, geometry.size, flags=cv2.INTER_LINEAR, borderMode=mode)
+
+
+def _prescale(image: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For faces shrunk more than 2x, area-downscale just the face's region first.
+
+    A bilinear warp samples 4 source pixels per output pixel, so a face 7x larger than the
+    crop (a phone photo) aliases. Resizing the region the crop covers with ``INTER_AREA``
+    to about crop scale, then warping at ~1x, keeps the crop anti-aliased at a small cost.
+    """
+    import cv2
+
+    scale = float(np.hypot(m[0, 0], m[1, 0]))
+    if scale >= 0.5:
+        return image, m
+    w, h = size
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64) @ inv[:, :2].T + inv[:, 2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, [image.shape[1], image.shape[0]])
+    if x1 - x0 < 2 or y1 - y0 < 2:  # the face lies outside the image: nothing to anti-alias
+        return image, m
+    nw, nh = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+    small = cv2.resize(image[y0:y1, x0:x1], (nw, nh), interpolation=cv2.INTER_AREA)
+    fx, fy = nw / (x1 - x0), nh / (y1 - y0)
+    # resize maps pixel centres: q = (x - x0 + 0.5) * f - 0.5, so x = (q + 0.5) / f - 0.5 + x0
+    a = m[:, :2]
+    m2 = np.empty((2, 3))
+    m2[:, :2] = a @ np.diag([1.0 / fx, 1.0 / fy])
+    m2[:, 2] = m[:, 2] + a @ np.array([0.5 / fx - 0.5 + x0, 0.5 / fy - 0.5 + y0])
+    return small, m2
 
 
 def align_faces(image: np.ndarray, keypoints: np.ndarray, geometry: CropGeometry) -> np.ndarray:
