@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -203,6 +203,7 @@ class Gallery:
             self._buffer[:n] = np.frombuffer(blob, np.float32).reshape(n, d)
         labels = np.fromiter((index[r[0]] for r in rows), np.int32, n)
         counts = np.bincount(labels, minlength=len(people)).astype(np.int64)
+        self._label_of = {pid: i for i, (pid, _) in enumerate(people)}
         return _Snapshot(self._buffer[:n], labels, tuple(p[1] for p in people), counts,
                          tuple(p[0] for p in people))
 
@@ -268,6 +269,10 @@ class Gallery:
         m = min(n, k * s.max_count)  # enough rows to hold k distinct people
         for row in q:
             scores = s.matrix @ row
+            if k == 1:  # the best row's person is the best person
+                i = int(np.argmax(scores))
+                out.append([Match(s.names[int(s.labels[i])], float(scores[i]))])
+                continue
             idx = np.argpartition(-scores, m - 1)[:m] if m < n else np.arange(n)
             idx = idx[np.argsort(-scores[idx], kind="stable")]
             hits: list[Match] = []
@@ -301,47 +306,69 @@ class Gallery:
             InputError: empty name, or embeddings of the wrong shape.
             GalleryError: opened without an embedder identity.
         """
+        return self.add_many({name: vectors}, sources={name: sources} if sources is not None else None)[name.strip()]
+
+    def add_many(self, people: Mapping[str, np.ndarray], *,
+                 sources: Mapping[str, Sequence[str | None] | None] | None = None) -> dict[str, int]:
+        """Add embeddings for several people in one transaction (all or none).
+
+        Returns:
+            Each name's number of embeddings afterwards.
+        """
         self._need_identity("add embeddings")
-        if not isinstance(name, str) or not name.strip():
-            raise InputError(f"a person needs a non-empty name, got {name!r}")
-        name = name.strip()
-        q = self._as_queries(vectors)
-        src = list(sources) if sources is not None else [None] * len(q)
-        if len(src) != len(q):
-            raise InputError(f"{len(q)} embeddings but {len(src)} sources")
+        batch = []
+        for name, vectors in people.items():
+            if not isinstance(name, str) or not name.strip():
+                raise InputError(f"a person needs a non-empty name, got {name!r}")
+            q = self._as_queries(vectors)
+            src = (sources or {}).get(name)
+            src = list(src) if src is not None else [None] * len(q)
+            if len(src) != len(q):
+                raise InputError(f"{name}: {len(q)} embeddings but {len(src)} sources")
+            batch.append((name.strip(), q, src))
         now = time.time()
         with self._lock:
             with self._transaction() as c:
                 self._fresh()  # the write lock is held: catch up with other writers first
-                row = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-                pid = row[0] if row else c.execute("INSERT INTO people (name, created) VALUES (?, ?)",
-                                                   (name, now)).lastrowid
-                for v, s in zip(q, src):
-                    c.execute("INSERT INTO embeddings (person_id, vector, source, created) VALUES (?, ?, ?, ?)",
-                              (pid, v.astype("<f4").tobytes(), s, now))
+                added = []
+                for name, q, src in batch:
+                    row = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+                    pid = row[0] if row else c.execute("INSERT INTO people (name, created) VALUES (?, ?)",
+                                                       (name, now)).lastrowid
+                    for v, s in zip(q, src):
+                        c.execute("INSERT INTO embeddings (person_id, vector, source, created) VALUES (?, ?, ?, ?)",
+                                  (pid, v.astype("<f4").tobytes(), s, now))
+                    added.append((pid, name, q))
             self._version = self._data_version()
-            self._append(pid, name, q)
-            return int(self._snap.counts[self._snap.person_ids.index(pid)])
+            self._append(added)
+            s = self._snap
+            return {name: int(s.counts[self._label_of[pid]]) for pid, name, _ in added}
 
-    def _append(self, pid: int, name: str, q: np.ndarray) -> None:
+    def _append(self, added: list[tuple[int, str, np.ndarray]]) -> None:
+        """Publish a snapshot with ``added`` rows (writer only, lock held)."""
         s = self._snap
-        n, a = len(s.matrix), len(q)
+        n, a = len(s.matrix), sum(len(q) for *_, q in added)
         if n + a > len(self._buffer):  # grow: a new buffer; old snapshots keep the old one
-            buf = np.empty((max(2 * len(self._buffer), n + a), q.shape[1]), np.float32)
+            buf = np.empty((max(2 * len(self._buffer), n + a), self._dim or 0), np.float32)
             buf[:n] = s.matrix
             self._buffer = buf
-        self._buffer[n:n + a] = q  # rows past every published snapshot
-        if pid in s.person_ids:
-            lab = s.person_ids.index(pid)
-            names, ids = s.names, s.person_ids
-            counts = s.counts.copy()
-        else:
-            lab = len(s.names)
-            names, ids = s.names + (name,), s.person_ids + (pid,)
-            counts = np.append(s.counts, 0)
-        counts[lab] += a
-        labels = np.concatenate([s.labels, np.full(a, lab, np.int32)])
-        self._snap = _Snapshot(self._buffer[:n + a], labels, names, counts, ids)
+        names, ids = list(s.names), list(s.person_ids)
+        counts = np.zeros(len(names) + len(added), np.int64)
+        counts[:len(s.counts)] = s.counts
+        labels = np.empty(n + a, np.int32)
+        labels[:n] = s.labels
+        row = n
+        for pid, name, q in added:
+            lab = self._label_of.get(pid)
+            if lab is None:
+                lab = self._label_of[pid] = len(names)
+                names.append(name)
+                ids.append(pid)
+            self._buffer[row:row + len(q)] = q  # rows past every published snapshot
+            labels[row:row + len(q)] = lab
+            counts[lab] += len(q)
+            row += len(q)
+        self._snap = _Snapshot(self._buffer[:n + a], labels, tuple(names), counts[:len(names)], tuple(ids))
 
     def remove(self, name: str) -> int:
         """Delete a person and all their embeddings (one transaction).
