@@ -112,13 +112,19 @@ def main() -> int:
                 if not flip:  # engine agreement and the BlazeFace embedding cosine, once per embedder
                     crops = [align_face(images[p], k, emb.geometry) for p, k in kps["scrfd-500m"].items()]
                     base = np.stack([vecs["scrfd-500m"][p] for p in kps["scrfd-500m"]])
+                    ref_name = args.embedders.split(",")[0]
+                    with FaceEmbedder.create(ref_name) as fl:
+                        float_ref = fl.embed(np.stack(crops))
                     for eng in engines_for(resolve_model(emb_name)[0]):
                         with FaceEmbedder.create(emb_name, engine=eng) as other:
                             v = other.embed(np.stack(crops))
                         cos = (v * base).sum(1)
+                        cf = (v * float_ref).sum(1)
                         engine_rows.append({"embedder": emb_name, "engine": eng, "crops": len(crops),
-                                            "min_cosine_to_default": float(cos.min()),
-                                            "mean_cosine_to_default": float(cos.mean())})
+                                            "min_cosine_to_default_engine": float(cos.min()),
+                                            "mean_cosine_to_default_engine": float(cos.mean()),
+                                            f"mean_cosine_to_{ref_name}_litert": float(cf.mean()),
+                                            f"min_cosine_to_{ref_name}_litert": float(cf.min())})
                     for m in mapping:
                         d = m["detector"]
                         common = [p for p in files if p in vecs["scrfd-500m"] and p in vecs[d]]
@@ -158,6 +164,9 @@ def main() -> int:
                     "cv_threshold": cv_thr, "cv_accuracy": cv_acc, "cv_balanced_accuracy": cv_bacc,
                     "best_threshold_in_sample": balanced_threshold(s, y),
                     "rank1": hits / len(probes), "probes": len(probes),
+                    "genuine_mean": float(s[y].mean()), "impostor_mean": float(s[~y].mean()),
+                    "margin": float(s[y].min() - s[~y].max()),  # > 0: perfectly separable
+                    "d_prime": float((s[y].mean() - s[~y].mean()) / np.sqrt((s[y].var() + s[~y].var()) / 2)),
                 })
                 r = rows[-1]
                 print(f"{emb_name:20} {det_name:16} flip={flip!s:5} AUC {r['roc_auc']:.3f} EER {eer:.3f} "
@@ -166,7 +175,8 @@ def main() -> int:
     print("\n## Verification and identification (largest face per photo)\n")
     print(markdown_table(rows, ["embedder", "detector", "flip", "pairs", "roc_auc", "eer", "tar_at_far_1e-2",
                                 "threshold", "accuracy", "balanced_accuracy", "cv_threshold", "cv_accuracy",
-                                "cv_balanced_accuracy", "rank1", "probes"]))
+                                "cv_balanced_accuracy", "rank1", "probes", "genuine_mean", "impostor_mean",
+                                "margin", "d_prime"]))
     if mapping:
         print("\n## BlazeFace 6 -> 5 keypoint mapping vs SCRFD (median offset in inter-ocular distances; "
               "median cosine of the two embeddings of a photo)\n")

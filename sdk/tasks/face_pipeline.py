@@ -37,8 +37,8 @@ class QualityGate:
             is 35 px (both templates), so a face below 20 px is magnified more than 1.75x and
             its crop is mostly interpolation.
         min_sharpness: variance of the Laplacian of the grey aligned crop. Measured on the 28
-            photos of ``faces/`` (benchmarks/recognition_accuracy.py): sharp crops 181..1654,
-            the same crops after a Gaussian blur of sigma 1.5 crop pixels 14..37, sigma 3.5
+            photos of ``faces/`` (benchmarks/recognition_accuracy.py): sharp crops 200..2121,
+            the same crops after a Gaussian blur of sigma 1.5 crop pixels 15..37, sigma 3.5
             px 3..5; 50 rejects the blurred ones with margin on both sides. It judges the crop
             the embedder sees: blur in a large photo that the crop's downscaling removes passes.
     """
