@@ -193,3 +193,24 @@ def test_pipeline_no_face_and_no_keypoints() -> None:
         assert len(r) == 0 and r.embeddings.shape == (0, 128) and r.to_list() == []
     with pytest.raises(InputError, match="keypoints"):
         FacePipeline.create("ultraface-rfb320", "mobilefacenet")
+
+
+@pytest.mark.parametrize("engine", sorted(set(engines_for(resolve_model("scrfd-500m")[0])) & set(MFN_ENGINES)))
+def test_pipeline_on_one_engine_for_both_models_matches_the_defaults(photos, engine: str) -> None:  # noqa: ANN001
+    with FacePipeline.create("scrfd-500m", "mobilefacenet", engine=engine, threads=1) as one, \
+            FacePipeline.create("scrfd-500m", "mobilefacenet", threads=1) as own:
+        assert one.embedder.engine.name == engine and one.detector.engine.name == engine
+        a, b = one.process(photos["a1"]), own.process(photos["a1"])
+    assert len(a) == len(b) >= 1
+    assert float(a.embeddings[0] @ b.embeddings[0]) >= 0.99  # detector keypoints differ slightly by engine
+
+
+def test_int8w_is_refused_on_engines_it_was_not_validated_on() -> None:
+    from anyedge.errors import EngineUnavailableError
+
+    others = [e for e in engines_for(resolve_model("mobilefacenet-int8w")[0]) if e != "litert"]
+    for engine in others:
+        with pytest.raises(EngineUnavailableError, match="only validated on litert"):
+            FaceEmbedder.create("mobilefacenet-int8w", engine=engine)
+    with FaceEmbedder.create("mobilefacenet-int8w", threads=1) as emb:
+        assert emb.engine.name == "litert" and emb.settings.engines == ("litert",)

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..engines.base import dequantize_output, quantize_input
-from ..errors import InputError, ModelLoadError, ModelNotFoundError, UnknownModelError
+from ..errors import EngineUnavailableError, InputError, ModelLoadError, ModelNotFoundError, UnknownModelError
 from ..ops.align import CropGeometry, align_faces, get_geometry
 from ..registry import REGISTRY, USER_SUPPLIED, InputSpec, ModelInfo, find_model_file, sha256_file
 from ._loading import ModelSpec, resolve_spec
@@ -49,6 +49,7 @@ class EmbedderSettings:
         extra_inputs: inputs besides the image and what to feed them (only ``"zeros"``).
         threshold: default cosine threshold for "same person".
         threshold_source: how that threshold was chosen.
+        engines: the engines whose embeddings were checked against the reference; ``None``: any.
     """
 
     embedding_dim: int
@@ -57,6 +58,7 @@ class EmbedderSettings:
     extra_inputs: Mapping[str, str] | None = None
     threshold: float = 0.5
     threshold_source: str = "unspecified"
+    engines: tuple[str, ...] | None = None
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any], where: str) -> "EmbedderSettings":
@@ -72,7 +74,9 @@ class EmbedderSettings:
         thr = float(m.get("threshold", 0.5))
         if not -1.0 <= thr <= 1.0:
             raise ModelLoadError(f"{where}: threshold must be a cosine in [-1, 1], got {thr}")
-        return cls(dim, geometry, m.get("output"), extra, thr, str(m.get("threshold_source", "unspecified")))
+        engines = tuple(m["engines"]) if m.get("engines") else None
+        return cls(dim, geometry, m.get("output"), extra, thr, str(m.get("threshold_source", "unspecified")),
+                   engines)
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,11 @@ class FaceEmbedder:
                 raise InputError(f"unknown option(s) {sorted(bad)}; known: {sorted(known)}")
             opts = replace(opts, **option_overrides)
         spec, digest = _resolve(model, family)
+        allowed = EmbedderSettings.from_mapping(spec.decoder, spec.name).engines
+        if engine is not None and allowed is not None and engine not in allowed:
+            raise EngineUnavailableError(
+                f"{spec.name} is only validated on {', '.join(allowed)}: its embeddings on {engine} drift from "
+                "the reference (see the registry note); use another engine or the float model")
         chosen = engine or spec.engine
         eopts = dict(spec.engine_options) if chosen == spec.engine else {}
         eopts.update(engine_options or {})
