@@ -243,8 +243,8 @@ def add_parsers(sub: Any) -> None:
     """Register ``verify``, ``calibrate-threshold`` and ``gallery`` on the main parser."""
     p = sub.add_parser("verify", help="are two photos the same person? (largest face of each)",
                        description="Embed the largest face of each photo and compare by cosine.", epilog=_EXIT)
-    p.add_argument("a", metavar="A", help="first image")
-    p.add_argument("b", metavar="B", help="second image")
+    p.add_argument("a", metavar="A", help="first image (its largest face is used)")
+    p.add_argument("b", metavar="B", help="second image (its largest face is used)")
     _model_opts(p, _DEFAULT_EMBEDDER)
     p.add_argument("--threshold", type=float, default=None, help="cosine for 'same' (default: the embedder's)")
     p.add_argument("--json", action="store_true", help='print {"same", "score", "threshold"}')
@@ -256,7 +256,7 @@ def add_parsers(sub: Any) -> None:
                                    "face are skipped with a message. The recommended threshold is "
                                    "cross-validated (10 folds), so its accuracy is not measured on the pairs "
                                    "it was chosen on.", epilog=_EXIT)
-    p.add_argument("pairs", metavar="PAIRS.csv")
+    p.add_argument("pairs", metavar="PAIRS.csv", help="CSV with columns a, b, same (file_a, file_b also accepted)")
     _model_opts(p, _DEFAULT_EMBEDDER)
     p.add_argument("--json", action="store_true", help="one JSON object with every figure")
     p.set_defaults(func=_cmd_calibrate)
@@ -268,8 +268,8 @@ def add_parsers(sub: Any) -> None:
     p = gs.add_parser("enroll", help="add photos of a person (all or none are added)", epilog=_EXIT,
                       description="Each photo must show one face (or use --face/--largest) with eyes at least "
                                   "20 px apart and a sharp enough crop (variance of Laplacian >= 50).")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("name", metavar="NAME", help="the person's name (added to if already enrolled)")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="photos of that person, one face each")
     _db_opt(p)
     _model_opts(p, None)
     which = p.add_mutually_exclusive_group()
@@ -279,7 +279,7 @@ def add_parsers(sub: Any) -> None:
 
     p = gs.add_parser("identify", help="name every face in images (one JSON line per image with --json)",
                       epilog=_EXIT)
-    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="images to search for enrolled people")
     _db_opt(p)
     _model_opts(p, None)
     p.add_argument("--threshold", type=float, default=None,
@@ -291,7 +291,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=_cmd_list)
 
     p = gs.add_parser("remove", help="delete a person and their embeddings", epilog=_EXIT)
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the person to delete")
     _db_opt(p)
     p.set_defaults(func=_cmd_remove)
 
