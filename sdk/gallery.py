@@ -188,7 +188,16 @@ class Gallery:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _load(self) -> _Snapshot:
-        """Read every embedding into a fresh buffer (with room to append)."""
+        """Read every embedding into a fresh buffer, from one consistent read transaction."""
+        if self._conn.in_transaction:
+            return self._read_all()
+        self._conn.execute("BEGIN")
+        try:
+            return self._read_all()
+        finally:
+            self._conn.execute("COMMIT")
+
+    def _read_all(self) -> _Snapshot:
         c = self._conn
         people = c.execute("SELECT id, name FROM people ORDER BY id").fetchall()
         index = {pid: i for i, (pid, _) in enumerate(people)}

@@ -276,3 +276,31 @@ def test_verify_and_calibrate_cli(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
     r = _cli("calibrate-threshold", str(tmp_path / "bad.csv"), env=env)
     assert r.returncode == 2 and "expected columns a, b, same" in r.stderr
+
+
+_WRITER_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np
+    from anyedge.gallery import Gallery
+    from anyedge.tasks.face_embedder import EmbedderIdentity
+    g = Gallery(sys.argv[1], EmbedderIdentity("test-embedder", "ab" * 32, 16, "arcface-112x112"))
+    rng = np.random.default_rng(3)
+    for i in range(40):
+        g.add(f"w{i}", rng.normal(size=(3, 16)).astype(np.float32))  # 40 transactions
+    print("done", flush=True)
+""")
+
+
+def test_reader_process_follows_a_writer_process(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with Gallery(db, ID) as g:
+        g.add("seed", _vecs(1))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, str(db)], stdout=subprocess.PIPE, text=True,
+                                env=env)
+        seen = set()
+        while proc.poll() is None:  # search while the other process commits
+            seen.add(len(g))
+            assert g.search(_vecs(1, 5), k=2)[0]
+        assert proc.stdout.read().strip() == "done" and proc.returncode == 0  # type: ignore[union-attr]
+        assert len(g) == 1 + 40 * 3 and len(g.people()) == 41
+        assert all((n - 1) % 3 == 0 for n in seen)  # only whole transactions were ever visible
