@@ -145,6 +145,11 @@ def _embedder_for(args: argparse.Namespace) -> str:
         with Gallery.open(db, create=False) as g:
             ident = g.identity
         if ident:
+            from .tasks.face_embedder import embedder_names
+
+            if ident["name"] not in embedder_names():
+                raise InputError(f"{db} was built with embedder {ident['name']!r}, which is not a registry name "
+                                 "(a bundle or file?): pass it with --embedder PATH")
             return ident["name"]
     return _DEFAULT_EMBEDDER
 
