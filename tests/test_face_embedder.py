@@ -214,3 +214,36 @@ def test_int8w_is_refused_on_engines_it_was_not_validated_on() -> None:
             FaceEmbedder.create("mobilefacenet-int8w", engine=engine)
     with FaceEmbedder.create("mobilefacenet-int8w", threads=1) as emb:
         assert emb.engine.name == "litert" and emb.settings.engines == ("litert",)
+
+
+def test_arcface_family_file_gets_registry_geometry_and_normalisation(tmp_path: Path) -> None:
+    """A stand-in ONNX file with w600k_mbf's interface: NCHW 112x112 in, 512-d out.
+
+    The network (channel means -> fixed 3x512 matrix) is small enough to compute by hand, so the
+    embedding checks the crop size, the RGB order and (x - 127.5) / 127.5 from the registry.
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(3, 512)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input.1"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("MatMul", ["f", "w"], ["683"])],
+        "arcface_standin",
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 112, 112])],
+        [helper.make_tensor_value_info("683", TensorProto.FLOAT, [1, 512])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "w600k_mbf.onnx"
+    onnx.save(model, str(path))
+    crop = np.random.default_rng(1).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    expect = ((crop.reshape(-1, 3).astype(np.float64) - 127.5) / 127.5).mean(0) @ w
+    expect /= np.linalg.norm(expect)
+    for engine in engines_for(path):
+        with FaceEmbedder.create(path, family="arcface", engine=engine) as emb:
+            assert emb.geometry is ARCFACE_112 and emb.dim == 512 and emb.input_name == "input.1"
+            np.testing.assert_allclose(emb.embed(crop)[0], expect, atol=1e-4)
+            with pytest.raises(InputError, match="112x112"):
+                emb.embed(np.zeros((112, 96, 3), np.uint8))
