@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
@@ -78,9 +79,16 @@ class FaceDetector:
             raise InputError(f"{spec.name}: a face detector needs one input, the model has {len(engine.inputs)}")
         self._in = engine.inputs[0]
         self.input_size = self._resolve_input_size()
-        self.last_timing: dict[str, float] = {}
-        self._canvas: np.ndarray | None = None
-        self._tensor: np.ndarray | None = None
+        # Per-thread state: the reused letterbox canvas and input tensor (large per-frame
+        # allocations cost page faults on every frame) and the last call's timing. A detector
+        # shared by threads gives every thread its own buffers, so results never mix.
+        self._local = threading.local()
+
+    @property
+    def last_timing(self) -> dict[str, float]:
+        """Seconds spent in ``preprocess``/``engine``/``decode``/``total`` by this thread's last
+        :meth:`detect` (empty before the first)."""
+        return getattr(self._local, "timing", {})
 
     @classmethod
     def create(
@@ -171,18 +179,19 @@ class FaceDetector:
     def preprocess(self, image: np.ndarray, channels: str | None = None) -> tuple[np.ndarray, Any]:
         """Validate, letterbox and normalise one image into the engine's input tensor.
 
-        The returned array is the detector's own input buffer, overwritten by the next call:
-        copy it to keep it.
+        The returned array is the calling thread's input buffer, overwritten by that thread's
+        next call: copy it to keep it.
         """
         spec = self.spec.input
         assert spec is not None
         img, order = check_image(image, channels or self.options.channels)
-        # per-detector buffers: large per-frame allocations cost page faults on every frame
-        self._canvas, lb = letterbox(img, self.input_size, spec.resize, canvas=self._canvas,
-                                     fast=self.options.fast_resize)
-        self._tensor = to_tensor(self._canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
-                                 mean=spec.mean, std=spec.std, out=self._tensor)
-        return quantize_input(self._in, self._tensor), lb
+        buf = self._local
+        canvas, lb = letterbox(img, self.input_size, spec.resize, canvas=getattr(buf, "canvas", None),
+                               fast=self.options.fast_resize)
+        tensor = to_tensor(canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
+                           mean=spec.mean, std=spec.std, out=getattr(buf, "tensor", None))
+        buf.canvas, buf.tensor = canvas, tensor
+        return quantize_input(self._in, tensor), lb
 
     def run_engine(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """One engine call; outputs by name, dequantized to float32."""
@@ -229,7 +238,7 @@ class FaceDetector:
         t2 = time.perf_counter()
         faces = self.decode(outs, lb)
         t3 = time.perf_counter()
-        self.last_timing = {"preprocess": t1 - t0, "engine": t2 - t1, "decode": t3 - t2, "total": t3 - t0}
+        self._local.timing = {"preprocess": t1 - t0, "engine": t2 - t1, "decode": t3 - t2, "total": t3 - t0}
         return faces
 
     def __repr__(self) -> str:
