@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from .errors import BundleError, IntegrityError
+from .manifest import FORMAT, Manifest, manifest_digest, safe_member
 
 __all__ = [
     "MANIFEST",
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
-FORMAT = "anyedge-bundle/1"
 _MAX_MANIFEST = 4 << 20
 
 
@@ -42,15 +42,17 @@ class Bundle:
 
     Attributes:
         root: directory holding the files (a zip is unpacked into the cache first).
-        manifest: the parsed ``manifest.json``.
+        manifest: the verified ``manifest.json`` as read (plain JSON values).
+        info: the same manifest parsed and validated (:class:`~anyedge.manifest.Manifest`).
     """
 
     root: Path
     manifest: Mapping[str, Any]
+    info: Manifest
 
     @property
     def model_path(self) -> Path:
-        return self.root / self.manifest["model_file"]
+        return self.root / self.info.model_file
 
     def file(self, name: str) -> Path:
         return self.root / _safe_member(name)
@@ -63,12 +65,7 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
 
 def _safe_member(name: str) -> str:
     """Reject absolute paths, drive letters, backslashes and ``..`` components."""
-    if not isinstance(name, str) or not name:
-        raise BundleError(f"bundle member name must be a non-empty string, got {name!r}")
-    pp = PurePosixPath(name)
-    if "\\" in name or pp.is_absolute() or ".." in pp.parts or (len(name) > 1 and name[1] == ":"):
-        raise BundleError(f"bundle member path {name!r} escapes the bundle; refusing it")
-    return str(pp)
+    return safe_member(name, "bundle member")
 
 
 def _sha256(path: Path) -> str:
@@ -79,41 +76,27 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
+def _read_manifest(root: Path) -> tuple[dict[str, Any], Manifest]:
     mpath = root / MANIFEST
     if not mpath.is_file():
         raise BundleError(f"{root} has no {MANIFEST}")
     if mpath.stat().st_size > _MAX_MANIFEST:
         raise BundleError(f"{mpath} is larger than {_MAX_MANIFEST} bytes")
     try:
-        manifest = json.loads(mpath.read_text("utf-8"))
+        raw = json.loads(mpath.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{mpath} is not valid JSON: {e}") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{mpath} is not an anyedge manifest (expected format {FORMAT!r})")
-    for key in ("model_file", "files", "model"):
-        if key not in manifest:
-            raise BundleError(f"{mpath} lacks the key {key!r}")
-    if not isinstance(manifest["files"], dict):
-        raise BundleError(f"{mpath}: 'files' must map file names to sha256")
-    if manifest["model_file"] not in manifest["files"]:
-        raise BundleError(f"{mpath}: model_file {manifest['model_file']!r} is not listed in 'files'")
-    return manifest
+    try:
+        return raw, Manifest.from_json(raw)
+    except BundleError as e:
+        raise BundleError(f"{mpath}: {e}") from None
 
 
-def manifest_digest(manifest: Mapping[str, Any]) -> str:
-    """sha256 of the manifest's canonical JSON, without its own ``manifest_sha256`` field."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _verify(root: Path, manifest: Mapping[str, Any]) -> None:
-    pinned = manifest.get("manifest_sha256")
-    if pinned is not None and pinned != manifest_digest(manifest):
+def _verify(root: Path, raw: Mapping[str, Any], manifest: Manifest) -> None:
+    if manifest.manifest_sha256 != manifest_digest(raw):
         raise IntegrityError(f"bundle {root}: {MANIFEST} was edited after the bundle was written "
                              "(its manifest_sha256 no longer matches)")
-    for name, digest in manifest["files"].items():
+    for name, digest in manifest.files.items():
         member = root / _safe_member(name)
         if not member.is_file():
             raise BundleError(f"bundle {root} is missing {name}, which its manifest lists")
@@ -180,15 +163,15 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         root = p
     else:
         raise BundleError(f"{p} is neither a bundle directory nor a .zip")
-    manifest = _read_manifest(root)
-    _verify(root, manifest)
-    return Bundle(root=root, manifest=manifest)
+    raw, manifest = _read_manifest(root)
+    _verify(root, raw, manifest)
+    return Bundle(root=root, manifest=raw, info=manifest)
 
 
 def write_bundle(
     out: str | os.PathLike[str],
     files: Mapping[str, str | os.PathLike[str] | bytes],
-    manifest: Mapping[str, Any],
+    manifest: Manifest | Mapping[str, Any],
 ) -> Bundle:
     """Write a bundle directory atomically (temp dir, then rename).
 
@@ -196,12 +179,19 @@ def write_bundle(
         out: the bundle directory to create; it must not exist, or be an existing bundle
             that is replaced.
         files: member name -> source file path or bytes.
-        manifest: manifest fields; ``format`` and ``files`` are filled in here.
+        manifest: a :class:`~anyedge.manifest.Manifest`, or its JSON fields; ``format``,
+            ``files`` and ``manifest_sha256`` are filled in here. It is validated before
+            anything is written.
 
     Returns:
         The written, verified bundle.
     """
     out = Path(out)
+    body = manifest.to_json() if isinstance(manifest, Manifest) else dict(manifest)
+    body = {"format": FORMAT, **body, "files": {}}
+    body.pop("manifest_sha256", None)
+    body = json.loads(json.dumps(body, default=_json_default))
+    Manifest.from_json(body, require_hash=False)  # refuse a bad manifest before writing anything
     if out.exists() and not (out / MANIFEST).is_file():
         raise BundleError(f"{out} exists and is not a bundle; refusing to overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,8 +206,7 @@ def write_bundle(
             else:
                 shutil.copyfile(src, target)
             digests[name] = _sha256(target)
-        full = {"format": FORMAT, **dict(manifest), "files": digests}
-        full = json.loads(json.dumps(full, default=_json_default))
+        full = Manifest.from_json({**body, "files": digests}, require_hash=False).to_json()
         full["manifest_sha256"] = manifest_digest(full)
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False, default=_json_default) + "\n")
         if out.exists():
