@@ -14,11 +14,12 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from .errors import BundleError, IntegrityError
+from .errors import AnyEdgeError, BundleError, IntegrityError
 from .manifest import FORMAT, Manifest, manifest_digest, safe_member
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "load_bundle",
     "write_bundle",
     "zip_bundle",
+    "is_bundle_zip",
     "manifest_digest",
 ]
 
@@ -100,6 +102,10 @@ def _verify(root: Path, raw: Mapping[str, Any], manifest: Manifest) -> None:
         member = root / _safe_member(name)
         if not member.is_file():
             raise BundleError(f"bundle {root} is missing {name}, which its manifest lists")
+        size = manifest.sizes.get(name)
+        if size is not None and member.stat().st_size != size:
+            raise IntegrityError(f"bundle {root}: {name} has {member.stat().st_size} bytes, the manifest "
+                                 f"declares {size}; the bundle was modified or damaged")
         actual = _sha256(member)
         if actual != digest:
             raise IntegrityError(
@@ -108,44 +114,133 @@ def _verify(root: Path, raw: Mapping[str, Any], manifest: Manifest) -> None:
             )
 
 
+_NO_SIZES_CAP = 2 << 30  # total a zip may unpack when its manifest predates recorded sizes
+# What zipfile raises on a damaged or unsupported archive (bad CRC, truncated stream,
+# encrypted member, unknown compression).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
 def _bundle_cache() -> Path:
+    """Where zip bundles are unpacked: ``bundles/`` inside the anyedge cache."""
     from .registry import cache_dir
 
-    return cache_dir().parent / "bundles"
+    return cache_dir() / "bundles"
+
+
+def _dir_mode() -> int:
+    from .registry import file_mode
+
+    return file_mode() | ((file_mode() & 0o444) >> 2)  # r -> x: 0o644 -> 0o755 under umask 022
+
+
+def _zip_layout(path: Path, zf: zipfile.ZipFile) -> tuple[str, zipfile.ZipInfo]:
+    """The folder prefix the bundle's files sit under ("" or "top/") and the manifest entry."""
+    names = [i.filename for i in zf.infolist()]
+    for name in names:  # check every name before reading anything
+        _safe_member(name)
+    infos = {i.filename: i for i in zf.infolist()}
+    if MANIFEST in infos:
+        return "", infos[MANIFEST]
+    tops = {n.split("/", 1)[0] for n in names}
+    if len(tops) == 1:
+        prefix = f"{tops.pop()}/"
+        if prefix + MANIFEST in infos:
+            return prefix, infos[prefix + MANIFEST]
+    raise BundleError(f"{path} has no {MANIFEST} at its root or in its single top folder")
+
+
+def _read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, dst: Any = None) -> bytes | int:
+    """Stream one member (into ``dst`` or memory), refusing more than ``limit`` bytes."""
+    done = 0
+    chunks = []
+    with zf.open(info) as src:
+        while True:
+            chunk = src.read(1 << 20)
+            if not chunk:
+                break
+            done += len(chunk)
+            if done > limit:
+                raise BundleError(f"member {info.filename} unpacks to more than the {limit} bytes declared for it")
+            if dst is None:
+                chunks.append(chunk)
+            else:
+                dst.write(chunk)
+    return b"".join(chunks) if dst is None else done
 
 
 def _unzip(path: Path) -> Path:
+    """Unpack a zip bundle into the cache, atomically; return its directory there.
+
+    Only ``manifest.json`` and the members it lists are extracted, each no larger than the
+    manifest declares; the manifest's own digest and every file's sha256 are verified before
+    the unpacked directory is renamed into place, so the cache never holds a partial or
+    unverified bundle and a refused zip leaves nothing behind.
+    """
     digest = _sha256(path)
-    dest = _bundle_cache() / digest[:32]
+    cache = _bundle_cache()
+    dest = cache / digest[:32]
     if (dest / MANIFEST).is_file():
         return dest
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (*_ZIP_ERRORS, OSError) as e:
         raise BundleError(f"{path} is not a readable zip: {e}") from e
-    with zf:
-        infos = zf.infolist()
-        for info in infos:  # check every name before writing anything
-            _safe_member(info.filename)
-            if info.file_size > (2 << 30):
-                raise BundleError(f"{path}: member {info.filename} is implausibly large")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unzip-"))
-        try:
-            for info in infos:
-                if info.is_dir():
-                    continue
-                target = tmp / _safe_member(info.filename)
+    tmp: Path | None = None
+    try:
+        with zf:
+            prefix, minfo = _zip_layout(path, zf)
+            raw_bytes = _read_zip_member(zf, minfo, _MAX_MANIFEST)
+            try:
+                raw = json.loads(bytes(raw_bytes).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise BundleError(f"{path}: {MANIFEST} is not valid JSON: {e}") from e
+            try:
+                manifest = Manifest.from_json(raw)
+            except BundleError as e:
+                raise BundleError(f"{path}: {MANIFEST}: {e}") from None
+            if manifest.manifest_sha256 != manifest_digest(raw):
+                raise IntegrityError(f"{path}: {MANIFEST} was edited after the bundle was written "
+                                     "(its manifest_sha256 no longer matches)")
+            infos = {i.filename: i for i in zf.infolist()}
+            members = []
+            for name in manifest.files:
+                info = infos.get(prefix + _safe_member(name))
+                if info is None or info.is_dir():
+                    raise BundleError(f"{path} is missing {name}, which its manifest lists")
+                limit = manifest.sizes.get(name, _NO_SIZES_CAP)
+                if info.file_size > limit:
+                    raise BundleError(f"{path}: member {name} unpacks to {info.file_size} bytes, "
+                                      f"the manifest declares {limit}")
+                members.append((name, info, limit))
+            total = sum(i.file_size for _, i, _ in members)
+            cap = manifest.declared_bytes if manifest.declared_bytes is not None else _NO_SIZES_CAP
+            if total > cap:
+                raise BundleError(f"{path}: the listed members unpack to {total} bytes, more than the "
+                                  f"{cap} bytes the manifest allows")
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{digest[:32]}.unzip-"))
+            os.chmod(tmp, _dir_mode())
+            for name, info, limit in members:
+                target = tmp / _safe_member(name)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            if (dest / MANIFEST).is_file():
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, dest)
-        except BaseException:
+                with open(target, "wb") as dst:
+                    _read_zip_member(zf, info, limit, dst)
+            (tmp / MANIFEST).write_bytes(bytes(raw_bytes))
+        _verify(tmp, raw, manifest)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not (dest / MANIFEST).is_file():  # an incomplete entry (older anyedge): replace it
+                shutil.rmtree(dest, ignore_errors=True)
+                os.rename(tmp, dest)
+        tmp = None  # renamed, or another process got there first with the same verified bytes
+    except AnyEdgeError:
+        raise
+    except _ZIP_ERRORS as e:
+        raise BundleError(f"{path} is a damaged zip: {e}") from e
+    finally:
+        if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return dest
 
 
@@ -190,6 +285,7 @@ def write_bundle(
     body = manifest.to_json() if isinstance(manifest, Manifest) else dict(manifest)
     body = {"format": FORMAT, **body, "files": {}}
     body.pop("manifest_sha256", None)
+    body.pop("sizes", None)
     body = json.loads(json.dumps(body, default=_json_default))
     Manifest.from_json(body, require_hash=False)  # refuse a bad manifest before writing anything
     if out.exists() and not (out / MANIFEST).is_file():
@@ -197,7 +293,9 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
+        os.chmod(tmp, _dir_mode())  # mkdtemp makes 0700; a bundle is an ordinary directory
         digests: dict[str, str] = {}
+        sizes: dict[str, int] = {}
         for name, src in files.items():
             target = tmp / _safe_member(name)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +304,8 @@ def write_bundle(
             else:
                 shutil.copyfile(src, target)
             digests[name] = _sha256(target)
-        full = Manifest.from_json({**body, "files": digests}, require_hash=False).to_json()
+            sizes[name] = target.stat().st_size
+        full = Manifest.from_json({**body, "files": digests, "sizes": sizes}, require_hash=False).to_json()
         full["manifest_sha256"] = manifest_digest(full)
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False, default=_json_default) + "\n")
         if out.exists():
@@ -222,18 +321,40 @@ def write_bundle(
     return load_bundle(out)
 
 
+def is_bundle_zip(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a zip holding an anyedge manifest (at its root or in one top folder)."""
+    p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            _, minfo = _zip_layout(p, zf)
+            if minfo.file_size > _MAX_MANIFEST:
+                return False
+            raw = json.loads(zf.read(minfo).decode("utf-8"))
+    except (*_ZIP_ERRORS, OSError, BundleError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(raw, dict) and str(raw.get("format", "")).startswith("anyedge-bundle/")
+
+
 def zip_bundle(bundle_dir: str | os.PathLike[str], out_zip: str | os.PathLike[str]) -> Path:
-    """Pack a bundle directory into a .zip (members at the zip root), atomically."""
+    """Pack a bundle directory into a .zip (members at the zip root), atomically.
+
+    Raises:
+        BundleError: ``out_zip`` exists and is not an anyedge bundle zip (it is never overwritten).
+    """
     src = Path(bundle_dir)
-    load_bundle(src)  # never zip something that does not verify
+    bundle = load_bundle(src)  # never zip something that does not verify
     out_zip = Path(out_zip)
+    if out_zip.exists() and not (out_zip.is_file() and is_bundle_zip(out_zip)):
+        raise BundleError(f"{out_zip} exists and is not an anyedge bundle; refusing to overwrite it")
     fd, tmpname = tempfile.mkstemp(dir=out_zip.parent, prefix=f".{out_zip.name}.", suffix=".part")
     os.close(fd)
     try:
+        from .registry import file_mode
+
+        os.chmod(tmpname, file_mode())  # mkstemp makes 0600; a bundle is an ordinary file
         with zipfile.ZipFile(tmpname, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(src.rglob("*")):
-                if f.is_file():
-                    zf.write(f, f.relative_to(src).as_posix())
+            for name in [MANIFEST, *sorted(bundle.info.files)]:
+                zf.write(src / name, name)
         os.replace(tmpname, out_zip)
     except BaseException:
         Path(tmpname).unlink(missing_ok=True)

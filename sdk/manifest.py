@@ -12,6 +12,7 @@ JSON layout (schema version 1; ``format`` carries the version as ``anyedge-bundl
     model           {name, family, task, description?, license?}
     model_file      the member the engine loads (listed in files)
     files           {member: sha256}
+    sizes           {member: bytes} (written by write_bundle; caps what a zip may unpack)
     manifest_sha256 sha256 of the canonical JSON without this field (required)
     engine, target, precision, device, providers     what it was built for (optional)
     face_detection:           input (InputSpec), decoder (family settings)
@@ -69,7 +70,7 @@ TASKS = tuple(FAMILIES)
 EMBEDDER_SIZES = ((96, 112), (112, 112))
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-_TOP = {"format", "model", "model_file", "files", "manifest_sha256", "engine", "target", "precision", "device",
+_TOP = {"format", "model", "model_file", "files", "sizes", "manifest_sha256", "engine", "target", "precision", "device",
         "providers", "input", "decoder", "labels", "window", "output", "embedding"}
 
 
@@ -348,6 +349,8 @@ class Manifest:
         model: what the model is (:class:`ModelCard`).
         model_file: the member the engine loads; must be listed in ``files``.
         files: member -> sha256 of every file in the bundle.
+        sizes: member -> size in bytes of every file (empty in manifests written before
+            sizes were recorded); a zip may not unpack more than this.
         manifest_sha256: the digest the manifest pins of itself; ``None`` only while building.
         engine, target, precision, device: what the bundle was built for (optional).
         providers: ONNX Runtime execution providers the bundle asks for.
@@ -364,6 +367,7 @@ class Manifest:
     model: ModelCard
     model_file: str
     files: Mapping[str, str] = field(default_factory=dict)
+    sizes: Mapping[str, int] = field(default_factory=dict)
     manifest_sha256: str | None = None
     engine: str | None = None
     target: str | None = None
@@ -392,6 +396,12 @@ class Manifest:
             if not isinstance(digest, str) or not _SHA.match(digest):
                 raise _fail(f"files.{name}", "a sha256 (64 lowercase hex digits)", digest)
         object.__setattr__(self, "files", dict(files))
+        sizes = _obj(self.sizes, "sizes")
+        for name, n in sizes.items():
+            _int(n, f"sizes.{name}", low=0)
+        if sizes and files and set(sizes) != set(files):
+            raise BundleError(f"sizes: expected the members of files {sorted(files)}, got {sorted(sizes)}")
+        object.__setattr__(self, "sizes", dict(sizes))
         if files and self.model_file not in files:
             raise BundleError(f"model_file: {self.model_file!r} is not listed in files ({sorted(files)})")
         if self.manifest_sha256 is not None and (not isinstance(self.manifest_sha256, str)
@@ -474,6 +484,7 @@ class Manifest:
             model=ModelCard.from_json(d["model"]),
             model_file=d["model_file"],
             files=_obj(d["files"], "files"),
+            sizes=d.get("sizes") or {},
             manifest_sha256=d.get("manifest_sha256"),
             engine=d.get("engine"),
             target=d.get("target"),
@@ -510,6 +521,8 @@ class Manifest:
             out["embedding"] = self.embedding.to_json()
         out.update(self.extra)
         out["files"] = dict(self.files)
+        if self.sizes:
+            out["sizes"] = dict(self.sizes)
         if self.manifest_sha256 is not None:
             out["manifest_sha256"] = self.manifest_sha256
         return out
@@ -521,6 +534,11 @@ class Manifest:
     @property
     def task(self) -> str:
         return self.model.task
+
+    @property
+    def declared_bytes(self) -> int | None:
+        """Total size of the listed files, when the manifest records it."""
+        return sum(self.sizes.values()) if self.sizes else None
 
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
