@@ -2,8 +2,10 @@
 
 The manifest says what the model is (name, family, task, input spec, decoder settings),
 what it was built for (target, engine, precision), how (tool versions, calibration,
-fidelity report) and pins the sha256 of every file. Loading verifies all of it and refuses
-member paths that would escape the bundle.
+fidelity report) and pins the sha256 and size of every file and its own digest; it is parsed
+and validated once into a :class:`~anyedge.manifest.Manifest`. Loading verifies all of it and
+refuses member paths that would escape the bundle. A zip is unpacked into the cache, listed
+members only, atomically (see :func:`load_bundle`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import AnyEdgeError, BundleError, IntegrityError
-from .manifest import FORMAT, Manifest, manifest_digest, safe_member
+from .manifest import FORMAT, Manifest, _json_default, manifest_digest, safe_member
 
 __all__ = [
     "MANIFEST",
@@ -247,9 +249,14 @@ def _unzip(path: Path) -> Path:
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Open and verify a bundle directory or .zip.
 
+    A zip (files at its root or in one top folder) is unpacked into
+    ``$ANYEDGE_CACHE_DIR/bundles/``: only the manifest and the files it lists, each within its
+    declared size, verified in a temporary directory that is renamed into place.
+
     Raises:
-        BundleError: not a bundle, bad manifest, missing member, unsafe member path.
-        IntegrityError: a file's sha256 differs from the manifest.
+        BundleError: not a bundle, bad or incomplete manifest (naming the field), missing
+            member, unsafe member path, oversized member, damaged zip.
+        IntegrityError: the manifest or a file differs from the digests it pins.
     """
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".zip":
@@ -360,15 +367,3 @@ def zip_bundle(bundle_dir: str | os.PathLike[str], out_zip: str | os.PathLike[st
         Path(tmpname).unlink(missing_ok=True)
         raise
     return out_zip
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot serialise {type(o).__name__}")
