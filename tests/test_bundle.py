@@ -102,12 +102,12 @@ def test_manifest_without_sizes_still_caps_the_total(cache: Path, bundle_dir: Pa
     del m["sizes"]  # as written before sizes were recorded
     m["manifest_sha256"] = manifest_digest(m)
     z = _zip_of(bundle_dir, tmp_path / "old.zip", replace={"manifest.json": json.dumps(m).encode()})
+    default_cap = bundle_mod._NO_SIZES_CAP
     monkeypatch.setattr(bundle_mod, "_NO_SIZES_CAP", 1000)
     with pytest.raises(BundleError, match="1000"):
         load_bundle(z)
     assert _entries(cache) == []
-    monkeypatch.undo()
-    os.environ["ANYEDGE_CACHE_DIR"] = str(cache)
+    monkeypatch.setattr(bundle_mod, "_NO_SIZES_CAP", default_cap)
     assert load_bundle(z).info.sizes == {}
 
 
