@@ -117,8 +117,7 @@ def main() -> int:
                         float_ref = fl.embed(np.stack(crops))
                     for eng in engines_for(resolve_model(emb_name)[0]):
                         # the constructor, not create(): measure engines the registry does not allow too
-                        other = FaceEmbedder(emb.spec, open_engine(emb.spec.path, eng), FaceEmbedderOptions(),
-                                             emb.identity.sha256)
+                        other = FaceEmbedder(emb.spec, open_engine(emb.spec.path, eng), FaceEmbedderOptions())
                         with other:
                             v = other.embed(np.stack(crops))
                         cos = (v * base).sum(1)

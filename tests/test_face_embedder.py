@@ -86,27 +86,13 @@ def test_bgr_input_gives_the_same_embedding(crops) -> None:  # noqa: ANN001
 def test_threads_give_identical_embeddings(crops) -> None:  # noqa: ANN001
     with FaceEmbedder.create("mobilefacenet", threads=1) as emb:
         ref = emb.embed(crops)
-        out: dict[int, np.ndarray] = {}
+        out: dict[int, list[np.ndarray]] = {i: [] for i in range(6)}
         errors: list[BaseException] = []
-        lock = threading.Lock()  # the engines' own thread safety is another change; serialise runs here
-
-        class Locked:
-            def __init__(self, e):  # noqa: ANN001
-                self.e, self.inputs, self.outputs, self.name = e, e.inputs, e.outputs, e.name
-
-            def run(self, feeds):  # noqa: ANN001
-                with lock:
-                    return self.e.run(feeds)
-
-            def close(self) -> None:
-                self.e.close()
-
-        emb.engine = Locked(emb.engine)
 
         def work(i: int) -> None:
             try:
                 for _ in range(5):
-                    out[i] = emb.embed(crops[[i % 3]])
+                    out[i].append(emb.embed(crops[[i % 3]]))
             except BaseException as e:  # noqa: BLE001
                 errors.append(e)
 
@@ -115,9 +101,11 @@ def test_threads_give_identical_embeddings(crops) -> None:  # noqa: ANN001
             t.start()
         for t in ts:
             t.join()
-    assert not errors
-    for i, v in out.items():
-        np.testing.assert_array_equal(v[0], ref[i % 3])
+    assert not errors, errors
+    for i, vs in out.items():
+        assert len(vs) == 5
+        for v in vs:
+            np.testing.assert_array_equal(v[0], ref[i % 3])
 
 
 @pytest.mark.parametrize("bad", [
@@ -163,15 +151,20 @@ def test_bundle_with_face_embedding_task_loads(tmp_path: Path, crops) -> None:  
     src = resolve_model("mobilefacenet")[0]
     manifest = {"model": {"name": "mfn-bundle", "family": "mobilefacenet", "task": "face_embedding"},
                 "model_file": "model.tflite", "engine": "litert", "input": info.input.to_dict(),
-                "embedder": dict(info.decoder)}
+                "embedding": {"dimension": 128, "threshold": 0.4}}
     write_bundle(tmp_path / "b", {"model.tflite": src}, manifest)
     with FaceEmbedder.create(tmp_path / "b", threads=1) as b, FaceEmbedder.create("mobilefacenet", threads=1) as r:
         assert b.identity.name == "mfn-bundle" and b.identity.sha256 == info.sha256
+        assert b.geometry is r.geometry and b.threshold == 0.4 and set(b.extra_inputs) == {"target"}
+        assert b.input_name == r.input_name
         np.testing.assert_allclose(b.embed(crops), r.embed(crops), atol=1e-6)
-    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    m["model"]["task"] = "face_detection"
-    shutil.copytree(tmp_path / "b", tmp_path / "c")
-    write_bundle(tmp_path / "c", {"model.tflite": src}, {k: v for k, v in m.items() if k not in ("files", "format")})
+        # the converter's view: preprocess -> run_engine -> raw output
+        raw = b.run_engine(b.preprocess(crops[0]))["Identity"][0]
+        np.testing.assert_allclose(raw / np.linalg.norm(raw), r.embed(crops[:1])[0], atol=1e-5)
+    det = {**manifest, "model": {**manifest["model"], "task": "face_detection", "family": "scrfd"},
+           "decoder": {"strides": [8, 16, 32], "keypoints": 5}}
+    det.pop("embedding")
+    write_bundle(tmp_path / "c", {"model.tflite": src}, det)
     with pytest.raises(InputError, match="face_detection"):
         FaceEmbedder.create(tmp_path / "c")
 

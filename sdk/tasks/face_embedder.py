@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,9 +26,10 @@ import numpy as np
 
 from ..engines.base import dequantize_output, quantize_input
 from ..errors import EngineUnavailableError, InputError, ModelLoadError, ModelNotFoundError, UnknownModelError
-from ..ops.align import CropGeometry, align_faces, get_geometry
+from ..ops.align import GEOMETRIES, CropGeometry, align_faces, get_geometry
 from ..registry import REGISTRY, USER_SUPPLIED, InputSpec, ModelInfo, find_model_file, sha256_file
 from ._loading import ModelSpec, resolve_spec
+from .base import Task, TaskOptions
 
 __all__ = ["TASK", "EmbedderSettings", "EmbedderIdentity", "FaceEmbedderOptions", "FaceEmbedder",
            "embedder_names"]
@@ -96,25 +97,23 @@ class EmbedderIdentity:
 
 
 @dataclass(frozen=True)
-class FaceEmbedderOptions:
-    """Options of a :class:`FaceEmbedder`.
+class FaceEmbedderOptions(TaskOptions):
+    """Options of a :class:`FaceEmbedder` (plus ``threads`` and ``engine_options``, keyword-only,
+    from :class:`~anyedge.tasks.base.TaskOptions`).
 
     Attributes:
         flip: also embed the mirrored crop and average the two (twice the engine time; see
             ``benchmarks/recognition_accuracy.py`` for what it buys).
         channels: channel order of the crops you pass, ``"RGB"`` (default) or ``"BGR"``.
-        threads: engine CPU threads; ``None`` leaves the engine's default.
     """
 
     flip: bool = False
     channels: str = "RGB"
-    threads: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.channels not in ("RGB", "BGR"):
             raise InputError(f"channels must be 'RGB' or 'BGR', got {self.channels!r}")
-        if self.threads is not None and int(self.threads) < 1:
-            raise InputError(f"threads must be >= 1, got {self.threads}")
 
 
 def embedder_names() -> list[str]:
@@ -125,29 +124,26 @@ def embedder_names() -> list[str]:
 def _spec_from_bundle(path: Path) -> tuple[ModelSpec, str]:
     """A face-embedding bundle -> its spec and model sha256 (the one place that reads a manifest).
 
-    Reads ``model.task`` (must be ``face_embedding``), ``model.name``/``family``, ``input`` and
-    the embedder settings under ``embedder`` (or ``decoder``); the file hashes were verified by
-    :func:`anyedge.bundle.load_bundle`.
+    From the typed manifest: ``model`` (task ``face_embedding``), ``input`` (its size picks the
+    crop geometry), ``embedding`` (dimension, threshold); the family's registry entry supplies
+    the rest (output name, inputs fed zeros), and an optional ``embedder`` extra overrides it.
+    The file hashes were verified by :func:`anyedge.bundle.load_bundle`.
     """
-    from ..bundle import load_bundle
-
-    b = load_bundle(path)
-    m = b.manifest
-    model = m.get("model") or {}
-    if model.get("task") != TASK:
-        raise InputError(f"bundle {path} holds a {model.get('task')!r} model, not {TASK!r}")
-    if not m.get("input"):
-        raise ModelLoadError(f"bundle {path}: manifest has no input spec")
-    settings = m.get("embedder") or m.get("decoder") or {}
-    opts: dict[str, Any] = {}
-    if m.get("engine") == "openvino" and m.get("device"):
-        opts = {"device": m["device"], "fallback_device": "CPU"}
-    elif m.get("engine") == "onnxruntime" and m.get("providers"):
-        opts = {"providers": list(m["providers"])}
-    spec = ModelSpec(name=model.get("name", Path(path).stem), task=TASK, family=model.get("family", ""),
-                     path=b.model_path, input=InputSpec.from_dict(m["input"]), decoder=settings,
-                     engine=m.get("engine"), engine_options=opts, manifest=m)
-    return spec, m["files"][m["model_file"]]
+    spec = resolve_spec(path, task=TASK)  # loads and verifies the bundle, checks the task
+    m = spec.info
+    if m is None or m.embedding is None or m.input is None or m.input.size is None:
+        raise ModelLoadError(f"bundle {path}: a face_embedding manifest needs input.size and embedding")
+    size = tuple(m.input.size)
+    geometry = next((g for g in GEOMETRIES.values() if g.size == size), None)
+    if geometry is None:
+        raise ModelLoadError(f"bundle {path}: no crop geometry is {size[0]}x{size[1]}")
+    base = next((i for i in [*REGISTRY.values(), *USER_SUPPLIED.values()]
+                 if i.task == TASK and i.family == m.model.family and i.input.size == size), None)
+    settings = {**(dict(base.decoder) if base else {}), "engines": None,
+                "embedding_dim": m.embedding.dimension, "geometry": geometry.name,
+                "threshold": m.embedding.threshold,
+                "threshold_source": f"bundle {m.model.name} manifest", **dict(m.extra.get("embedder") or {})}
+    return replace(spec, decoder=settings), m.files[m.model_file]
 
 
 def _spec_from_info(info: ModelInfo, path: Path) -> ModelSpec:
@@ -171,7 +167,7 @@ def _resolve(model: str | os.PathLike[str], family: str | None) -> tuple[ModelSp
                 f"ANYEDGE_MODEL_PATH, or pass its path with family={info.family!r}")
         log.warning("%s: %s is not sha256-pinned by anyedge; using it as found", text, found)
         return _spec_from_info(info, found), sha256_file(found)
-    if p.is_dir() and is_bundle(p):
+    if p.exists() and is_bundle(p):
         return _spec_from_bundle(p)
     if p.is_file():
         if family is None:
@@ -187,8 +183,10 @@ def _resolve(model: str | os.PathLike[str], family: str | None) -> tuple[ModelSp
                             f"known embedders: {', '.join(embedder_names())}")
 
 
-class FaceEmbedder:
+class FaceEmbedder(Task):
     """Embed aligned face crops with any registered embedder, bundle or model file, on any engine.
+
+    Safe to share across threads: no state is kept between calls (the engine is shared).
 
     Example:
         >>> with FaceEmbedder.create("mobilefacenet") as emb:
@@ -196,10 +194,12 @@ class FaceEmbedder:
         ...     vectors = emb.embed(crops)            # (n, 128), unit length
     """
 
-    def __init__(self, spec: ModelSpec, engine: Any, options: FaceEmbedderOptions, sha256: str) -> None:
-        self.spec = spec
-        self.engine = engine
-        self.options = options
+    TASK = TASK
+    Options = FaceEmbedderOptions
+    options: FaceEmbedderOptions
+
+    def _setup(self) -> None:
+        spec, engine = self.spec, self.engine
         self.settings = EmbedderSettings.from_mapping(spec.decoder, spec.name)
         if spec.input is None:
             raise ModelLoadError(f"{spec.name}: no input spec known for this embedder")
@@ -210,11 +210,8 @@ class FaceEmbedder:
             raise ModelLoadError(f"{spec.name}: expected one image input besides {sorted(extra)}, "
                                  f"the model has {[s.name for s in engine.inputs]}")
         self._in = images[0]
-        names = {s.name for s in engine.inputs}
-        missing = set(extra) - names
-        if missing:  # e.g. a converted model with the training leftover stripped
-            extra = {k: v for k, v in extra.items() if k in names}
-        # read-only zeros: shared by every call and thread, never written
+        # read-only zeros for the extra inputs the file has (a converted model may have dropped
+        # them): shared by every call and thread, never written
         self._extra: dict[str, np.ndarray] = {}
         for s in engine.inputs:
             if s.name in extra:
@@ -228,56 +225,50 @@ class FaceEmbedder:
                                  f"{self.geometry.name} is {w}x{h}")
         out_names = [s.name for s in engine.outputs]
         self._out = self.settings.output if self.settings.output in out_names else out_names[0]
-        self.identity = EmbedderIdentity(spec.name, sha256, self.settings.embedding_dim, self.geometry.name)
+        digest = str(spec.extra.get("sha256") or sha256_file(spec.path))
+        self.identity = EmbedderIdentity(spec.name, digest, self.settings.embedding_dim, self.geometry.name)
 
     @classmethod
-    def create(
+    def create(  # type: ignore[override]
         cls,
         model: str | os.PathLike[str] = "mobilefacenet",
         *,
         engine: str | None = None,
         options: FaceEmbedderOptions | None = None,
-        family: str | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        family: str | None = None,
         **option_overrides: Any,
     ) -> "FaceEmbedder":
         """Load an embedder.
 
         Args:
             model: embedder name (``mobilefacenet``, ``mobilefacenet-int8w``, ``w600k-mbf``),
-                bundle directory, or model file (then ``family`` is required).
+                bundle directory or zip, or model file (then ``family`` is required).
             engine: ``"litert"``, ``"onnxruntime"`` or ``"openvino"``; ``None`` takes the
-                bundle's engine or the file format's own engine.
-            options: a :class:`FaceEmbedderOptions`; keyword overrides apply on top.
-            family: ``"mobilefacenet"`` or ``"arcface"`` for a bare model file.
+                bundle's engine or the file format's own.
+            options: a :class:`FaceEmbedderOptions`; keyword overrides apply on top
+                (``flip=True``, ``threads=1``...).
             engine_options: passed to the engine.
+            family: ``"mobilefacenet"`` or ``"arcface"`` for a bare model file.
 
         Raises:
             UnknownModelError, ModelNotFoundError, IntegrityError, BundleError: model resolution.
-            EngineUnavailableError, ModelLoadError: the engine cannot run the file.
-            InputError: invalid options, or a bundle for another task.
+            EngineUnavailableError: the engine is not installed, cannot read the file, or was
+                not validated for this model.
+            ModelLoadError: the file cannot be loaded or does not fit the settings.
+            InputError: invalid options, or a model for another task.
         """
-        from ..engines import open_engine
-
-        opts = options or FaceEmbedderOptions()
-        if option_overrides:
-            known = {f.name for f in fields(FaceEmbedderOptions)}
-            bad = set(option_overrides) - known
-            if bad:
-                raise InputError(f"unknown option(s) {sorted(bad)}; known: {sorted(known)}")
-            opts = replace(opts, **option_overrides)
+        opts = cls.make_options(options, **option_overrides)
         spec, digest = _resolve(model, family)
         allowed = EmbedderSettings.from_mapping(spec.decoder, spec.name).engines
         if engine is not None and allowed is not None and engine not in allowed:
             raise EngineUnavailableError(
                 f"{spec.name} is only validated on {', '.join(allowed)}: its embeddings on {engine} drift from "
                 "the reference (see the registry note); use another engine or the float model")
-        chosen = engine or spec.engine
-        eopts = dict(spec.engine_options) if chosen == spec.engine else {}
-        eopts.update(engine_options or {})
-        eng = open_engine(spec.path, chosen, threads=opts.threads, **eopts)
+        spec = replace(spec, extra={**spec.extra, "sha256": digest})
+        eng = cls.open_engine(spec, engine, opts, engine_options)
         try:
-            return cls(spec, eng, opts, digest)
+            return cls(spec, eng, opts)
         except BaseException:
             eng.close()
             raise
@@ -306,16 +297,6 @@ class FaceEmbedder:
         """Inputs fed constant zeros (read-only arrays), e.g. MobileFaceNet's ``target``."""
         return dict(self._extra)
 
-    # -- lifecycle ----------------------------------------------------------------------
-    def close(self) -> None:
-        self.engine.close()
-
-    def __enter__(self) -> "FaceEmbedder":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- pipeline -----------------------------------------------------------------------
     def _check_crops(self, aligned: object) -> np.ndarray:
         w, h = self.geometry.size
@@ -340,9 +321,15 @@ class FaceEmbedder:
                       source_channels=channels or self.options.channels, mean=spec.mean, std=spec.std)
         return quantize_input(self._in, x)
 
-    def run_engine(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        """One engine call (extra inputs fed zeros); outputs by name, dequantized to float32."""
-        outs = self.engine.run({self._in.name: tensor, **self._extra})
+    def run_engine(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """One engine call on the image tensor (extra inputs fed zeros); outputs by name, float32.
+
+        ``run_engine(tensor)`` takes the output of :meth:`preprocess`; passing every model input
+        in order (as :meth:`Task.run_engine` does) also works.
+        """
+        if len(inputs) != 1:
+            return super().run_engine(*inputs)
+        outs = self.engine.run({self._in.name: inputs[0], **self._extra})
         return {s.name: dequantize_output(s, a) for s, a in zip(self.engine.outputs, outs)}
 
     def _raw(self, crop: np.ndarray, channels: str | None) -> np.ndarray:

@@ -12,6 +12,7 @@ aligned crop sharp enough (variance of its Laplacian at least ``min_sharpness``)
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -149,7 +150,12 @@ class FacePipeline:
         self.gallery = gallery
         self.threshold = embedder.threshold if threshold is None else float(threshold)
         self.quality = quality or QualityGate()
-        self.last_timing: dict[str, float] = {}
+        self._local = threading.local()  # timings per thread: a pipeline may be shared
+
+    @property
+    def last_timing(self) -> dict[str, float]:
+        """Seconds per stage (detect, align, embed, identify) of this thread's last :meth:`process`."""
+        return dict(getattr(self._local, "timing", {}))
 
     @classmethod
     def create(cls, detector: str | os.PathLike[str] = "scrfd-500m",
@@ -209,7 +215,7 @@ class FacePipeline:
         t1 = time.perf_counter()
         w, h = self.embedder.geometry.size
         if len(faces) == 0:
-            self.last_timing = {"detect": t1 - t0, "align": 0.0, "embed": 0.0, "identify": 0.0}
+            self._local.timing = {"detect": t1 - t0, "align": 0.0, "embed": 0.0, "identify": 0.0}
             return RecognizedFaces.empty((w, h), self.embedder.dim, faces.keypoints.shape[1])
         crops = self._crops(image, faces, ch)
         t2 = time.perf_counter()
@@ -222,7 +228,7 @@ class FacePipeline:
             names = tuple(hit[0].name if hit and hit[0].score >= self.threshold else None for hit in hits)
             scores = np.array([hit[0].score if hit else np.nan for hit in hits], np.float32)
         t4 = time.perf_counter()
-        self.last_timing = {"detect": t1 - t0, "align": t2 - t1, "embed": t3 - t2, "identify": t4 - t3}
+        self._local.timing = {"detect": t1 - t0, "align": t2 - t1, "embed": t3 - t2, "identify": t4 - t3}
         return RecognizedFaces(faces, crops, emb, names, scores)
 
     # -- enrolment ----------------------------------------------------------------------
