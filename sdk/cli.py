@@ -413,6 +413,8 @@ def _subcommand_hooks() -> list[Any]:
         hooks.append(add_har_parser)
     except ImportError:
         pass
+    from .live import add_parsers as live  # anyedge run
+    hooks.append(live)
     return hooks
 
 

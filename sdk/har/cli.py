@@ -50,6 +50,9 @@ def add_har_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the shipped activity models", epilog="example:\n  anyedge har models")
     m.set_defaults(func=_models)
+
+    from .stream import add_stream_parser
+    add_stream_parser(sub)
     return har
 
 
