@@ -210,14 +210,23 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _detect_camera(det: Any, args: argparse.Namespace) -> int:
-    from .camera import frames
+    from .live import open_source
 
-    for i, frame in enumerate(frames(args.camera, limit=args.frames)):
-        faces = det.detect(frame)
-        if args.json:
-            print(json.dumps({"camera": str(args.camera), "frame": i, "faces": faces.to_list()}), flush=True)
-        else:
-            print(f"frame {i}: {len(faces)} face(s) in {det.last_timing['total'] * 1e3:.1f} ms", flush=True)
+    src = open_source(args.camera)  # one-line errors for missing cameras and silent URLs
+    try:
+        i = 0
+        while args.frames is None or i < args.frames:
+            frame = src.read()
+            if frame is None:
+                break
+            faces = det.detect(frame)
+            if args.json:
+                print(json.dumps({"camera": str(args.camera), "frame": i, "faces": faces.to_list()}), flush=True)
+            else:
+                print(f"frame {i}: {len(faces)} face(s) in {det.last_timing['total'] * 1e3:.1f} ms", flush=True)
+            i += 1
+    finally:
+        src.close()
     return EXIT_OK
 
 
