@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import socket
@@ -206,3 +207,48 @@ def test_har_stream_names_a_malformed_line() -> None:
     r = run("har", "stream", "--model", "bnn-racketsports", stdin="1,2,3,4,5,6\n1,2,x,4,5,6\n")
     assert r.returncode == 2
     assert r.stderr.strip() == "anyedge: error: line 2: expected 6 comma-separated numbers, got '1,2,x,4,5,6'"
+
+
+def test_har_stream_reads_a_serial_style_device(tmp_path: Path) -> None:
+    """A pseudo-terminal stands in for the IMU's serial port (a character device, read as lines)."""
+    import os
+    import tty
+
+    length = _ts_as_csv(har_file("RacketSports", "test"), tmp_path / "rs.csv")
+    rows = (tmp_path / "rs.csv").read_text().splitlines()[: 1 + 3 * length]  # header + 3 windows
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    p = subprocess.Popen([sys.executable, "-m", "anyedge.cli", "har", "stream", "--model", "bnn-racketsports",
+                          "--hop", str(length), "--json", "--source", os.ttyname(slave)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got = []
+        for row in rows:
+            os.write(master, (row + "\n").encode())
+        for _ in range(3):
+            got.append(json.loads(p.stdout.readline()))  # type: ignore[union-attr]  # a label per hop, live
+    finally:
+        os.close(master)  # the device hangs up
+        os.close(slave)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    classified = [json.loads(x) for x in run("har", "classify", str(har_file("RacketSports", "test")),
+                                             "--json").stdout.splitlines()[:3]]
+    assert [g["label"] for g in got] == [c["label"] for c in classified]
+    assert out == "" and "error" not in err  # the hang-up ends the stream cleanly
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "picamera"], "the Pi camera needs picamera2"),
+    (["--source", "/nonexistent/clip.mp4"], "no such file; expected a video file, a camera index"),
+    (["--source", "0", "--queue", "3"], "--queue must be 1 or 2"),
+    (["--source", "0", "--out", "annotated.gif"], "expected one of .avi, .m4v, .mkv, .mov, .mp4"),
+])
+def test_run_source_and_option_errors_are_one_line(args: list[str], message: str) -> None:
+    pytest.importorskip("cv2")
+    if args[1] == "picamera" and importlib.util.find_spec("picamera2") is not None:
+        pytest.skip("picamera2 is installed here")
+    r = run("run", *args, "--model", "yunet-n-320", timeout=120)
+    assert r.returncode == 2
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and message in lines[0], r.stderr

@@ -14,6 +14,7 @@ Only numpy and the classifier are imported: no OpenCV, no vision engine.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import stat
@@ -80,11 +81,22 @@ class _SerialLines:
             yield raw.decode("ascii", errors="replace")
 
 
+def _until_hangup(lines: Any) -> Iterator[str]:
+    """Lines until the end; a serial/pty device that hangs up (EIO) ends the stream too."""
+    try:
+        yield from lines
+    except OSError as e:
+        if e.errno != errno.EIO:
+            raise
+        print("anyedge: the sensor device hung up; stream ended", file=sys.stderr)
+
+
 def _stream(args: argparse.Namespace) -> int:
     from ..tasks.activity_classifier import ActivityClassifier
 
     src = _open_source(args.source, args.baud)
     lines = src if hasattr(src, "__iter__") and not hasattr(src, "in_waiting") else _SerialLines(src)
+    lines = _until_hangup(lines)
     try:
         with ActivityClassifier.create(args.model, engine=args.engine) as clf:
             for r in clf.stream(csv_samples(lines, clf.channels), hop=args.hop):
