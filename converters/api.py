@@ -554,34 +554,37 @@ def _manifest(job: _Job, attempt: Attempt, files: Mapping[str, Path], calibratio
     from anyedge.registry import REGISTRY
 
     info = REGISTRY.get(spec.name)
-    return {
-        "model": {"name": spec.name, "family": spec.family, "task": "face_detection",
-                  "license": info.license if info else None},
-        "model_file": next(iter(files)),
-        "input": input_spec.to_dict(),
-        "decoder": dict(spec.decoder),
-        "target": job.target.name,
-        "engine": job.recipe.engine,
-        "device": job.recipe.device,
-        "providers": list(job.recipe.providers),
-        "precision": attempt.precision,
-        "requested_precision": job.precision,
-        "remedy": attempt.remedy,
-        "source": {"file": spec.path.name, "sha256": sha256_file(spec.path), "bytes": source_bytes},
-        "bytes": out_bytes,
-        "size_ratio": round(out_bytes / source_bytes, 4),
-        "tools": _tool_versions(),
-        "quantization": {k: v for k, v in job.recipe.quantization.items()},
-        "calibration": {"folder": str(calibration), "images": len(calib_files), "held_back": len(held_files),
-                        "input_shape": job.input_shape, "first": calib_files[0].name if calib_files else None},
-        "fidelity": {
-            "metric": "detection agreement with the float model on held-back images (IoU 0.5)",
-            "max_drop": job.max_drop,
-            "gate_f1": round(1.0 - job.max_drop, 4),
-            "passed": True,
-            "chosen": attempt.to_dict(),
-            "attempts": [a.to_dict() for a in job.attempts],
-            "seconds": round(seconds, 1),
+    from anyedge.manifest import Manifest, ModelCard
+
+    return Manifest(
+        model=ModelCard(spec.name, spec.family, "face_detection", license=info.license if info else None),
+        model_file=next(iter(files)),
+        input=input_spec,
+        decoder=dict(spec.decoder),
+        target=job.target.name,
+        engine=job.recipe.engine,
+        device=job.recipe.device,
+        providers=tuple(job.recipe.providers),
+        precision=attempt.precision,
+        extra={
+            "requested_precision": job.precision,
+            "remedy": attempt.remedy,
+            "source": {"file": spec.path.name, "sha256": sha256_file(spec.path), "bytes": source_bytes},
+            "bytes": out_bytes,
+            "size_ratio": round(out_bytes / source_bytes, 4),
+            "tools": _tool_versions(),
+            "quantization": {k: v for k, v in job.recipe.quantization.items()},
+            "calibration": {"folder": str(calibration), "images": len(calib_files), "held_back": len(held_files),
+                            "input_shape": job.input_shape, "first": calib_files[0].name if calib_files else None},
+            "fidelity": {
+                "metric": "detection agreement with the float model on held-back images (IoU 0.5)",
+                "max_drop": job.max_drop,
+                "gate_f1": round(1.0 - job.max_drop, 4),
+                "passed": True,
+                "chosen": attempt.to_dict(),
+                "attempts": [a.to_dict() for a in job.attempts],
+                "seconds": round(seconds, 1),
+            },
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    ).to_json()

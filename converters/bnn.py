@@ -26,6 +26,7 @@ import numpy as np
 
 from ..bundle import Bundle, write_bundle
 from ..errors import ConversionError, ModelLoadError
+from ..manifest import Manifest, ModelCard, ScoreOutput, Window
 from ..targets.bnn.format import BnnLayer, BnnModel, serialize_bnn, words_for
 from ..targets.bnn.reference import pack_bits
 
@@ -243,27 +244,31 @@ def write_bnn_bundle(
     if len(labels) != model.n_classes or len(set(labels)) != len(labels):
         raise ConversionError(f"expected {model.n_classes} distinct labels, got {labels}")
     blob = serialize_bnn(model)
-    manifest: dict[str, Any] = {
-        "model": {"name": name, "family": "bnn", "task": "activity_classification", "description": description},
-        "model_file": MODEL_FILE,
-        "engine": "bnn",
-        "target": "bnn",
-        "precision": "binary (int8 first layer)",
-        "labels": labels,
-        "window": {"length": model.window, "channels": model.channels,
-                   "channel_names": list(channel_names) if channel_names else None,
-                   "sample_rate_hz": sample_rate_hz},
-        "input_quantization": {
-            "scheme": "int8 per channel: round(clamp((x - offset) * inv_scale, -127, 127))",
-            "offset": [float(v) for v in model.offset],
-            "inv_scale": [float(v) for v in model.inv_scale],
+    extra = dict(extra or {})
+    known = {"labels", "window", "output", "model", "model_file", "engine", "target", "precision"} & set(extra)
+    if known:
+        raise ConversionError(f"extra may not override the manifest's own fields {sorted(known)}")
+    manifest = Manifest(
+        model=ModelCard(name, "bnn", "activity_classification", description),
+        model_file=MODEL_FILE,
+        engine="bnn",
+        target="bnn",
+        precision="binary (int8 first layer)",
+        labels=tuple(labels),
+        window=Window(model.window, model.channels, tuple(channel_names) if channel_names else None,
+                      sample_rate_hz),
+        output=ScoreOutput(float(score_scale), "int32"),
+        extra={
+            "input_quantization": {
+                "scheme": "int8 per channel: round(clamp((x - offset) * inv_scale, -127, 127))",
+                "offset": [float(v) for v in model.offset],
+                "inv_scale": [float(v) for v in model.inv_scale],
+            },
+            "memory": {"model_file_bytes": len(blob), "parameter_bytes": model.nbytes,
+                       "activation_words": model.scratch_words},
+            **extra,
         },
-        "output": {"scores": "int32", "score_scale": float(score_scale)},
-        "memory": {"model_file_bytes": len(blob), "parameter_bytes": model.nbytes,
-                   "activation_words": model.scratch_words},
-    }
-    if extra:
-        manifest.update(dict(extra))
+    )
     return write_bundle(out, {MODEL_FILE: blob}, manifest)
 
 

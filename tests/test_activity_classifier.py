@@ -139,6 +139,8 @@ def _write_resealed(bundle, manifest):
     bundle-level checks pass, so the model's own checks must catch the problem."""
     from anyedge.bundle import manifest_digest
 
+    for name in manifest.get("sizes", {}):
+        manifest["sizes"][name] = (bundle / name).stat().st_size
     manifest["manifest_sha256"] = manifest_digest(manifest)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
 

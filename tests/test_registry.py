@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -102,3 +103,77 @@ def test_url_source_is_downloaded_and_verified(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(IntegrityError, match="wrong sha256"):
         resolve_model("yunet-n-320")
     assert [p for p in (tmp_path / "cache2").rglob("*") if p.is_file()] == []
+
+
+def _local_mediapipe_wheel(folder: Path) -> Path:
+    """A stand-in for the mediapipe wheel on PyPI holding the real BlazeFace member files."""
+    import zipfile
+
+    folder.mkdir()
+    wheel = folder / "mediapipe-0.10.14-py3-none-any.whl"
+    dist = "mediapipe-0.10.14.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name in ("blazeface-short", "blazeface-full"):
+            zf.write(resolve_model(name)[0], REGISTRY[name].source.member)
+        zf.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: mediapipe\nVersion: 0.10.14\n")
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: anyedge-tests\nRoot-Is-Purelib: true\n"
+                                     "Tag: py3-none-any\n")
+        zf.writestr(f"{dist}/RECORD", "")
+    return folder
+
+
+def test_concurrent_first_fetches_into_one_empty_cache_all_succeed(tmp_path: Path) -> None:
+    """Several processes fetch the same model at once from a local wheel index (pip --find-links)."""
+    import subprocess
+    import sys
+
+    index = _local_mediapipe_wheel(tmp_path / "index")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "ANYEDGE_MODEL_PATH": "", "ANYEDGE_CACHE_DIR": str(cache),
+           "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)}
+    env.pop("ANYEDGE_OFFLINE", None)
+    code = ("import sys; from anyedge.registry import resolve_model; "
+            "p, _ = resolve_model('blazeface-short'); print(p)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-800:]
+        assert Path(out.strip()) == cache / REGISTRY["blazeface-short"].filename
+    assert sha256_file(cache / REGISTRY["blazeface-short"].filename) == REGISTRY["blazeface-short"].sha256
+    left = sorted(p.name for p in cache.iterdir())
+    assert left == sorted({REGISTRY["blazeface-short"].filename, REGISTRY["blazeface-full"].filename})
+
+
+def test_concurrent_wheel_extraction_never_shares_a_temp_file(tmp_path: Path) -> None:
+    """Many extractions of one wheel into one cache at once: each writes its own temp file."""
+    import threading
+
+    from anyedge.registry import extract_wheel_members, file_mode
+
+    index = _local_mediapipe_wheel(tmp_path / "index")
+    wheel = next(index.glob("*.whl"))
+    infos = [REGISTRY["blazeface-short"], REGISTRY["blazeface-full"]]
+    dest = tmp_path / "cache"
+    dest.mkdir()
+    errors: list[BaseException] = []
+    written: list[list[Path]] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                written.append(extract_wheel_members(wheel, infos, dest))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, repr(errors[0])
+    assert all(len(w) == 2 for w in written) and len(written) == 40
+    assert sorted(p.name for p in dest.iterdir()) == sorted(i.filename for i in infos)
+    for i in infos:
+        assert sha256_file(dest / i.filename) == i.sha256
+        assert (dest / i.filename).stat().st_mode & 0o777 == file_mode()

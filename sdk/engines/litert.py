@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,7 +60,12 @@ def _signature_names(interp: Any) -> dict[int, str]:
 
 
 class LiteRTEngine:
-    """A .tflite model on the LiteRT interpreter (XNNPACK on CPU by default)."""
+    """A .tflite model on the LiteRT interpreter (XNNPACK on CPU by default).
+
+    Thread-safe: one interpreter holds one set of input/output tensors, so ``run`` takes a
+    lock around set -> invoke -> get. Threads sharing an engine therefore take turns; for
+    parallel throughput open one engine per thread (see the README, "Threads").
+    """
 
     name = "litert"
 
@@ -81,27 +87,32 @@ class LiteRTEngine:
         self.inputs = tuple(_spec(d, names) for d in self._in)
         self.outputs = tuple(_spec(d, names) for d in self._out)
         self.path = path
+        self._lock = threading.Lock()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        if self._interp is None:
-            raise EngineError("engine is closed")
         check_feeds(self.inputs, feeds)
+        arrays = [np.ascontiguousarray(feeds[spec.name]) for spec in self.inputs]
         try:
-            for spec, d in zip(self.inputs, self._in):
-                arr = feeds[spec.name]
-                if tuple(arr.shape) != tuple(d["shape"]):
-                    self._interp.resize_tensor_input(d["index"], arr.shape)
-                    self._interp.allocate_tensors()
-                    self._in = self._interp.get_input_details()
-                    self._out = self._interp.get_output_details()
-                self._interp.set_tensor(d["index"], np.ascontiguousarray(arr))
-            self._interp.invoke()
-            return [self._interp.get_tensor(d["index"]).copy() for d in self._out]
+            with self._lock:  # the interpreter's tensors are shared state: one call at a time
+                interp = self._interp
+                if interp is None:
+                    raise EngineError("engine is closed")
+                for i, arr in enumerate(arrays):
+                    d = self._in[i]
+                    if tuple(arr.shape) != tuple(d["shape"]):
+                        interp.resize_tensor_input(d["index"], arr.shape)
+                        interp.allocate_tensors()
+                        self._in = interp.get_input_details()
+                        self._out = interp.get_output_details()
+                    interp.set_tensor(self._in[i]["index"], arr)
+                interp.invoke()
+                return [interp.get_tensor(d["index"]).copy() for d in self._out]
         except (ValueError, RuntimeError) as e:
             raise EngineError(f"LiteRT failed running {self.path.name}: {e}") from e
 
     def close(self) -> None:
-        self._interp = None
+        with self._lock:
+            self._interp = None
 
 
 def load(path: Path, *, threads: int | None = None, **options: Any) -> LiteRTEngine:

@@ -77,11 +77,14 @@ class OnnxRuntimeEngine:
         self.path = path
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        if self._sess is None:
+        """Run once. Thread-safe: ``InferenceSession.run`` may be called from many threads and
+        nothing else is shared between calls (the feeds dict and the outputs are per call)."""
+        sess = self._sess
+        if sess is None:
             raise EngineError("engine is closed")
         check_feeds(self.inputs, feeds)
         try:
-            return list(self._sess.run(None, dict(feeds)))
+            return list(sess.run(None, dict(feeds)))
         except Exception as e:
             raise EngineError(f"ONNX Runtime failed running {self.path.name}: {e}") from e
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,7 +31,13 @@ def _spec(port: Any) -> TensorSpec:
 
 
 class OpenVINOEngine:
-    """A model compiled by OpenVINO for ``device`` (``"CPU"`` by default, ``"NPU"``, ``"GPU"``)."""
+    """A model compiled by OpenVINO for ``device`` (``"CPU"`` by default, ``"NPU"``, ``"GPU"``).
+
+    Thread-safe: an infer request is not reentrant, so ``run`` borrows one from a pool of
+    idle requests (creating one when every request is busy) and returns it afterwards. A
+    single thread keeps reusing the same request; ``n`` threads end up with ``n`` requests
+    on one compiled model, which run in parallel.
+    """
 
     name = "openvino"
 
@@ -53,25 +60,33 @@ class OpenVINOEngine:
             self._compiled = core.compile_model(model, device, config)
         except Exception as e:
             raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e}") from e
-        self._request = self._compiled.create_infer_request()
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle.put(self._compiled.create_infer_request())
         self.inputs = tuple(_spec(p) for p in self._compiled.inputs)
         self.outputs = tuple(_spec(p) for p in self._compiled.outputs)
         self.device = device
         self.path = path
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        if self._compiled is None:
+        compiled = self._compiled
+        if compiled is None:
             raise EngineError("engine is closed")
         check_feeds(self.inputs, feeds)
         try:
-            self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
-            return [self._request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
+            request = self._idle.get_nowait()
+        except queue.Empty:  # every request is busy in another thread: one more for this one
+            request = compiled.create_infer_request()
+        try:
+            request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+            return [request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
         except Exception as e:
             raise EngineError(f"OpenVINO failed running {self.path.name}: {e}") from e
+        finally:
+            self._idle.put(request)
 
     def close(self) -> None:
-        self._request = None
         self._compiled = None
+        self._idle = queue.SimpleQueue()
 
 
 def load(path: Path, *, threads: int | None = None, **options: Any) -> OpenVINOEngine:

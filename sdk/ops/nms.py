@@ -66,7 +66,9 @@ def weighted_nms(
         ob.append((boxes[members] * w).sum(0) / w.sum())
         ok.append((keypoints[members] * w[:, :, None]).sum(0) / w.sum())
         os_.append(scores[order[0]])
-        order = order[ious <= iou_threshold]
+        # The head always leaves: a zero-area head has IoU 0 even with itself and would
+        # otherwise stay first forever.
+        order = order[1:][ious[1:] <= iou_threshold]
         if max_det is not None and len(ob) >= max_det:
             break
     k = keypoints.shape[1] if keypoints.ndim == 3 else 0

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from ..bundle import is_bundle, load_bundle
 from ..errors import InputError, UnknownModelError
+from ..manifest import Manifest
 from ..registry import REGISTRY, PACKAGED_BUNDLES, InputSpec, packaged_bundle, resolve_model
 
 __all__ = ["ModelSpec", "resolve_spec"]
@@ -31,34 +32,41 @@ class ModelSpec:
     decoder: Mapping[str, Any] = field(default_factory=dict)
     engine: str | None = None  # the engine a bundle was built for
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # device/providers a bundle asks for
-    manifest: Mapping[str, Any] | None = None
+    manifest: Mapping[str, Any] | None = None  # a bundle's manifest.json as read
     extra: Mapping[str, Any] = field(default_factory=dict)
     quantization: Mapping[str, Any] = field(default_factory=dict)  # converter hints from the registry
+    info: Manifest | None = None  # a bundle's typed, validated manifest
 
 
-def _from_bundle(path: Path, task: str) -> ModelSpec:
+def _from_bundle(path: Path, task: str, input_spec: InputSpec | None,
+                 decoder: Mapping[str, Any] | None) -> ModelSpec:
     b = load_bundle(path)
-    m = b.manifest
-    model = m["model"]
-    if model.get("task") != task:
-        raise InputError(f"bundle {path} holds a {model.get('task')!r} model, not {task!r}")
+    m = b.info
+    if m.task != task:
+        raise InputError(f"bundle {path} holds a {m.task!r} model, not {task!r}")
     opts: dict[str, Any] = {}
-    if m.get("engine") == "openvino" and m.get("device"):
-        opts = {"device": m["device"], "fallback_device": "CPU"}
-    elif m.get("engine") == "onnxruntime" and m.get("providers"):
-        opts = {"providers": list(m["providers"])}
+    if m.engine == "openvino" and m.device:
+        opts = {"device": m.device, "fallback_device": "CPU"}
+    elif m.engine == "onnxruntime" and m.providers:
+        opts = {"providers": list(m.providers)}
     return ModelSpec(
-        name=model.get("name", path.stem),
+        name=m.model.name,
         task=task,
-        family=model["family"],
+        family=m.model.family,
         path=b.model_path,
-        input=InputSpec.from_dict(m["input"]) if m.get("input") else None,
-        decoder=m.get("decoder", {}),
-        engine=m.get("engine"),
+        input=input_spec or m.input,
+        decoder=_merge(m.decoder, decoder),
+        engine=m.engine,
         engine_options=opts,
-        manifest=m,
-        extra={k: v for k, v in m.items() if k not in {"input", "decoder", "files"}},
+        manifest=b.manifest,
+        extra={k: v for k, v in b.manifest.items() if k not in {"input", "decoder", "files"}},
+        info=m,
     )
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The model's decoder settings with the caller's overrides on top (every path alike)."""
+    return {**base, **(overrides or {})}
 
 
 def resolve_spec(
@@ -71,6 +79,9 @@ def resolve_spec(
 ) -> ModelSpec:
     """Resolve ``model`` for ``task``.
 
+    ``input_spec`` replaces the model's input spec and ``decoder`` is merged over the model's
+    decoder settings, the same way for a registry name, a bundle and a bare file.
+
     Raises:
         UnknownModelError: not a registry name, bundle or existing file.
         InputError: the model is for another task, or a bare file comes without ``family``.
@@ -81,14 +92,14 @@ def resolve_spec(
         if info.task != task:
             raise InputError(f"model {text!r} is a {info.task!r} model, not {task!r}")
         return ModelSpec(info.name, task, info.family, path, input_spec or info.input,
-                         {**info.decoder, **(decoder or {})}, quantization=info.quantization)
+                         _merge(info.decoder, decoder), quantization=info.quantization)
     if text in PACKAGED_BUNDLES:
         bdir = packaged_bundle(text)
         assert bdir is not None
-        return _from_bundle(bdir, task)
+        return _from_bundle(bdir, task, input_spec, decoder)
     p = Path(text).expanduser()
     if p.exists() and is_bundle(p):
-        return _from_bundle(p, task)
+        return _from_bundle(p, task, input_spec, decoder)
     if p.is_file():
         if family is None:
             raise InputError(
@@ -98,8 +109,7 @@ def resolve_spec(
         base = next((m for m in REGISTRY.values() if m.family == family and m.task == task), None)
         if base is None:
             raise InputError(f"unknown {task} family {family!r}")
-        settings = dict(decoder) if decoder is not None else dict(base.decoder)
-        return ModelSpec(p.stem, task, family, p, input_spec or base.input, settings)
+        return ModelSpec(p.stem, task, family, p, input_spec or base.input, _merge(base.decoder, decoder))
     raise UnknownModelError(
         f"{text!r} is not a registered model, a bundle or a model file; "
         f"known models: {', '.join(sorted([*REGISTRY, *PACKAGED_BUNDLES]))}"

@@ -11,16 +11,15 @@ on the ``bnn`` engine; any bundle with ``task: activity_classification`` works t
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..engines import Engine, open_engine
 from ..errors import InputError, ModelLoadError
 from ..har.data import sliding_windows
-from ._loading import ModelSpec, resolve_spec
+from ..results import ActivityResult
+from .base import Task, TaskOptions
 
 __all__ = ["ActivityResult", "ActivityClassifierOptions", "ActivityClassifier"]
 
@@ -28,60 +27,19 @@ TASK = "activity_classification"
 
 
 @dataclass(frozen=True)
-class ActivityResult:
-    """One classified window.
-
-    Attributes:
-        label: the most likely class name (``""`` for :meth:`empty`).
-        class_index: its index into the model's labels (``-1`` for :meth:`empty`).
-        score: its confidence in ``[0, 1]`` (softmax of the model's scores).
-        scores: ``(classes,)`` float32 confidences of every class, summing to 1.
-        raw: ``(classes,)`` int32 integer scores straight from the network.
-        start: index of the window's first sample in the stream (0 for :meth:`ActivityClassifier.classify`).
-    """
-
-    label: str
-    class_index: int
-    score: float
-    scores: np.ndarray
-    raw: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
-    start: int = 0
-
-    def __post_init__(self) -> None:
-        if self.scores.ndim != 1 or self.scores.dtype != np.float32:
-            raise InputError(f"scores must be (classes,) float32, got {self.scores.shape} {self.scores.dtype}")
-        if self.raw.shape != self.scores.shape and self.raw.size:
-            raise InputError(f"raw must match scores' shape {self.scores.shape}, got {self.raw.shape}")
-        if not -1 <= self.class_index < max(len(self.scores), 0):
-            raise InputError(f"class_index {self.class_index} is outside 0..{len(self.scores) - 1}")
-        if not 0.0 <= self.score <= 1.0:
-            raise InputError(f"score must be in [0, 1], got {self.score}")
-
-    @classmethod
-    def empty(cls) -> "ActivityResult":
-        """A result with no class (no window was classified)."""
-        return cls("", -1, 0.0, np.zeros(0, dtype=np.float32))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return {"label": self.label, "class_index": self.class_index, "score": float(self.score),
-                "start": self.start, "scores": [float(v) for v in self.scores]}
-
-
-@dataclass(frozen=True)
-class ActivityClassifierOptions:
-    """How :class:`ActivityClassifier` runs.
+class ActivityClassifierOptions(TaskOptions):
+    """How :class:`ActivityClassifier` runs (plus ``threads`` and ``engine_options``, e.g.
+    ``{"kernels": "reference"}`` for ``bnn``, from :class:`~anyedge.tasks.base.TaskOptions`).
 
     Attributes:
         hop: samples between window starts in :meth:`ActivityClassifier.stream`; ``None``
             means half a window.
-        engine_options: passed to the engine (e.g. ``{"kernels": "reference"}`` for ``bnn``).
     """
 
     hop: int | None = None
-    engine_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.hop is not None and (isinstance(self.hop, bool) or not isinstance(self.hop, int) or self.hop < 1):
             raise InputError(f"hop must be a positive integer or None, got {self.hop!r}")
 
@@ -92,68 +50,39 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-class ActivityClassifier:
-    """Classifies fixed-length IMU windows; build it with :meth:`create`."""
+class ActivityClassifier(Task):
+    """Classifies fixed-length IMU windows; build it with :meth:`create`.
 
-    def __init__(self, spec: ModelSpec, engine: Engine, options: ActivityClassifierOptions) -> None:
-        m = spec.manifest or {}
-        win = m.get("window") or {}
-        try:
-            self.window = int(win["length"])
-            self.channels = int(win["channels"])
-            self.labels: tuple[str, ...] = tuple(str(s) for s in m["labels"])
-            self.score_scale = float((m.get("output") or {}).get("score_scale", 1.0))
-        except (KeyError, TypeError, ValueError) as e:
-            engine.close()
-            raise ModelLoadError(f"{spec.name}: the manifest lacks window length/channels or labels ({e})") from None
+    ``create(model, *, engine=None, options=None, engine_options=None, **overrides)``: ``model``
+    is a model name (``"bnn-racketsports"``, ``"bnn-basicmotions"``) or a bundle path; overrides
+    are :class:`ActivityClassifierOptions` fields (``hop=10``). It raises UnknownModelError
+    (unknown name or bundle), InputError (a bundle for another task), BundleError /
+    IntegrityError (malformed or modified bundle), ModelLoadError (corrupt model file or one
+    that disagrees with its manifest), EngineUnavailableError (engine not installed).
+    Safe to share across threads.
+    """
+
+    TASK = TASK
+    Options = ActivityClassifierOptions
+    options: ActivityClassifierOptions
+
+    def _setup(self) -> None:
+        spec, engine = self.spec, self.engine
+        m = spec.info
+        if m is None or m.window is None or not m.labels:
+            raise ModelLoadError(f"{spec.name}: an activity model comes as a bundle whose manifest gives "
+                                 "its window length/channels and labels")
+        self.window = m.window.length
+        self.channels = m.window.channels
+        self.labels: tuple[str, ...] = m.labels
+        self.score_scale = m.output.score_scale if m.output is not None else 1.0
         spec_in = engine.inputs[0].shape
         n_out = engine.outputs[0].shape[-1]
         if tuple(spec_in[1:]) != (self.window, self.channels) or n_out != len(self.labels):
-            engine.close()
             raise ModelLoadError(
                 f"{spec.name}: manifest says ({self.window}, {self.channels}) windows and {len(self.labels)} labels, "
                 f"the model file takes {tuple(spec_in[1:])} and gives {n_out} scores")
-        self.spec = spec
-        self.engine = engine
-        self.options = options
         self._input = engine.inputs[0].name
-
-    @classmethod
-    def create(
-        cls,
-        model: str | os.PathLike[str],
-        *,
-        engine: str | None = None,
-        options: ActivityClassifierOptions | None = None,
-    ) -> "ActivityClassifier":
-        """Load a model.
-
-        Args:
-            model: a model name (``"bnn-racketsports"``, ``"bnn-basicmotions"``) or a bundle path.
-            engine: engine name; ``None`` uses the one the bundle was built for.
-            options: run options.
-
-        Raises:
-            UnknownModelError: ``model`` is not a known name or bundle.
-            InputError: the bundle holds a model for another task.
-            BundleError, IntegrityError: the bundle is malformed or was modified.
-            ModelLoadError: the model file is corrupt or disagrees with its manifest.
-            EngineUnavailableError: the engine is not installed.
-        """
-        options = options or ActivityClassifierOptions()
-        spec = resolve_spec(model, task=TASK)
-        eng = open_engine(spec.path, engine or spec.engine, **dict(options.engine_options))
-        return cls(spec, eng, options)
-
-    def __enter__(self) -> "ActivityClassifier":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the engine."""
-        self.engine.close()
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..engines.base import dequantize_output, quantize_input
+from ..engines.base import quantize_input
 from ..errors import InputError
 from ..ops.image import check_image, letterbox, to_tensor
 from ..ops.nms import nms, weighted_nms
 from ..registry import InputSpec
 from ..results import FaceDetections
-from ._loading import ModelSpec, resolve_spec
+from .base import Task, TaskOptions
 
 __all__ = ["FaceDetectorOptions", "FaceDetector"]
 
@@ -23,8 +24,9 @@ TASK = "face_detection"
 
 
 @dataclass(frozen=True)
-class FaceDetectorOptions:
-    """Options of a :class:`FaceDetector`.
+class FaceDetectorOptions(TaskOptions):
+    """Options of a :class:`FaceDetector` (plus ``threads`` and ``engine_options``, keyword-only,
+    from :class:`~anyedge.tasks.base.TaskOptions`).
 
     Attributes:
         score_threshold: minimum confidence; ``None`` takes the model's default.
@@ -32,7 +34,6 @@ class FaceDetectorOptions:
         max_faces: keep at most this many faces (best first); ``None`` keeps all.
         channels: channel order of the images you pass, ``"RGB"`` (default) or ``"BGR"``
             (OpenCV ``imread``/``VideoCapture`` frames).
-        threads: engine CPU threads; ``None`` leaves the engine's default.
         input_size: ``(width, height)`` network input for models with dynamic input shapes.
         fast_resize: bilinear instead of anti-aliased (area) downscaling; much cheaper when a
             large frame feeds a small network (BlazeFace), slightly different faces.
@@ -42,11 +43,11 @@ class FaceDetectorOptions:
     iou_threshold: float | None = None
     max_faces: int | None = None
     channels: str = "RGB"
-    threads: int | None = None
     input_size: tuple[int, int] | None = None
     fast_resize: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("score_threshold", "iou_threshold"):
             v = getattr(self, name)
             if v is not None and not (0.0 <= float(v) <= 1.0):
@@ -55,35 +56,46 @@ class FaceDetectorOptions:
             raise InputError(f"max_faces must be >= 1, got {self.max_faces}")
         if self.channels not in ("RGB", "BGR"):
             raise InputError(f"channels must be 'RGB' or 'BGR', got {self.channels!r}")
-        if self.threads is not None and int(self.threads) < 1:
-            raise InputError(f"threads must be >= 1, got {self.threads}")
 
 
-class FaceDetector:
+class FaceDetector(Task):
     """Detect faces with any registered detector, bundle or model file, on any engine.
+
+    Safe to share across threads (results identical to serial calls); see the README, "Threads".
 
     Example:
         >>> with FaceDetector.create("blazeface-short") as det:
         ...     faces = det.detect(rgb_image)
     """
 
-    def __init__(self, spec: ModelSpec, engine: Any, options: FaceDetectorOptions) -> None:
+    TASK = TASK
+    Options = FaceDetectorOptions
+    options: FaceDetectorOptions
+
+    def _setup(self) -> None:
         from ..decoders import get_decoder
 
-        self.spec = spec
-        self.engine = engine
-        self.options = options
+        spec, engine = self.spec, self.engine
+        if spec.input is None:
+            raise InputError(f"{spec.name}: no input spec known for this model")
         self._decoder = get_decoder(spec.family)
         if len(engine.inputs) != 1:
             raise InputError(f"{spec.name}: a face detector needs one input, the model has {len(engine.inputs)}")
         self._in = engine.inputs[0]
         self.input_size = self._resolve_input_size()
-        self.last_timing: dict[str, float] = {}
-        self._canvas: np.ndarray | None = None
-        self._tensor: np.ndarray | None = None
+        # Per-thread state: the reused letterbox canvas and input tensor (large per-frame
+        # allocations cost page faults on every frame) and the last call's timing. A detector
+        # shared by threads gives every thread its own buffers, so results never mix.
+        self._local = threading.local()
+
+    @property
+    def last_timing(self) -> dict[str, float]:
+        """Seconds spent in ``preprocess``/``engine``/``decode``/``total`` by this thread's last
+        :meth:`detect` (empty before the first)."""
+        return getattr(self._local, "timing", {})
 
     @classmethod
-    def create(
+    def create(  # type: ignore[override]
         cls,
         model: str | os.PathLike[str],
         *,
@@ -105,9 +117,9 @@ class FaceDetector:
             options: a :class:`FaceDetectorOptions`; keyword overrides are applied on top
                 (``score_threshold=0.6``, ``channels="BGR"``...).
             family: decoder family for a bare model file.
-            input_spec: preprocessing for a bare model file that differs from the family default.
-            decoder: decoder settings for a bare model file that differ from the family default
-                (e.g. BlazeFace full range anchors).
+            input_spec: preprocessing that differs from the model's (bare files mostly).
+            decoder: decoder settings merged over the model's own, the same way for a
+                registry name, a bundle and a bare file (e.g. ``{"score_threshold": 0.3}``).
             engine_options: passed to the engine (``device="NPU"``, ``providers=[...]``).
 
         Raises:
@@ -116,37 +128,8 @@ class FaceDetector:
             ModelLoadError: the file cannot be loaded.
             InputError: invalid options.
         """
-        from ..engines import open_engine
-
-        opts = options or FaceDetectorOptions()
-        if option_overrides:
-            known = {f.name for f in fields(FaceDetectorOptions)}
-            bad = set(option_overrides) - known
-            if bad:
-                raise InputError(f"unknown option(s) {sorted(bad)}; known: {sorted(known)}")
-            opts = replace(opts, **option_overrides)
-        spec = resolve_spec(model, task=TASK, family=family, input_spec=input_spec, decoder=decoder)
-        if spec.input is None:
-            raise InputError(f"{spec.name}: no input spec known for this model")
-        chosen = engine or spec.engine
-        eopts = dict(spec.engine_options) if chosen == spec.engine else {}
-        eopts.update(engine_options or {})
-        eng = open_engine(spec.path, chosen, threads=opts.threads, **eopts)
-        try:
-            return cls(spec, eng, opts)
-        except BaseException:
-            eng.close()
-            raise
-
-    # -- lifecycle -------------------------------------------------------------------------
-    def close(self) -> None:
-        self.engine.close()
-
-    def __enter__(self) -> "FaceDetector":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return super().create(model, engine=engine, options=options, engine_options=engine_options,
+                              family=family, input_spec=input_spec, decoder=decoder, **option_overrides)
 
     # -- pipeline ---------------------------------------------------------------------------
     def _resolve_input_size(self) -> tuple[int, int]:
@@ -171,23 +154,19 @@ class FaceDetector:
     def preprocess(self, image: np.ndarray, channels: str | None = None) -> tuple[np.ndarray, Any]:
         """Validate, letterbox and normalise one image into the engine's input tensor.
 
-        The returned array is the detector's own input buffer, overwritten by the next call:
-        copy it to keep it.
+        The returned array is the calling thread's input buffer, overwritten by that thread's
+        next call: copy it to keep it.
         """
         spec = self.spec.input
         assert spec is not None
         img, order = check_image(image, channels or self.options.channels)
-        # per-detector buffers: large per-frame allocations cost page faults on every frame
-        self._canvas, lb = letterbox(img, self.input_size, spec.resize, canvas=self._canvas,
-                                     fast=self.options.fast_resize)
-        self._tensor = to_tensor(self._canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
-                                 mean=spec.mean, std=spec.std, out=self._tensor)
-        return quantize_input(self._in, self._tensor), lb
-
-    def run_engine(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        """One engine call; outputs by name, dequantized to float32."""
-        outs = self.engine.run({self._in.name: tensor})
-        return {spec.name: dequantize_output(spec, arr) for spec, arr in zip(self.engine.outputs, outs)}
+        buf = self._local
+        canvas, lb = letterbox(img, self.input_size, spec.resize, canvas=getattr(buf, "canvas", None),
+                               fast=self.options.fast_resize)
+        tensor = to_tensor(canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
+                           mean=spec.mean, std=spec.std, out=getattr(buf, "tensor", None))
+        buf.canvas, buf.tensor = canvas, tensor
+        return quantize_input(self._in, tensor), lb
 
     def decode(self, outputs: Mapping[str, np.ndarray], letterbox: Any) -> FaceDetections:
         """Raw outputs -> thresholded, suppressed faces in source pixels."""
@@ -229,7 +208,7 @@ class FaceDetector:
         t2 = time.perf_counter()
         faces = self.decode(outs, lb)
         t3 = time.perf_counter()
-        self.last_timing = {"preprocess": t1 - t0, "engine": t2 - t1, "decode": t3 - t2, "total": t3 - t0}
+        self._local.timing = {"preprocess": t1 - t0, "engine": t2 - t1, "decode": t3 - t2, "total": t3 - t0}
         return faces
 
     def __repr__(self) -> str:
