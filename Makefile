@@ -13,7 +13,7 @@ export ANYEDGE_MODEL_PATH ?= $(SHARED)/models
 export ANYEDGE_DATA ?= $(SHARED)/data
 endif
 
-.PHONY: demo test bench bench-har riscv-check train-har clean
+.PHONY: demo test bench bench-har riscv-check aarch64-check train-har clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench-har: $(VENV)/.test-installed
 # Python under qemu (needs: apt-get install gcc-riscv64-linux-gnu qemu-user).
 riscv-check: $(VENV)/.test-installed
 	$(BIN)/python -m anyedge.targets.bnn.cbuild --require-riscv
+
+# The same for aarch64 (Raspberry Pi OS 64-bit, JetPack), plus the Cython kernels' C compiled with
+# aarch64-linux-gnu-gcc and checked for NEON cnt popcounts (needs: apt-get install gcc-aarch64-linux-gnu qemu-user).
+aarch64-check: $(VENV)/.test-installed
+	$(BIN)/python -m anyedge.targets.bnn.cbuild --require-aarch64 --arch host --arch aarch64 --kernels-c
 
 # Retrain the shipped BNNs (PyTorch CPU; deterministic, byte-identical output).
 train-har: $(VENV)/.test-installed

@@ -29,6 +29,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .api import convert
 
     calib = args.calib or _default_calibration()
+    if calib is None:
+        from anyedge.errors import CalibrationError
+
+        raise CalibrationError("convert needs real images to calibrate and check fidelity: pass --calib DIR "
+                               "(a folder of photos like the ones the model will see)")
     res = convert(args.model, target=args.target, out=args.out, calibration=calib, max_drop=args.max_drop,
                   precision=args.precision, input_size=args.input_size, family=args.family,
                   max_calibration=args.max_calibration, show_progress=not args.json)
@@ -89,21 +94,27 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def add_parsers(sub: Any) -> None:
     from anyedge.targets import TARGETS
 
-    p = sub.add_parser("convert", help="quantize / compile a model for a target and write a bundle")
+    p = sub.add_parser("convert", help="quantize / compile a model for a target and write a bundle",
+                       epilog="examples:\n  anyedge convert scrfd-500m --target arm-cpu --calib images/ --out scrfd.zip\n"
+                              "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json")
     p.add_argument("model", help="registry name or model file")
-    p.add_argument("--target", required=True, choices=[*TARGETS, "host"])
+    p.add_argument("--target", required=True, choices=[*TARGETS, "host"], help="target profile (required)")
     p.add_argument("--out", required=True, help="bundle directory, or a path ending in .zip")
     p.add_argument("--calib", default=None,
                    help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present)")
     p.add_argument("--max-drop", type=float, default=0.05, help="allowed F1 drop vs the float model (default 0.05)")
-    p.add_argument("--precision", default=None, choices=["int8", "int8w", "fp16", "fp32"])
-    p.add_argument("--input-size", type=_size, default=None, help="static input WIDTHxHEIGHT (e.g. 320x320)")
-    p.add_argument("--family", default=None, help="decoder family for a bare model file")
-    p.add_argument("--max-calibration", type=int, default=100)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--precision", default=None, choices=["int8", "int8w", "fp16", "fp32"],
+                   help="precision to try first (default: the target's first choice)")
+    p.add_argument("--input-size", type=_size, default=None,
+                   help="static input WIDTHxHEIGHT, e.g. 320x320 (default: the model's own size)")
+    p.add_argument("--family", default=None, help="decoder family for a bare model file (default: from the registry)")
+    p.add_argument("--max-calibration", type=int, default=100,
+                   help="use at most N calibration images (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object (default: text)")
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("inspect", help="verify a bundle and show its manifest")
-    p.add_argument("bundle")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("inspect", help="verify a bundle and show its manifest",
+                       epilog="example:\n  anyedge inspect scrfd.zip --json")
+    p.add_argument("bundle", help="bundle directory or .zip")
+    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON (default: a summary)")
     p.set_defaults(func=_cmd_inspect)

@@ -1,22 +1,90 @@
-"""The ``anyedge`` command line: models, detect, demo (and the tasks' own subcommands)."""
+"""The ``anyedge`` command line: models, detect, demo (and the tasks' own subcommands).
+
+Conventions every subcommand follows (``anyedge --help`` shows them to users):
+
+* A failure is ONE line on stderr, ``anyedge: error: ...``, and a documented exit code
+  (:data:`EXIT_CODES`); ``-v``/``--verbose`` anywhere on the line adds the traceback.
+* While a command runs, only anyedge's own output reaches stdout: file descriptor 1 points at
+  stderr, so progress bars and log lines of third-party libraries (NNCF, OpenVINO, tqdm, C
+  libraries) land on stderr, and ``--json`` output stays pure JSON.
+* Subcommands that live with their task register themselves through
+  :func:`_subcommand_hooks` (one line each) and build parsers with ``sub.add_parser``; they get
+  the same one-line usage errors and example epilogs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, TextIO
 
 from .errors import AnyEdgeError, InputError
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "EXIT_CODES"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_TERMINATED = 0, 1, 2, 130, 141, 143
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_PARTIAL: "some inputs failed (the others were processed), or an unexpected internal error",
+    EXIT_USAGE: "bad usage or an anyedge error: unknown model, unreadable input, refused bundle, "
+                "missing engine, failed conversion",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (anyedge run: Ctrl-C is the normal stop and exits 0)",
+    EXIT_PIPE: "stdout was closed early (e.g. piped into head); nothing else went wrong",
+    EXIT_TERMINATED: "terminated by SIGTERM (anyedge run: a clean stop, exits 0)",
+}
+
+_EPILOG = """\
+examples:
+  anyedge models
+  anyedge detect photo.jpg --model scrfd-500m --json
+  anyedge run --source 0 --model blazeface-short
+  anyedge convert scrfd-500m --target arm-cpu --calib images/ --out scrfd.zip
+  anyedge har classify RacketSports_TEST.ts --model bnn-racketsports
+
+-v/--verbose may be given anywhere on the line; it logs progress and shows tracebacks.
+With --json, stdout carries only JSON; progress and third-party logs go to stderr.
+
+exit codes:
+""" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps one-paragraph descriptions; keeps multi-line text (examples, exit codes) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2) and epilogs kept as written.
+
+    Sub-parsers made with ``add_subparsers().add_parser`` are of this class too (argparse uses
+    the parent's class), so the hooks' subcommands behave the same.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def _shared_data() -> Path | None:
@@ -27,7 +95,31 @@ def _shared_data() -> Path | None:
     return None
 
 
+def out_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create (if needed) and return an output directory named on the command line.
+
+    Raises:
+        InputError: the path is an existing file, or the directory cannot be created.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{option} {p} is an existing file; expected a directory (created when missing)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{option} {p}: cannot create the directory ({e.strerror or e})") from None
+    return p
+
+
 # -- models ---------------------------------------------------------------------------------
+def _where_published(source: Any) -> str:
+    if source.url:
+        return source.url
+    if source.wheel and source.member:
+        return f"PyPI wheel {source.wheel}, member {source.member}"
+    return source.origin
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .registry import PACKAGED_BUNDLES, find_model_file, list_models, packaged_bundle
 
@@ -36,20 +128,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
         found = find_model_file(m)
         rows.append({"name": m.name, "task": m.task, "family": m.family, "file": m.filename,
                      "license": m.license, "present": str(found) if found else None,
-                     "fetchable": m.source.fetchable})
+                     "fetchable": m.source.fetchable, "source": _where_published(m.source)})
     for name in PACKAGED_BUNDLES:
         p = packaged_bundle(name)
         rows.append({"name": name, "task": "activity_classification", "family": "bnn", "file": "bundle",
-                     "license": "Apache-2.0 (anyedge's own)", "present": str(p), "fetchable": False})
+                     "license": "Apache-2.0 (anyedge's own)", "present": str(p) if p else None,
+                     "fetchable": False, "source": "shipped inside the anyedge package"})
     if args.json:
         for r in rows:
             print(json.dumps(r))
-        return 0
-    print(f"{'name':20} {'task':24} {'family':11} {'present':8} licence")
+        return EXIT_OK
+    print(f"{'name':20} {'task':24} {'family':11} {'present':8} {'licence':34} where to get it (when missing)")
     for r in rows:
         state = "yes" if r["present"] else ("fetch" if r["fetchable"] else "no")
-        print(f"{r['name']:20} {r['task']:24} {r['family']:11} {state:8} {r['license']}")
-    return 0
+        where = "" if r["present"] else r["source"]
+        print(f"{r['name']:20} {r['task']:24} {r['family']:11} {state:8} {r['license']:34} {where}".rstrip())
+    return EXIT_OK
 
 
 # -- detect ---------------------------------------------------------------------------------
@@ -60,6 +154,8 @@ def _iter_inputs(paths: Sequence[str]) -> Iterator[tuple[str, Path]]:
             for f in sorted(p.iterdir()):
                 if f.suffix.lower() in IMAGE_SUFFIXES:
                     yield "image", f
+                elif f.suffix.lower() in VIDEO_SUFFIXES:
+                    yield "video", f
         elif p.suffix.lower() in VIDEO_SUFFIXES:
             yield "video", p
         else:
@@ -80,7 +176,6 @@ def _read_image(path: Path) -> Any:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-
     from .ops.draw import draw_faces
     from .tasks.face_detector import FaceDetector
 
@@ -91,9 +186,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         opts["max_faces"] = args.max_faces
     if not args.paths and args.camera is None:
         raise InputError("give one or more PATHs (images, folders, videos) or --camera")
-    out_dir = Path(args.out) if args.out else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir(args.out) if args.out else None
     failures = 0
     with FaceDetector.create(args.model, engine=args.engine, **opts) as det:
         if args.camera is not None:
@@ -101,37 +194,49 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         for kind, path in _iter_inputs(args.paths):
             try:
                 if kind == "video":
-                    failures += _detect_video(det, path, args, out_dir)
+                    _detect_video(det, path, args, out)
                     continue
                 img = _read_image(path)
                 faces = det.detect(img)
-            except InputError as e:
+                if out:
+                    _write_image(out / (path.stem + ".jpg"), draw_faces(img, faces))
+            except BrokenPipeError:
+                raise
+            except (AnyEdgeError, OSError) as e:  # one bad input never stops the others
                 failures += 1
+                msg = _one_line(e) if isinstance(e, AnyEdgeError) else f"{type(e).__name__}: {_one_line(e)}"
                 if args.json:
-                    print(json.dumps({"image": str(path), "error": str(e)}))
-                else:
-                    print(f"{path}: error: {e}", file=sys.stderr)
+                    print(json.dumps({"image": str(path), "error": msg}), flush=True)
+                print(f"anyedge: error: {path}: {msg}" if str(path) not in msg else f"anyedge: error: {msg}",
+                      file=sys.stderr)
                 continue
             if args.json:
-                print(json.dumps({"image": str(path), "faces": faces.to_list()}))
+                print(json.dumps({"image": str(path), "faces": faces.to_list()}), flush=True)
             else:
                 ms = det.last_timing["total"] * 1e3
-                print(f"{path}: {len(faces)} face(s) in {ms:.1f} ms")
-            if out_dir:
-                _write_image(out_dir / (path.stem + ".jpg"), draw_faces(img, faces))
-    return 1 if failures else 0
+                print(f"{path}: {len(faces)} face(s) in {ms:.1f} ms", flush=True)
+    return EXIT_PARTIAL if failures else EXIT_OK
 
 
 def _detect_camera(det: Any, args: argparse.Namespace) -> int:
-    from .camera import frames
+    from .live import open_source
 
-    for i, frame in enumerate(frames(args.camera, limit=args.frames)):
-        faces = det.detect(frame)
-        if args.json:
-            print(json.dumps({"camera": str(args.camera), "frame": i, "faces": faces.to_list()}), flush=True)
-        else:
-            print(f"frame {i}: {len(faces)} face(s) in {det.last_timing['total'] * 1e3:.1f} ms", flush=True)
-    return 0
+    src = open_source(args.camera)  # one-line errors for missing cameras and silent URLs
+    try:
+        i = 0
+        while args.frames is None or i < args.frames:
+            frame = src.read()
+            if frame is None:
+                break
+            faces = det.detect(frame)
+            if args.json:
+                print(json.dumps({"camera": str(args.camera), "frame": i, "faces": faces.to_list()}), flush=True)
+            else:
+                print(f"frame {i}: {len(faces)} face(s) in {det.last_timing['total'] * 1e3:.1f} ms", flush=True)
+            i += 1
+    finally:
+        src.close()
+    return EXIT_OK
 
 
 def _write_image(path: Path, bgr: Any) -> None:
@@ -140,21 +245,25 @@ def _write_image(path: Path, bgr: Any) -> None:
     ok, buf = cv2.imencode(path.suffix, bgr)
     if not ok:
         raise InputError(f"could not encode {path}")
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _detect_video(det: Any, path: Path, args: argparse.Namespace, out_dir: Path | None) -> int:
+def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: Path | None) -> None:
     import cv2
 
     from .ops.draw import draw_faces
+    from .video import AtomicVideoWriter
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise InputError(f"{path}: not a readable video")
-    writer = None
-    tmp = None
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = AtomicVideoWriter(out / f"{path.stem}.annotated.mp4", fps) if out else None
     frame_no = 0
     try:
         while True:
@@ -163,40 +272,32 @@ def _detect_video(det: Any, path: Path, args: argparse.Namespace, out_dir: Path 
                 break
             faces = det.detect(frame)
             if args.json:
-                print(json.dumps({"image": str(path), "frame": frame_no, "faces": faces.to_list()}))
-            if out_dir:
-                if writer is None:
-                    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-                    tmp = out_dir / f".{path.stem}.annotated.mp4.part"
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                             (frame.shape[1], frame.shape[0]))
+                print(json.dumps({"image": str(path), "frame": frame_no, "faces": faces.to_list()}), flush=True)
+            if writer is not None:
                 writer.write(draw_faces(frame, faces))
             frame_no += 1
+        if frame_no == 0:
+            raise InputError(f"{path}: video has no readable frames")
+        if writer is not None:
+            writer.commit()
     finally:
         cap.release()
         if writer is not None:
-            writer.release()
-            os.replace(tmp, out_dir / f"{path.stem}.annotated.mp4")  # type: ignore[operator]
-    if frame_no == 0:
-        raise InputError(f"{path}: video has no readable frames")
+            writer.discard()  # no-op after commit
     if not args.json:
-        print(f"{path}: {frame_no} frames")
-    return 0
+        print(f"{path}: {frame_no} frames" + (f" -> {writer.path}" if writer is not None else ""), flush=True)
 
 
 # -- demo -----------------------------------------------------------------------------------
 def _demo_image() -> tuple[str, Any]:
-    import cv2
-
     data = _shared_data()
     if data and (data / "faces" / "smoke" / "astronaut.png").is_file():
         p = data / "faces" / "smoke" / "astronaut.png"
         return str(p), _read_image(p)
-    try:
-        from skimage import data as skdata
-    except ImportError as e:
-        raise InputError("no sample image: install scikit-image or pass --image") from e
-    return "skimage.data.astronaut()", cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
+    from .samples import sample_image
+
+    path = sample_image()
+    return str(path), _read_image(path)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -211,8 +312,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         name, img = args.image, _read_image(Path(args.image))
     else:
         name, img = _demo_image()
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir(args.out)
     if args.models:
         models = args.models.split(",")
     else:  # every face detector on this machine or fetchable from its official source
@@ -233,45 +333,84 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     times.append((time.perf_counter() - t) * 1e3)
             times.sort()
             med, p90 = statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
-            print(f"{model:20} {engine:12} {len(faces):5d} {med:10.2f} {p90:8.2f}")
+            print(f"{model:20} {engine:12} {len(faces):5d} {med:10.2f} {p90:8.2f}", flush=True)
             rows.append({"model": model, "engine": engine, "faces": len(faces), "median_ms": med,
                          "p90_ms": p90, "detections": faces.to_list()})
             if engine == engines_for(info.filename)[0]:
-                _write_image(out_dir / f"demo_{model}.jpg", draw_faces(img, faces, f"{model} "))
-    (out_dir / "demo.json").write_text(json.dumps({"image": name, "results": rows}, indent=1))
-    print(f"\nannotated images and demo.json written to {out_dir}/")
-    return 0
+                _write_image(out / f"demo_{model}.jpg", draw_faces(img, faces, f"{model} "))
+    (out / "demo.json").write_text(json.dumps({"image": name, "results": rows}, indent=1))
+    print(f"\nannotated images and demo.json written to {out}/")
+    return EXIT_OK
 
 
-# -- entry point ----------------------------------------------------------------------------
+# -- parser ---------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="anyedge", description="Run face and activity models on edge devices.")
-    ap.add_argument("-v", "--verbose", action="store_true", help="log progress (downloads, conversion)")
-    sub = ap.add_subparsers(dest="command", required=True)
+    """The full ``anyedge`` parser, hooks' subcommands included."""
+    from . import __version__
 
-    p = sub.add_parser("models", help="list the model registry and what is present here")
-    p.add_argument("--json", action="store_true")
+    ap = _Parser(prog="anyedge", description="Run face and activity models on edge devices.", epilog=_EPILOG)
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="log progress (downloads, conversion) and show tracebacks; accepted anywhere")
+    ap.add_argument("--version", action="version", version=f"anyedge {__version__}",
+                    help="print anyedge's version and exit")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("models", help="list the model registry and what is present here",
+                       description="List every registered model, whether its file is here, and where a "
+                                   "missing one is published.",
+                       epilog="example:\n  anyedge models\n  anyedge models --json | jq -r .name")
+    p.add_argument("--json", action="store_true", help="one JSON object per model (default: a table)")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("detect", help="detect faces in images, folders of images, videos or a camera")
-    p.add_argument("paths", nargs="*", metavar="PATH")
-    p.add_argument("--camera", default=None, help="camera index (0), 'picamera' or a stream URL instead of PATHs")
-    p.add_argument("--frames", type=int, default=None, help="with --camera: stop after N frames")
-    p.add_argument("--model", default="blazeface-short", help="registry name, bundle or model file")
-    p.add_argument("--engine", default=None, help="litert, onnxruntime or openvino (default: the model's own)")
-    p.add_argument("--json", action="store_true", help="one JSON object per image (per frame for videos)")
-    p.add_argument("--out", default=None, help="directory for annotated images/videos")
+    p = sub.add_parser("detect", help="detect faces in images, folders of images, videos or a camera",
+                       description="Detect faces. PATHs may be images, folders of images/videos, or videos.",
+                       epilog="examples:\n  anyedge detect photo.jpg\n"
+                              "  anyedge detect photos/ clip.mp4 --model scrfd-500m --out annotated/ --json\n"
+                              "  anyedge detect --camera 0 --frames 100")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="images, folders or videos (.mp4, .avi, ...)")
+    p.add_argument("--camera", default=None,
+                   help="camera index (0), 'picamera' or a stream URL instead of PATHs (default: none); "
+                        "for live use with frame dropping see 'anyedge run'")
+    p.add_argument("--frames", type=_positive_int, default=None,
+                   help="with --camera: stop after N frames (default: until the source ends)")
+    p.add_argument("--model", default="blazeface-short",
+                   help="registry name, bundle or model file (default: %(default)s)")
+    p.add_argument("--engine", default=None,
+                   help="litert, onnxruntime or openvino (default: the model's own engine)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per image (per frame for videos) on stdout (default: text)")
+    p.add_argument("--out", default=None,
+                   help="directory for annotated images (NAME.jpg) and videos (NAME.annotated.mp4); "
+                        "created when missing (default: write nothing)")
     p.add_argument("--score", type=float, default=None, help="score threshold (default: the model's)")
-    p.add_argument("--max-faces", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-faces", type=_positive_int, default=None,
+                   help="keep at most N faces per image (default: no limit)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for the engine (default: the engine's own choice)")
     p.set_defaults(func=_cmd_detect)
 
-    p = sub.add_parser("demo", help="detect faces on a sample image with every installed engine")
-    p.add_argument("--image", default=None)
-    p.add_argument("--models", default=None, help="comma-separated model names (default: all present)")
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default="out/demo")
+    p = sub.add_parser("demo", help="detect faces on a sample image with every installed engine",
+                       description="Time every face detector on every installed engine on one image "
+                                   "(a sample image ships with anyedge).",
+                       epilog="examples:\n  anyedge demo\n  anyedge demo --models yunet,scrfd-500m --runs 50")
+    p.add_argument("--image", default=None, help="image to use (default: the packaged sample photo)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated model names (default: every face detector present or fetchable)")
+    p.add_argument("--runs", type=_positive_int, default=20, help="timed runs per model (default: %(default)s)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for the engines (default: the engine's own choice)")
+    p.add_argument("--out", default="out/demo",
+                   help="directory for annotated images and demo.json (default: %(default)s)")
     p.set_defaults(func=_cmd_demo)
 
     for hook in _subcommand_hooks():
@@ -280,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _subcommand_hooks() -> list[Any]:
-    """Subcommands that live with their task (converters, HAR)."""
+    """Subcommands that live with their task (converters, HAR, live streams): one line each."""
     hooks = []
     try:
         from .converters.cli import add_parsers as conv
@@ -292,21 +431,167 @@ def _subcommand_hooks() -> list[Any]:
         hooks.append(add_har_parser)
     except ImportError:
         pass
-    from .recognition_cli import add_parsers as recognition; hooks.append(recognition)  # noqa: E702
+    from .recognition_cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
+    hooks.append(recognition)
+    from .live import add_parsers as live  # anyedge run
+    hooks.append(live)
     return hooks
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+# -- running a command ----------------------------------------------------------------------
+class _ResultsOnlyStdout(io.TextIOBase):
+    """``sys.stdout`` while a command runs: writes from anyedge's code reach the real stdout,
+    writes from any other module (a library's progress bar or log handler bound to
+    ``sys.stdout``) go to stderr. C-level writes to fd 1 already go to stderr (see :func:`_run`).
+    """
+
+    def __init__(self, results: TextIO, other: TextIO) -> None:
+        self._results = results
+        self._other = other
+
+    def _target(self) -> TextIO:
+        f = sys._getframe(2)  # the frame that called write() (print() is C and adds no frame)
+        for _ in range(3):  # json.dump(obj, sys.stdout) and the like sit one frame deeper
+            if f is None:
+                break
+            if _module_of(f.f_globals).split(".")[0] == "anyedge":
+                return self._results
+            f = f.f_back
+        return self._other
+
+    def write(self, s: str) -> int:  # type: ignore[override]
+        return self._target().write(s)
+
+    def writelines(self, lines: Any) -> None:  # type: ignore[override]
+        target = self._target()
+        for line in lines:
+            target.write(line)
+
+    def flush(self) -> None:
+        self._results.flush()
+        self._other.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._results.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._results.encoding
+
+
+def _module_of(g: dict[str, Any]) -> str:
+    """A frame's module name; ``python -m anyedge.cli`` runs as ``__main__`` with the real name in its spec."""
+    name = str(g.get("__name__", ""))
+    if name == "__main__":
+        spec = g.get("__spec__")
+        name = str(getattr(spec, "name", "") or "")
+    return name
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived (raised in the main thread by the signal handler)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a parsed command with fd 1 pointing at stderr and results routed to the real stdout."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced (tests capturing in-process)
+        return int(args.func(args) or 0)
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    results = open(saved, "w", encoding=sys.stdout.encoding or "utf-8", errors="replace",  # noqa: SIM115
+                   buffering=1, closefd=True)
+    original = sys.stdout
+    os.dup2(sys.stderr.fileno(), fd)
+    sys.stdout = _ResultsOnlyStdout(results, sys.stderr)
     try:
         return int(args.func(args) or 0)
-    except AnyEdgeError as e:
-        print(f"anyedge: error: {e}", file=sys.stderr)
-        return 2
+    finally:
+        sys.stdout = original
+        try:
+            original.flush()
+        finally:
+            os.dup2(saved, fd)
+            try:
+                results.close()
+            except BrokenPipeError:
+                pass
+
+
+def _split_verbose(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """Take ``-v``/``--verbose`` from anywhere before a ``--``."""
+    rest: list[str] = []
+    verbose = False
+    for i, tok in enumerate(argv):
+        if tok == "--":
+            rest.extend(argv[i:])
+            break
+        if tok in ("-v", "--verbose"):
+            verbose = True
+        else:
+            rest.append(tok)
+    return rest, verbose
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the exit flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``anyedge`` command; returns the exit code (see :data:`EXIT_CODES`)."""
+    argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
+    args.verbose = verbose
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    code = EXIT_OK
+    try:
+        code = _run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        code = EXIT_PIPE
     except KeyboardInterrupt:
-        return 130
+        print("anyedge: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except _Terminated:
+        print("anyedge: terminated", file=sys.stderr)
+        code = EXIT_TERMINATED
+    except AnyEdgeError as e:
+        if verbose:
+            traceback.print_exc()
+        print(f"anyedge: error: {_one_line(e)}", file=sys.stderr)
+        code = EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        if verbose:
+            traceback.print_exc()
+        hint = "" if verbose else " (run with -v for the traceback)"
+        print(f"anyedge: error: {type(e).__name__}: {_one_line(e)}{hint}", file=sys.stderr)
+        code = EXIT_PARTIAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return code
 
 
 if __name__ == "__main__":

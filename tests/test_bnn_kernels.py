@@ -77,6 +77,9 @@ def _toolchains():
     # CI installs the toolchain (.ci/run), so there a missing toolchain fails instead of skipping.
     chains.append(pytest.param(rv, id="riscv64-qemu", marks=pytest.mark.skipif(
         rv is None and not os.environ.get("CI"), reason="riscv64-linux-gnu-gcc / qemu-riscv64 not installed (apt-get install gcc-riscv64-linux-gnu qemu-user)")))
+    a64 = cbuild.aarch64_toolchain()
+    chains.append(pytest.param(a64, id="aarch64-qemu", marks=pytest.mark.skipif(
+        a64 is None and not os.environ.get("CI"), reason="aarch64-linux-gnu-gcc / qemu-aarch64 not installed (apt-get install gcc-aarch64-linux-gnu qemu-user)")))
     return chains
 
 

@@ -49,8 +49,9 @@ ENGINES: dict[str, EngineEntry] = {
                     "ONNX Runtime (CPU; CUDA/TensorRT providers when installed)"),
         EngineEntry("openvino", "openvino", (".xml", ".onnx", ".tflite"), ("openvino",), "openvino",
                     "OpenVINO runtime (CPU, GPU, NPU devices)"),
-        EngineEntry("bnn", "bnn", (".bnn",), ("anyedge.targets.bnn._kernels",), None,
-                    "anyedge binary networks: XNOR-popcount kernels (Cython, built at install)",
+        EngineEntry("bnn", "bnn", (".bnn",), ("anyedge.targets.bnn._kernels", "numpy"), None,
+                    "anyedge binary networks: XNOR-popcount kernels (Cython, built at install; "
+                    "the numpy reference where no compiler was available)",
                     install="reinstall anyedge from source with a C compiler present "
                             "(pip install --force-reinstall --no-binary anyedge anyedge) to build the kernels"),
     ]
@@ -61,7 +62,13 @@ _PREFERRED = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino"}
 
 
 def _installed(entry: EngineEntry) -> bool:
-    return any(importlib.util.find_spec(m) is not None for m in entry.probe)
+    for module in entry.probe:
+        try:
+            if importlib.util.find_spec(module) is not None:
+                return True
+        except (ImportError, ValueError):  # a parent package missing or unimportable
+            continue
+    return False
 
 
 def available_engines() -> list[str]:

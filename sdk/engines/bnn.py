@@ -2,7 +2,9 @@
 
 Input ``window``: ``(n, window, channels)`` float32 sensor windows. Output ``scores``:
 ``(n, classes)`` int32. ``kernels="reference"`` runs the pure-numpy reference of the same
-integer arithmetic instead (slow; for checking).
+integer arithmetic instead (slow; for checking). The default, ``"auto"``, uses the compiled
+kernels and falls back to the reference, with a logged notice, where anyedge was installed
+without a C compiler (e.g. a RISC-V board without gcc): same scores, slower.
 """
 
 from __future__ import annotations
@@ -12,13 +14,20 @@ from typing import Any, Mapping
 
 import numpy as np
 
+import logging
+
 from ..errors import EngineError, EngineUnavailableError, InputError
 from ..targets.bnn.format import BnnModel, read_bnn
 from .base import TensorSpec, check_feeds
 
 __all__ = ["BnnEngine", "load"]
 
-_KERNELS = ("cython", "reference")
+_KERNELS = ("auto", "cython", "reference")
+
+log = logging.getLogger(__name__)
+_NOTICE = ("anyedge's compiled BNN kernels are not built here (no C compiler when anyedge was installed); "
+           "running the numpy reference instead: identical scores, slower. For the fast kernels install a C "
+           "compiler (e.g. apt install gcc python3-dev) and reinstall anyedge from source")
 
 
 class BnnEngine:
@@ -26,15 +35,22 @@ class BnnEngine:
 
     Attributes:
         model: the parsed :class:`~anyedge.targets.bnn.format.BnnModel`.
-        kernels: ``"cython"`` or ``"reference"``.
+        kernels: ``"cython"`` or ``"reference"`` (what ``"auto"`` resolved to).
     """
 
     name = "bnn"
 
-    def __init__(self, path: Path, *, kernels: str = "cython") -> None:
+    def __init__(self, path: Path, *, kernels: str = "auto") -> None:
         if kernels not in _KERNELS:
             raise EngineUnavailableError(f"bnn kernels must be one of {_KERNELS}, got {kernels!r}")
         self.model: BnnModel | None = read_bnn(path)
+        if kernels == "auto":
+            try:
+                from ..targets.bnn import kernels as _compiled  # noqa: F401
+                kernels = "cython"
+            except EngineUnavailableError:
+                log.warning(_NOTICE)
+                kernels = "reference"
         if kernels == "cython":
             from ..targets.bnn import kernels as impl  # raises EngineUnavailableError when not compiled
 

@@ -28,24 +28,31 @@ def add_har_parser(subparsers: Any) -> argparse.ArgumentParser:
     exit code.
     """
     har = subparsers.add_parser("har", help="human activity recognition on IMU windows",
-                                description="Human activity recognition on IMU windows.")
+                                description="Human activity recognition on IMU windows.",
+                                epilog="examples:\n  anyedge har classify RacketSports_TEST.ts --json\n"
+                                       "  anyedge har models\n  imu-reader | anyedge har stream --model bnn-basicmotions")
     sub = har.add_subparsers(dest="har_command", metavar="COMMAND")
     sub.required = True
 
-    c = sub.add_parser("classify", help="classify every case of a UEA .ts file")
+    c = sub.add_parser("classify", help="classify every case of a UEA .ts file",
+                       epilog="example:\n  anyedge har classify RacketSports_TEST.ts --model bnn-racketsports --json")
     c.add_argument("file", type=Path, help="a .ts file (UEA/sktime format) of windows")
     c.add_argument("--model", default="bnn-racketsports", help="model name or bundle path (default: %(default)s)")
-    c.add_argument("--engine", default=None, help="engine name (default: the bundle's)")
+    c.add_argument("--engine", default=None, help="engine name, e.g. bnn (default: the bundle's)")
     c.add_argument("--json", action="store_true", help='one JSON object per case: {"index", "label", "score"}')
     c.set_defaults(func=_classify)
 
-    e = sub.add_parser("export-c", help="write a model as a C header for anyedge_bnn.c")
+    e = sub.add_parser("export-c", help="write a model as a C header for anyedge_bnn.c",
+                       epilog="example:\n  anyedge har export-c --model bnn-racketsports --out model_racketsports.h")
     e.add_argument("--model", required=True, help="model name or bundle path")
     e.add_argument("--out", type=Path, required=True, help="header file to write")
     e.set_defaults(func=_export_c)
 
-    m = sub.add_parser("models", help="list the shipped activity models")
+    m = sub.add_parser("models", help="list the shipped activity models", epilog="example:\n  anyedge har models")
     m.set_defaults(func=_models)
+
+    from .stream import add_stream_parser
+    add_stream_parser(sub)
     return har
 
 

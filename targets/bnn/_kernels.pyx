@@ -18,6 +18,10 @@ cdef extern from *:
     #  define AEBNN_POP64(x) __builtin_popcountll((unsigned long long)(x))
     #  if defined(__POPCNT__)
     #    define AEBNN_POPCOUNT_KIND "hardware popcnt (__builtin_popcountll, -mpopcnt)"
+    #  elif defined(__aarch64__)
+    #    define AEBNN_POPCOUNT_KIND "AArch64 NEON cnt (__builtin_popcountll)"
+    #  elif defined(__riscv_zbb)
+    #    define AEBNN_POPCOUNT_KIND "RISC-V Zbb cpop (__builtin_popcountll, -march with zbb)"
     #  else
     #    define AEBNN_POPCOUNT_KIND "__builtin_popcountll (compiler's choice of instruction)"
     #  endif

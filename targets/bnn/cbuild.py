@@ -1,9 +1,13 @@
-"""Compile the portable C library with a model header and run it: on this host, and for riscv64 under qemu.
+"""Compile the portable C library with a model header and run it: on this host, and for riscv64/aarch64 under qemu.
 
-``python -m anyedge.targets.bnn.cbuild`` (what ``make riscv-check`` runs) takes every shipped
-BNN, runs its data set's ``_TEST`` windows through the C library built with the host
-compiler and, when ``riscv64-linux-gnu-gcc`` and ``qemu-riscv64`` are installed, cross-built
-for riscv64, and compares every score with the numpy reference. It exits 1 on any difference.
+``python -m anyedge.targets.bnn.cbuild`` (what ``make riscv-check`` and ``make aarch64-check``
+run) takes every shipped BNN, runs its data set's ``_TEST`` windows through the C library built
+with the host compiler and, when the cross compilers and qemu are installed
+(``riscv64-linux-gnu-gcc`` + ``qemu-riscv64``, ``aarch64-linux-gnu-gcc`` + ``qemu-aarch64``),
+cross-built for those, and compares every score with the numpy reference. With ``--kernels-c``
+it also compiles the Cython kernels' generated C with each cross compiler and checks that the
+popcount became the target's instruction (AArch64 ``cnt``; RISC-V Zbb ``cpop``). It exits 1 on
+any difference.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ __all__ = [
     "Toolchain",
     "host_toolchain",
     "riscv_toolchain",
+    "aarch64_toolchain",
+    "compile_kernels_c",
     "build_harness",
     "run_harness",
     "fnv1a",
@@ -85,6 +91,59 @@ def riscv_toolchain() -> Toolchain | None:
     if shutil.which(cc) and shutil.which(qemu):
         return Toolchain("riscv64", cc, (qemu,), ("-static", "-march=rv64gc", "-mabi=lp64d"))
     return None
+
+
+def aarch64_toolchain() -> Toolchain | None:
+    """``aarch64-linux-gnu-gcc`` (static build) + ``qemu-aarch64``, or ``None`` when either is missing."""
+    cc = os.environ.get("AARCH64_CC", "aarch64-linux-gnu-gcc")
+    qemu = os.environ.get("QEMU_AARCH64", "qemu-aarch64")
+    if shutil.which(cc) and shutil.which(qemu):
+        return Toolchain("aarch64", cc, (qemu,), ("-static", "-march=armv8-a"))
+    return None
+
+
+# What the popcount must compile to in the Cython kernels, per cross target: (-march flags, objdump, mnemonic).
+_KERNEL_POPCOUNT = {
+    "aarch64": ((), "aarch64-linux-gnu-objdump", "cnt"),
+    "riscv64": (("-march=rv64gc_zbb", "-mabi=lp64d"), "riscv64-linux-gnu-objdump", "cpop"),
+}
+
+
+def compile_kernels_c(toolchain: Toolchain, workdir: str | os.PathLike[str]) -> tuple[Path, int]:
+    """Cythonize ``_kernels.pyx`` and compile its C (object only) with ``toolchain``'s compiler.
+
+    Uses the setup.py flags for that target (Zbb for riscv64) and counts the target's popcount
+    instruction in the object. Python's headers come from this interpreter (the 64-bit Linux
+    ABIs agree on every size the kernels use); nothing is linked or run.
+
+    Returns:
+        ``(object file, number of popcount instructions found)``.
+
+    Raises:
+        ConversionError: Cython or the compiler failed, or the objdump is missing.
+    """
+    import sysconfig
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    c_file = work / "_kernels.c"
+    pyx = Path(__file__).resolve().parent / "_kernels.pyx"
+    proc = subprocess.run([sys.executable, "-m", "cython", "-3", str(pyx), "-o", str(c_file)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConversionError(f"cython failed on {pyx}: {proc.stderr[-2000:]}")
+    march, objdump, mnemonic = _KERNEL_POPCOUNT[toolchain.name]
+    obj = work / f"_kernels_{toolchain.name}.o"
+    cmd = [toolchain.cc, "-c", "-O3", "-ffp-contract=off", "-fPIC", *march,
+           f"-I{sysconfig.get_paths()['include']}", str(c_file), "-o", str(obj)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConversionError(f"{toolchain.cc} failed on the Cython kernels: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    if not shutil.which(objdump):
+        raise ConversionError(f"{objdump} is missing (it comes with the cross compiler's binutils)")
+    dis = subprocess.run([objdump, "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+    count = sum(1 for line in dis.splitlines() if line.split("\t")[2:3] and line.split("\t")[2].strip() == mnemonic)
+    return obj, count
 
 
 def fnv1a(q: np.ndarray) -> int:
@@ -173,17 +232,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m anyedge.targets.bnn.cbuild", description=main.__doc__)
     ap.add_argument("--require-riscv", action="store_true", help="fail when the riscv64 toolchain or qemu is missing")
+    ap.add_argument("--require-aarch64", action="store_true",
+                    help="fail when the aarch64 toolchain or qemu is missing")
+    ap.add_argument("--arch", action="append", choices=["host", "riscv64", "aarch64"], default=None,
+                    help="check only these (repeatable; default: every toolchain installed)")
+    ap.add_argument("--kernels-c", action="store_true",
+                    help="also compile the Cython kernels' C with each cross compiler and check its popcount")
     ap.add_argument("--data-root", type=Path, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    chains = [t for t in (host_toolchain(), riscv_toolchain()) if t is not None]
-    if not any(t.name == "riscv64" for t in chains):
-        msg = "riscv64-linux-gnu-gcc and qemu-riscv64 are not both installed (apt-get install gcc-riscv64-linux-gnu qemu-user)"
-        if args.require_riscv:
-            print(f"error: {msg}", file=sys.stderr)
-            return 2
-        log.warning("%s; checking the host build only", msg)
+    chains = [t for t in (host_toolchain(), riscv_toolchain(), aarch64_toolchain())
+              if t is not None and (args.arch is None or t.name in args.arch)]
+    for arch, required in (("riscv64", args.require_riscv), ("aarch64", args.require_aarch64)):
+        if args.arch is not None and arch not in args.arch:
+            continue
+        if not any(t.name == arch for t in chains):
+            msg = (f"{arch}-linux-gnu-gcc and qemu-{arch} are not both installed "
+                   f"(apt-get install gcc-{arch}-linux-gnu qemu-user)")
+            if required:
+                print(f"error: {msg}", file=sys.stderr)
+                return 2
+            log.warning("%s; skipping %s", msg, arch)
     failures = 0
+    if args.kernels_c:
+        for chain in chains:
+            if chain.name not in _KERNEL_POPCOUNT:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    _, n = compile_kernels_c(chain, tmp)
+                except (ConversionError, subprocess.CalledProcessError) as e:
+                    print(f"error: Cython kernels for {chain.name}: {e}", file=sys.stderr)
+                    failures += 1
+                    continue
+            mnemonic = _KERNEL_POPCOUNT[chain.name][2]
+            ok = n > 0
+            failures += 0 if ok else 1
+            print(f"Cython kernels: C compiled with {chain.cc}: {n} '{mnemonic}' popcount instruction(s)"
+                  + ("" if ok else " -- expected at least one"))
     names = [n for n in PACKAGED_BUNDLES if n.startswith("bnn-")]
     if not names:
         print("error: no shipped BNN bundles registered", file=sys.stderr)

@@ -1,0 +1,95 @@
+"""The pip-installed path: build the wheel, install it into a throwaway venv, run it from another folder.
+
+The throwaway venv takes anyedge from the wheel and its dependencies from this test environment (a
+``.pth`` line), so the step stays fast and offline; ``anyedge`` must come from the wheel, not the tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+from .conftest import MODELS
+from .har_support import har_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                        "-q", "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    wheels = list(out.glob("anyedge-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def _metadata(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        msg = Parser().parsestr(z.read(name).decode())
+    return msg.get_all("Requires-Dist") or []
+
+
+def test_wheel_dependencies_on_riscv64_are_numpy_only(wheel: Path) -> None:
+    from anyedge.targets.install_check import BOARDS, requirements_for
+
+    requires = _metadata(wheel)
+    for extras in ((), ("openvino",), ("openvino", "camera")):
+        assert requirements_for(BOARDS["riscv64"], extras=extras, requires=requires) == ["numpy>=1.26"]
+    pi = requirements_for(BOARDS["pi-os-64"], extras=("openvino",), requires=requires)
+    assert {"numpy>=1.26", "opencv-python-headless>=4.8", "ai-edge-litert>=1.2", "onnxruntime>=1.17",
+            "openvino>=2024.4", "nncf>=2.14"} <= set(pi)
+
+
+def test_wheel_ships_the_sample_image_models_and_kernels(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "anyedge/samples/astronaut.jpg" in names and "anyedge/samples/PROVENANCE.md" in names
+    assert {"anyedge/models/bnn-racketsports/manifest.json", "anyedge/models/bnn-basicmotions/model.bnn"} <= names
+    assert any(n.startswith("anyedge/targets/bnn/_kernels") and n.endswith((".so", ".pyd")) for n in names)
+    assert not any(n.startswith(("tests/", "benchmarks/", "sdk/")) for n in names)
+
+
+def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
+                        "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "deps-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANYEDGE_", "PYTHON"))}
+    env.update(ANYEDGE_MODEL_PATH=str(MODELS), ANYEDGE_OFFLINE="1", ANYEDGE_CACHE_DIR=str(tmp_path / "cache"))
+    anyedge = str(venv / "bin" / "anyedge")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*args], capture_output=True, text=True, cwd=work, env=env, timeout=300)
+
+    where = run(str(py), "-c", "import anyedge, anyedge.targets.bnn.kernels as k; print(anyedge.__file__)")
+    assert where.returncode == 0, where.stderr
+    assert where.stdout.strip().startswith(str(venv)), where.stdout  # the wheel, not the source tree
+    m = run(anyedge, "models", "--json")
+    assert m.returncode == 0, m.stderr
+    assert {"yunet", "bnn-racketsports"} <= {json.loads(x)["name"] for x in m.stdout.splitlines()}
+    d = run(anyedge, "demo", "--runs", "1", "--models", "blazeface-short,yunet-n-320", "--out", "demo")
+    assert d.returncode == 0, d.stderr
+    report = json.loads((work / "demo" / "demo.json").read_text())
+    assert report["image"].startswith(str(venv)) and report["image"].endswith("astronaut.jpg")
+    assert {x["faces"] for x in report["results"]} == {1}
+    h = run(anyedge, "har", "classify", str(har_file("RacketSports", "test")), "--json")
+    assert h.returncode == 0, h.stderr
+    assert len(h.stdout.splitlines()) == 152
