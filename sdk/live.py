@@ -416,22 +416,15 @@ def run_live(
 
 # -- anyedge run ----------------------------------------------------------------------------
 def _gallery_labeller(gallery: str, args: argparse.Namespace) -> Callable[[np.ndarray, Any], list[str]]:
-    """Hook point for face recognition: names for the detected faces of a frame.
-
-    Recognition lives in ``anyedge.tasks.face_pipeline``; it is expected to offer
-    ``live_labeller(gallery_path, detector_model=...) -> callable(frame_bgr, faces) -> list[str]``.
-    """
+    """Names for the detected faces of a frame, from face recognition's gallery."""
     try:
-        from .tasks import face_pipeline  # type: ignore[attr-defined]
+        from .tasks.face_pipeline import live_labeller
     except ImportError:
         raise InputError("--gallery needs face recognition (anyedge.tasks.face_pipeline), which this anyedge "
                          "installation does not include; run without --gallery to detect only") from None
-    make = getattr(face_pipeline, "live_labeller", None)
-    if make is None:
-        raise InputError("--gallery: anyedge.tasks.face_pipeline offers no live_labeller(gallery) hook yet")
     if not Path(gallery).exists():
         raise InputError(f"--gallery {gallery}: no such gallery")
-    return make(gallery, detector_model=args.model)  # type: ignore[no-any-return]
+    return live_labeller(gallery, detector_model=args.model)  # type: ignore[return-value]
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -244,10 +244,15 @@ def _db_opt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON on stdout")
 
 
+def _example(command: str) -> str:
+    return f"example:\n  {command}\n\n{_EXIT}"
+
+
 def add_parsers(sub: Any) -> None:
     """Register ``verify``, ``calibrate-threshold`` and ``gallery`` on the main parser."""
     p = sub.add_parser("verify", help="are two photos the same person? (largest face of each)",
-                       description="Embed the largest face of each photo and compare by cosine.", epilog=_EXIT)
+                       description="Embed the largest face of each photo and compare by cosine.",
+                       epilog=_example("anyedge verify a.jpg b.jpg --json"))
     p.add_argument("a", metavar="A", help="first image (its largest face is used)")
     p.add_argument("b", metavar="B", help="second image (its largest face is used)")
     _model_opts(p, _DEFAULT_EMBEDDER)
@@ -260,17 +265,20 @@ def add_parsers(sub: Any) -> None:
                                    "CSV's folder. The largest face of each image is used; images without a "
                                    "face are skipped with a message. The recommended threshold is "
                                    "cross-validated (10 folds), so its accuracy is not measured on the pairs "
-                                   "it was chosen on.", epilog=_EXIT)
+                                   "it was chosen on.",
+                       epilog=_example("anyedge calibrate-threshold ../shared/data/faces/pairs.csv"))
     p.add_argument("pairs", metavar="PAIRS.csv", help="CSV with columns a, b, same (file_a, file_b also accepted)")
     _model_opts(p, _DEFAULT_EMBEDDER)
     p.add_argument("--json", action="store_true", help="one JSON object with every figure")
     p.set_defaults(func=_cmd_calibrate)
 
     g = sub.add_parser("gallery", help="enrol, identify, list and remove people in a face gallery",
-                       description="A face gallery in one SQLite file. " + _EXIT)
+                       description="A face gallery in one SQLite file.",
+                       epilog=_example("anyedge gallery enroll alice a1.jpg a2.jpg"))
     gs = g.add_subparsers(dest="gallery_command", required=True)
 
-    p = gs.add_parser("enroll", help="add photos of a person (all or none are added)", epilog=_EXIT,
+    p = gs.add_parser("enroll", help="add photos of a person (all or none are added)",
+                      epilog=_example("anyedge gallery enroll alice a1.jpg a2.jpg --detector scrfd-500m"),
                       description="Each photo must show one face (or use --face/--largest) with eyes at least "
                                   "20 px apart and a sharp enough crop (variance of Laplacian >= 50).")
     p.add_argument("name", metavar="NAME", help="the person's name (added to if already enrolled)")
@@ -283,7 +291,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=_cmd_enroll)
 
     p = gs.add_parser("identify", help="name every face in images (one JSON line per image with --json)",
-                      epilog=_EXIT)
+                      epilog=_example("anyedge gallery identify frame.jpg --json"))
     p.add_argument("images", metavar="IMAGE", nargs="+", help="images to search for enrolled people")
     _db_opt(p)
     _model_opts(p, None)
@@ -291,11 +299,13 @@ def add_parsers(sub: Any) -> None:
                    help="cosine below which a face is unknown (name null); default: the embedder's")
     p.set_defaults(func=_cmd_identify)
 
-    p = gs.add_parser("list", help="people in the gallery and their number of embeddings", epilog=_EXIT)
+    p = gs.add_parser("list", help="people in the gallery and their number of embeddings",
+                      epilog=_example("anyedge gallery list --json"))
     _db_opt(p)
     p.set_defaults(func=_cmd_list)
 
-    p = gs.add_parser("remove", help="delete a person and their embeddings", epilog=_EXIT)
+    p = gs.add_parser("remove", help="delete a person and their embeddings",
+                      epilog=_example("anyedge gallery remove alice"))
     p.add_argument("name", metavar="NAME", help="the person to delete")
     _db_opt(p)
     p.set_defaults(func=_cmd_remove)

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from ..results import FaceDetections
 from .face_detector import FaceDetector
 from .face_embedder import FaceEmbedder
 
-__all__ = ["QualityGate", "RecognizedFace", "RecognizedFaces", "FacePipeline", "sharpness"]
+__all__ = ["QualityGate", "RecognizedFace", "RecognizedFaces", "FacePipeline", "sharpness", "live_labeller"]
 
 
 @dataclass(frozen=True)
@@ -302,3 +302,47 @@ class FacePipeline:
 
     def __repr__(self) -> str:
         return f"FacePipeline(detector={self.detector!r}, embedder={self.embedder!r}, threshold={self.threshold})"
+
+
+def live_labeller(gallery: str | os.PathLike[str], *, detector_model: str | None = None,
+                  channels: str = "BGR", threshold: float | None = None,
+                  ) -> "Callable[[np.ndarray, FaceDetections], list[str | None]]":
+    """Names for faces another loop already detected (``anyedge run --gallery``).
+
+    Opens the gallery read-only in spirit (nothing is added), loads the embedder it was built
+    with, and returns ``label(frame, faces) -> [name or None, ...]``; faces are aligned from
+    their keypoints, so the detector must give 5 (or BlazeFace's 6) keypoints.
+
+    Raises:
+        GalleryError: no gallery at that path, or one without an embedder yet.
+        InputError: the gallery's embedder is not a registry name.
+    """
+    from ..errors import GalleryError
+    from ..gallery import Gallery
+    from .face_embedder import embedder_names
+
+    g = Gallery.open(gallery, create=False)
+    ident = g.identity
+    if not ident:
+        g.close()
+        raise GalleryError(f"{gallery}: the gallery is empty (enrol someone first: anyedge gallery enroll)")
+    if ident["name"] not in embedder_names():
+        g.close()
+        raise InputError(f"{gallery} was built with embedder {ident['name']!r}, which is not a registry name")
+    emb = FaceEmbedder.create(ident["name"], channels=channels)
+    g.close()
+    g = Gallery.open(gallery, emb.identity, create=False)
+    thr = emb.threshold if threshold is None else float(threshold)
+    where = f" ({detector_model})" if detector_model else ""
+
+    def label(frame: np.ndarray, faces: FaceDetections) -> list[str | None]:
+        if len(faces) == 0:
+            return []
+        if faces.keypoints.shape[1] not in (5, 6):
+            raise InputError(f"--gallery needs a detector with 5 keypoints (SCRFD, YuNet, RetinaFace) or "
+                             f"BlazeFace's 6; this one{where} gives {faces.keypoints.shape[1]}")
+        img, _ = check_image(frame, channels)
+        vecs = emb.embed(emb.align(img, faces.keypoints), channels=channels)
+        return [name for name, _score in (g.identify(v, thr) for v in vecs)]
+
+    return label
