@@ -45,6 +45,12 @@ bench-har: $(VENV)/.test-installed
 riscv-check: $(VENV)/.test-installed
 	$(BIN)/python -m anyedge.targets.bnn.cbuild --require-riscv
 
+# The C post-processing library for apps (anyedge export-c) against the SDK on all 150 WIDER images:
+# host build and aarch64 under qemu (needs: apt-get install gcc-aarch64-linux-gnu qemu-user).
+.PHONY: apps-check
+apps-check: $(VENV)/.test-installed
+	$(BIN)/python -m anyedge.targets.apps.cbuild --require-aarch64
+
 # Retrain the shipped BNNs (PyTorch CPU; deterministic, byte-identical output).
 train-har: $(VENV)/.test-installed
 	$(BIN)/python -m pip install -q -e ".[train]"

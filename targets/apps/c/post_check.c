@@ -10,8 +10,8 @@
  *       rc n resized_w resized_h, then per face the hex bits of box[4], score, keypoints[2k].
  *   post_check anchors          prints n, floats per anchor, then the hex bits of the table
  *   post_check letterbox W H    prints resized_w resized_h and the hex bits of scale_x scale_y (double)
- *   post_check normalize IMG.bin CANVAS_CHANNELS   IMG.bin: input_h*input_w*3 uint8; prints the
- *       FNV-1a hash of the float32 tensor bytes
+ *   post_check normalize IMG.bin CANVAS_CHANNELS OUT.bin   IMG.bin: input_h*input_w*3 uint8 in
+ *       CANVAS_CHANNELS order (0 RGB, 1 BGR); writes the float32 input tensor to OUT.bin
  *   post_check dequantize int8|uint8 SCALE ZERO    dequantizes -128..127 / 0..255, prints hex bits
  */
 #include <inttypes.h>
@@ -121,12 +121,11 @@ static int cmd_letterbox(uint32_t w, uint32_t h) {
     return 0;
 }
 
-static int cmd_normalize(const char *path, uint32_t canvas_channels) {
+static int cmd_normalize(const char *path, uint32_t canvas_channels, const char *out_path) {
     const aepost_model *m = &AEPOST_CHECK_MODEL;
     size_t n = (size_t)m->input_w * m->input_h * 3u, i;
     static uint8_t img[POOL];
     float *t = pool;
-    uint32_t hash = 2166136261u;
     FILE *f = fopen(path, "rb");
     if (!f || n > sizeof img || fread(img, 1, n, f) != n) {
         if (f) fclose(f);
@@ -134,12 +133,20 @@ static int cmd_normalize(const char *path, uint32_t canvas_channels) {
     }
     fclose(f);
     if (aepost_normalize(m, img, (size_t)m->input_w * 3u, canvas_channels, t) != AEPOST_OK) return 8;
-    for (i = 0; i < n; i++) {
-        uint32_t u = bits32(t[i]), b;
-        for (b = 0; b < 4; b++) hash = (hash ^ ((u >> (8 * b)) & 0xffu)) * 16777619u;
+    if (!(f = fopen(out_path, "wb"))) return 9;
+    for (i = 0; i < n; i++) { /* little-endian float32, whatever the host */
+        uint32_t u = bits32(t[i]);
+        unsigned char b[4];
+        b[0] = (unsigned char)(u & 0xffu);
+        b[1] = (unsigned char)((u >> 8) & 0xffu);
+        b[2] = (unsigned char)((u >> 16) & 0xffu);
+        b[3] = (unsigned char)(u >> 24);
+        if (fwrite(b, 1, 4, f) != 4) {
+            fclose(f);
+            return 9;
+        }
     }
-    printf("%08" PRIx32 "\n", hash);
-    return 0;
+    return fclose(f) == 0 ? 0 : 9;
 }
 
 static int cmd_dequantize(const char *kind, double scale, long zero) {
@@ -166,8 +173,8 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "anchors") == 0) return cmd_anchors();
     if (argc >= 4 && strcmp(argv[1], "letterbox") == 0)
         return cmd_letterbox((uint32_t)strtoul(argv[2], NULL, 10), (uint32_t)strtoul(argv[3], NULL, 10));
-    if (argc >= 4 && strcmp(argv[1], "normalize") == 0)
-        return cmd_normalize(argv[2], (uint32_t)strtoul(argv[3], NULL, 10));
+    if (argc >= 5 && strcmp(argv[1], "normalize") == 0)
+        return cmd_normalize(argv[2], (uint32_t)strtoul(argv[3], NULL, 10), argv[4]);
     if (argc >= 5 && strcmp(argv[1], "dequantize") == 0)
         return cmd_dequantize(argv[2], strtod(argv[3], NULL), strtol(argv[4], NULL, 10));
     fprintf(stderr, "usage: post_check detect|anchors|letterbox|normalize|dequantize ...\n");
