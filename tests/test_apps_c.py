@@ -23,6 +23,7 @@ from anyedge.cli import main as cli_main
 from anyedge.engines.base import TensorSpec, dequantize_output
 from anyedge.ops.anchors import grid_centers, retinaface_priors, ssd_anchors
 from anyedge.ops.image import letterbox, to_tensor
+from anyedge.ops.nms import nms, weighted_nms
 from anyedge.registry import get_model_info
 from anyedge.targets.apps import cbuild
 
@@ -146,6 +147,66 @@ def test_wrong_output_size_is_refused(harness, frames, tmp_path):
     one = cbuild.Frames(fr.model, fr.family, bad, images=fr.images[:1], faces=fr.faces[:1], keypoints=5)
     (res,) = cbuild.run_detect(exe, one, t)
     assert res.rc == -2 and len(res.scores) == 0  # AEPOST_ERR_SHAPE
+
+
+def _candidates(case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(len(case))
+    if case == "empty":
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 6, 2), np.float32)
+    if case == "ties":  # a coarse grid of boxes, five score levels: many equal scores and overlaps
+        xy = rng.integers(0, 12, (400, 2)) * 8.0
+        wh = rng.integers(2, 6, (400, 2)) * 8.0
+        scores = rng.choice([0.5, 0.625, 0.75, 0.875, 1.0], 400)
+    else:  # "cluster": 300 jittered copies of one face (> 128 members) plus scattered others
+        xy = np.concatenate([100 + rng.normal(0, 1.5, (300, 2)), rng.uniform(0, 500, (60, 2))])
+        wh = np.concatenate([60 + rng.normal(0, 2, (300, 2)), rng.uniform(10, 80, (60, 2))])
+        scores = rng.uniform(0.5, 1.0, 360)
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    kps = (xy[:, None, :] + rng.uniform(0, 1, (len(xy), 6, 2)) * wh[:, None, :]).astype(np.float32)
+    return boxes, scores.astype(np.float32), kps
+
+
+def _write_candidates(path: Path, boxes, scores, kps) -> None:
+    k16 = np.zeros((len(boxes), 16), np.float32)
+    k16[:, : kps.shape[1] * 2] = kps.reshape(len(boxes), kps.shape[1] * 2)
+    rows = np.concatenate([boxes, scores[:, None], k16], axis=1).astype("<f4")
+    path.write_bytes(struct.pack("<I", len(boxes)) + rows.tobytes())
+
+
+@pytest.mark.parametrize("chain", _chains())
+@pytest.mark.parametrize("case", ["empty", "ties", "cluster"])
+@pytest.mark.parametrize("iou, max_faces", [(0.3, 0), (0.5, 3), (0.0, 0)])
+def test_suppression_equals_python(case, iou, max_faces, chain, harness, tmp_path):
+    exe, t = harness("scrfd-500m", chain)
+    boxes, scores, kps = _candidates(case)
+    _write_candidates(tmp_path / "c.bin", boxes, scores, kps)
+    run = lambda *a: subprocess.run([*t.runner, str(exe), *a], capture_output=True, text=True,  # noqa: E731
+                                    check=True).stdout.split()
+    got = run("nms", str(tmp_path / "c.bin"), repr(iou), str(max_faces))
+    assert got[0] == "0"
+    ref = nms(boxes, scores, iou, max_faces or None)
+    assert [int(v) for v in got[1:]] == ref.tolist()
+    got = run("wnms", str(tmp_path / "c.bin"), repr(iou), str(max_faces), "6")
+    assert got[0] == "0"
+    rb, rs, rk = weighted_nms(boxes, scores, kps, iou, max_faces or None)
+    assert int(got[1]) == len(rs)
+    v = np.array([int(x, 16) for x in got[2:]], np.uint32).reshape(len(rs), 17)
+    np.testing.assert_array_equal(v[:, :4], rb.view(np.uint32))
+    np.testing.assert_array_equal(v[:, 4], rs.view(np.uint32))
+    np.testing.assert_array_equal(v[:, 5:], rk.reshape(len(rs), 12).view(np.uint32))
+    if case != "empty" and max_faces == 0:
+        assert len(ref) > 1 and len(rs) > 1
+
+
+def test_weighted_suppression_ends_on_a_zero_area_box(harness, tmp_path):
+    # Python's weighted_nms never drops a best box with no area (its IoU with itself is 0); C does
+    exe, t = harness("blazeface-short", "host")
+    boxes = np.array([[10, 10, 10, 30], [0, 0, 20, 20], [1, 1, 21, 21]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    _write_candidates(tmp_path / "c.bin", boxes, scores, np.zeros((3, 6, 2), np.float32))
+    out = subprocess.run([*t.runner, str(exe), "wnms", str(tmp_path / "c.bin"), "0.3", "0", "6"], capture_output=True,
+                         text=True, check=True, timeout=30).stdout.split()
+    assert out[:2] == ["0", "2"]  # the zero-area box alone, then the cluster of the other two
 
 
 @pytest.mark.parametrize("chain", _chains())

@@ -13,6 +13,9 @@
  *   post_check normalize IMG.bin CANVAS_CHANNELS OUT.bin   IMG.bin: input_h*input_w*3 uint8 in
  *       CANVAS_CHANNELS order (0 RGB, 1 BGR); writes the float32 input tensor to OUT.bin
  *   post_check dequantize int8|uint8 SCALE ZERO    dequantizes -128..127 / 0..255, prints hex bits
+ *   post_check nms CANDS.bin IOU MAX_FACES      prints rc, then the kept candidate indices
+ *   post_check wnms CANDS.bin IOU MAX_FACES K   prints rc n, then per face the hex bits of box[4],
+ *       score, keypoints[2K]. CANDS.bin: u32 n, then per candidate float32 box[4], score, kps[16].
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -166,6 +169,48 @@ static int cmd_dequantize(const char *kind, double scale, long zero) {
     return 0;
 }
 
+static long read_cands(const char *path) {
+    FILE *f = fopen(path, "rb");
+    uint32_t n, i;
+    if (!f) return -1;
+    if (!read_u32(f, &n) || n > CAP) {
+        fclose(f);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        memset(&cand[i], 0, sizeof cand[i]);
+        if (!read_f32(f, cand[i].box, 4) || !read_f32(f, &cand[i].score, 1) || !read_f32(f, cand[i].keypoints, 16)) {
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return (long)n;
+}
+
+static int cmd_nms(const char *path, float iou, uint32_t max_faces, int weighted, uint32_t k) {
+    long n = read_cands(path);
+    size_t kept = 0, i, j;
+    int rc;
+    if (n < 0) return 10;
+    if (weighted) {
+        rc = aepost_weighted_nms(cand, (size_t)n, k, iou, max_faces, work, faces, CAP, &kept);
+        printf("%d %lu", rc, (unsigned long)kept);
+        for (i = 0; i < kept; i++) {
+            for (j = 0; j < 4; j++) printf(" %08" PRIx32, bits32(faces[i].box[j]));
+            printf(" %08" PRIx32, bits32(faces[i].score));
+            for (j = 0; j < 2 * k; j++) printf(" %08" PRIx32, bits32(faces[i].keypoints[j]));
+        }
+    } else {
+        static uint32_t keep[CAP];
+        rc = aepost_nms(cand, (size_t)n, iou, max_faces, work, keep, CAP, &kept);
+        printf("%d", rc);
+        for (i = 0; i < kept; i++) printf(" %" PRIu32, keep[i]);
+    }
+    printf("\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 6 && strcmp(argv[1], "detect") == 0)
         return cmd_detect(argv[2], (float)strtod(argv[3], NULL), (float)strtod(argv[4], NULL),
@@ -177,6 +222,11 @@ int main(int argc, char **argv) {
         return cmd_normalize(argv[2], (uint32_t)strtoul(argv[3], NULL, 10), argv[4]);
     if (argc >= 5 && strcmp(argv[1], "dequantize") == 0)
         return cmd_dequantize(argv[2], strtod(argv[3], NULL), strtol(argv[4], NULL, 10));
-    fprintf(stderr, "usage: post_check detect|anchors|letterbox|normalize|dequantize ...\n");
+    if (argc >= 5 && strcmp(argv[1], "nms") == 0)
+        return cmd_nms(argv[2], (float)strtod(argv[3], NULL), (uint32_t)strtoul(argv[4], NULL, 10), 0, 0);
+    if (argc >= 6 && strcmp(argv[1], "wnms") == 0)
+        return cmd_nms(argv[2], (float)strtod(argv[3], NULL), (uint32_t)strtoul(argv[4], NULL, 10), 1,
+                       (uint32_t)strtoul(argv[5], NULL, 10));
+    fprintf(stderr, "usage: post_check detect|anchors|letterbox|normalize|dequantize|nms|wnms ...\n");
     return 1;
 }
