@@ -13,7 +13,7 @@ export ANYEDGE_MODEL_PATH ?= $(SHARED)/models
 export ANYEDGE_DATA ?= $(SHARED)/data
 endif
 
-.PHONY: demo test bench bench-har riscv-check aarch64-check train-har clean
+.PHONY: demo test bench bench-har riscv-check aarch64-check apps-check train-har clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ riscv-check: $(VENV)/.test-installed
 # aarch64-linux-gnu-gcc and checked for NEON cnt popcounts (needs: apt-get install gcc-aarch64-linux-gnu qemu-user).
 aarch64-check: $(VENV)/.test-installed
 	$(BIN)/python -m anyedge.targets.bnn.cbuild --require-aarch64 --arch host --arch aarch64 --kernels-c
+
+# The C post-processing library for apps (anyedge export-c) against the SDK on all 150 WIDER images:
+# host build and aarch64 under qemu (needs: apt-get install gcc-aarch64-linux-gnu qemu-user).
+apps-check: $(VENV)/.test-installed
+	$(BIN)/python -m anyedge.targets.apps.cbuild --require-aarch64
 
 # Retrain the shipped BNNs (PyTorch CPU; deterministic, byte-identical output).
 train-har: $(VENV)/.test-installed

@@ -435,6 +435,8 @@ def _subcommand_hooks() -> list[Any]:
     hooks.append(recognition)
     from .live import add_parsers as live  # anyedge run
     hooks.append(live)
+    from .apps.cli import add_parsers as export_c  # export-c
+    hooks.append(export_c)
     return hooks
 
 
