@@ -33,7 +33,11 @@ def add_parsers(sub: Any) -> None:
                     "IDENT.h generated from the registry entry or the bundle manifest (input size, layout, channel "
                     "order, mean/std, strides/anchors, thresholds, keypoint names, output names and order) and "
                     "anyedge_post.c/.h, the portable C99 decoder + NMS that mirrors anyedge's Python. Bundles are "
-                    "verified first; a modified one is refused (exit 2).")
+                    "verified first; a modified one is refused (exit 2).",
+        epilog="examples:\n  anyedge export-c scrfd-500m --out app/scrfd\n"
+               "  anyedge export-c out/blazeface-mobile-gpu --out app/bf\n"
+               "  anyedge export-c my.onnx --family yunet --input-size 320x320 --out app/yn\n\n"
+               "exit codes: 0 written, 2 bad input or a refused bundle (nothing written)")
     p.add_argument("model", metavar="BUNDLE|MODEL",
                    help="registry name (anyedge models), bundle directory or .zip, or a model file (with --family)")
     p.add_argument("--out", type=Path, required=True,
