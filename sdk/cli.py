@@ -292,6 +292,7 @@ def _subcommand_hooks() -> list[Any]:
         hooks.append(add_har_parser)
     except ImportError:
         pass
+    hooks.append(__import__("anyedge.bench.cli", fromlist=["add_parsers"]).add_parsers)  # anyedge bench
     return hooks
 
 
