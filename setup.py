@@ -1,4 +1,4 @@
-"""Build of anyedge's one compiled part: the BNN XNOR-popcount kernels (Cython).
+"""Build of anyedge's compiled parts: the BNN XNOR-popcount kernels and the image kernels (Cython).
 
 Everything else is declared in pyproject.toml. On x86 the kernels get ``-mpopcnt`` when the
 compiler accepts it and this CPU has the instruction, so ``__builtin_popcountll`` becomes one
@@ -56,13 +56,16 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+_PYX = {"anyedge.targets.bnn._kernels": Path("targets/bnn/_kernels.pyx"),
+        "anyedge.ops._resize": Path("sdk/ops/_resize.pyx")}  # image preprocessing (optional: cv2 fallback)
+
+
 def _extensions() -> list[Extension]:
-    pyx = Path("targets/bnn/_kernels.pyx")
     try:
         from Cython.Build import cythonize
     except ImportError:  # building from an sdist that ships the generated C
-        return [Extension("anyedge.targets.bnn._kernels", [str(pyx.with_suffix(".c"))])]
-    return cythonize([Extension("anyedge.targets.bnn._kernels", [str(pyx)])],
+        return [Extension(name, [str(pyx.with_suffix(".c"))]) for name, pyx in _PYX.items()]
+    return cythonize([Extension(name, [str(pyx)]) for name, pyx in _PYX.items()],
                      compiler_directives={"language_level": "3"})
 
 

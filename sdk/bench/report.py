@@ -22,7 +22,8 @@ _STAT_KEYS = ("median", "p90", "p99")
 CSV_COLUMNS = (
     "model", "engine", "precision", "engine_precision", "threads", "task", "input", "source", "load_ms",
     "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "engine_median_ms",
-    "engine_p90_ms", "engine_p99_ms", "overhead_ratio", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
+    "engine_p90_ms", "engine_p99_ms", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
+    "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
     "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
     "fidelity_reference", "error",
 )
@@ -118,7 +119,7 @@ def format_table(doc: Mapping[str, Any]) -> str:
         unit, mul = _lat_unit([r for r in rs if "error" not in r])
         out.append("")
         head = (f"{'model':30} {'engine':11} {'prec':7} {'thr':>3} {'load ms':>8} {'first ms':>8} "
-                f"{'call ' + unit:>8} {'p90':>8} {'p99':>8} {'engine ' + unit:>9} {'x':>5} {'ips':>8} "
+                f"{'call ' + unit:>8} {'p90':>8} {'p99':>8} {'engine ' + unit:>9} {'x':>5} {'xcpu':>5} {'ips':>8} "
                 f"{'RSS MB':>7} {'bytes':>9}  fidelity")
         out.append(head)
         out.append("-" * len(head))
@@ -142,13 +143,15 @@ def format_table(doc: Mapping[str, Any]) -> str:
             out.append(
                 f"{name} {_fmt(r['load_ms'], 1):>8} {_fmt(r['first_ms'], 2):>8} {lat['median'] * mul:8.2f} "
                 f"{lat['p90'] * mul:8.2f} {lat['p99'] * mul:8.2f} {eng['median'] * mul:9.2f} "
-                f"{_fmt(r.get('overhead_ratio'), 2):>5} {_fmt(r['throughput_ips'], 1):>8} "
+                f"{_fmt(r.get('overhead_ratio'), 2):>5} {_fmt(r.get('overhead_ratio_cpu'), 2):>5} "
+                f"{_fmt(r['throughput_ips'], 1):>8} "
                 f"{_fmt(r['peak_rss_mb'], 0):>7} {r['size_bytes']:>9}  {fid}")
     if doc.get("notes"):
         out.append("")
         out += [f"note: {n}" for n in doc["notes"]]
     out.append("")
-    out.append("call = the whole task call (detect / classify); engine = engine.run alone; x = call / engine; "
+    out.append("call = the whole task call (detect / classify); engine = engine.run alone; x = call / engine "
+               "(medians of wall time; xcpu: of the calling thread's CPU time); "
                "ips = inferences/s of THR instances in THR threads; fidelity vs the float model (F1 at IoU 0.5), "
                "HAR: test-split accuracy")
     return "\n".join(out)
@@ -163,7 +166,7 @@ def write_json(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 
 def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: r.get(k) for k in CSV_COLUMNS if k in r and not isinstance(r.get(k), dict)}
-    for block in ("latency", "engine", "kernel"):
+    for block in ("latency", "engine", "kernel", "latency_cpu", "engine_cpu"):
         st = r.get(f"{block}_ms") or {}
         for s in _STAT_KEYS:
             if f"{block}_{s}_ms" in CSV_COLUMNS and s in st:

@@ -365,14 +365,17 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         for i in range(warmup):
             tb.call(inst, i)
             tb.engine_call(inst, feeds[i % len(feeds)])
-        whole, engine = [], []
+        whole, engine, whole_cpu, engine_cpu = [], [], [], []
+        cpu = time.thread_time
         for i in range(runs):  # interleaved, so a busy moment slows both alike
-            t0 = time.perf_counter()
+            c0, t0 = cpu(), time.perf_counter()
             tb.call(inst, i)
             whole.append(_ms(t0))
-            t0 = time.perf_counter()
+            whole_cpu.append((cpu() - c0) * 1e3)
+            c0, t0 = cpu(), time.perf_counter()
             tb.engine_call(inst, feeds[i % len(feeds)])
             engine.append(_ms(t0))
+            engine_cpu.append((cpu() - c0) * 1e3)
         row.update(tb.extra_timings(inst, runs))
         fid = tb.fidelity(inst) if job.get("fidelity") else {}
         # throughput: `threads` instances with one engine thread each, one per Python thread
@@ -385,6 +388,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     finally:
         inst.close()
     lat, eng = stats(whole), stats(engine)
+    # CPU time of the calling thread: steadier than wall time on a busy machine, and the whole
+    # story for engines that compute on the caller (LiteRT / ONNX Runtime at 1 thread, bnn)
+    lat_cpu, eng_cpu = stats(whole_cpu), stats(engine_cpu)
+    row.update({
+        "latency_cpu_ms": lat_cpu, "engine_cpu_ms": eng_cpu,
+        "overhead_ratio_cpu": round(lat_cpu["median"] / eng_cpu["median"], 3) if eng_cpu["median"] > 0 else None,
+    })
     row.update({
         "load_ms": round(load_cold, 3), "load_warm_ms": round(load_warm, 3), "first_ms": round(first, 3),
         "latency_ms": lat, "engine_ms": eng,
