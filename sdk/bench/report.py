@@ -204,6 +204,7 @@ def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib import ticker
     except ImportError:
         raise InputError("the chart needs matplotlib: pip install 'anyedge[bench]' (or pass --no-png)") from None
     rows = [r for r in doc.get("rows", []) if "error" not in r]
@@ -227,10 +228,16 @@ def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
                 x = r["latency_ms"]["median"] * mul
                 ax.scatter(x, y, color=colour[r["model"]], marker=markers[r["engine"]], s=70, edgecolor="black",
                            linewidth=0.6, zorder=3)
-                ax.annotate(f"{r['model'].split('@')[0][:18]}\n{r['engine']} {r.get('engine_precision') or r['precision']}",
+                ax.annotate(f"{r['model'][:28]}\n{r['engine']} {r.get('engine_precision') or r['precision']}",
                             (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
-            ax.set_xscale("log")
-            ax.set_xlabel(f"latency of the whole call, median, {t1} thread ({unit}, log scale)")
+            xs = [r["latency_ms"]["median"] * mul for r in pts]
+            log = bool(xs) and max(xs) / max(min(xs), 1e-9) > 8
+            if log:
+                ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            ax.margins(x=0.25, y=0.12)
+            ax.set_xlabel(f"latency of the whole call, median, {t1} thread ({unit}{', log scale' if log else ''})")
             if kind == "det":
                 ax.set_ylabel("F1 vs the float model (IoU 0.5)")
                 ax.set_title("Face detectors: speed vs agreement with float")
@@ -247,13 +254,17 @@ def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
                 pts.sort()
                 ax.plot([t for t, _ in pts], [v for _, v in pts], marker=markers[e], color=colour[m],
                         label=f"{m[:22]} {e} {p}", linewidth=1.4)
-            ax.set_yscale("log")
+            ys = [r["throughput_ips"] for r in rs]
+            if ys and max(ys) / max(min(ys), 1e-9) > 8:
+                ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(ticker.NullFormatter())
             ax.set_xlabel("threads (one instance per thread)")
-            ax.set_ylabel("throughput, inferences/s (log scale)")
+            ax.set_ylabel("throughput, inferences/s")
             ax.set_title("Throughput vs threads")
             ax.set_xticks(sorted({r["threads"] for r in rs}))
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     env = doc.get("env", {})
     fig.suptitle(f"anyedge bench on {env.get('cpu', '?')} ({env.get('cores', '?')} cores), {env.get('time', '')}",
                  fontsize=11)
