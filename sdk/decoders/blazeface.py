@@ -54,13 +54,14 @@ def decode(outputs: Mapping[str, np.ndarray], input_size: tuple[int, int], cfg: 
     cand_scores = _sigmoid(np.clip(logits[cand], -100.0, 100.0))
     ok = cand_scores >= score_threshold
     keep, kept_scores = cand[ok], cand_scores[ok]
-    r = raw[keep]
-    a = anchors[keep]
-    # anchor centres are normalised; offsets are in input pixels (x_scale = width etc.)
-    cx = a[:, 0] * w + r[:, 0]
-    cy = a[:, 1] * h + r[:, 1]
-    bw, bh = r[:, 2], r[:, 3]
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
     k = int(cfg.get("keypoints", 6))
-    kps = r[:, 4 : 4 + 2 * k].reshape(-1, k, 2) + (a * np.array([w, h], np.float32))[:, None, :]
-    return boxes.astype(np.float32), kept_scores, kps.astype(np.float32)
+    if keep.size == 0:
+        return np.zeros((0, 4), np.float32), kept_scores, np.zeros((0, k, 2), np.float32)
+    r = raw[keep]
+    # anchor centres are normalised; offsets are in input pixels (x_scale = width etc.)
+    ctr = anchors[keep] * np.array([w, h], np.float32)
+    c = ctr + r[:, :2]
+    half = r[:, 2:4] / 2
+    boxes = np.concatenate([c - half, c + half], axis=1)
+    kps = r[:, 4 : 4 + 2 * k].reshape(-1, k, 2) + ctr[:, None, :]
+    return boxes, kept_scores, kps
