@@ -196,6 +196,9 @@ def write_csv(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Latency vs fidelity per model / engine / precision, and throughput vs threads.
 
+    Colour = model, marker = engine, filled = fp32 / hollow = another precision; points that
+    lose fidelity (F1 or agreement below 0.995) are labelled.
+
     Raises:
         InputError: matplotlib is not installed (``pip install 'anyedge[bench]'``).
     """
@@ -205,72 +208,98 @@ def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib import ticker
+        from matplotlib.lines import Line2D
     except ImportError:
         raise InputError("the chart needs matplotlib: pip install 'anyedge[bench]' (or pass --no-png)") from None
     rows = [r for r in doc.get("rows", []) if "error" not in r]
     det = [r for r in rows if r.get("task") == "face_detection"]
     har = [r for r in rows if r.get("task") == "activity_classification"]
     panels = [p for p in (("det", det), ("har", har)) if p[1]] + [("tput", rows)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 6.2), squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) + 2.6, 5.8), squeeze=False)
+    cmap = plt.get_cmap("tab20" if len({r["model"] for r in rows}) > 10 else "tab10")
     models = list(dict.fromkeys(r["model"] for r in rows))
-    colour = {m: cmap(i % 10) for i, m in enumerate(models)}
+    colour = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
     engines = list(dict.fromkeys(r["engine"] for r in rows))
     markers = {e: "osD^v<>P*X"[i % 10] for i, e in enumerate(engines)}
+
+    def prec(r: Mapping[str, Any]) -> str:
+        return str(r.get("engine_precision") or r["precision"])
+
+    def style(r: Mapping[str, Any]) -> dict[str, Any]:
+        c = colour[r["model"]]
+        filled = prec(r) == "fp32"
+        return {"marker": markers[r["engine"]], "color": c, "markerfacecolor": c if filled else "white",
+                "markeredgecolor": c if not filled else "black", "markeredgewidth": 0.6 if filled else 1.8}
+
+    def plain(axis: Any) -> None:
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+
     t1 = min((r["threads"] for r in rows), default=1)
     for ax, (kind, rs) in zip(axes[0], panels):
         if kind in ("det", "har"):
             unit, mul = _lat_unit(rs)
             pts = [r for r in rs if r["threads"] == t1]
-            for r in pts:
+            xs = [r["latency_ms"]["median"] * mul for r in pts]
+            labelled = 0
+            for r, x in zip(pts, xs):
+                f = r.get("fidelity") or {}
                 _, val = _fid_main(r)
                 y = val if val is not None else float("nan")
-                x = r["latency_ms"]["median"] * mul
-                ax.scatter(x, y, color=colour[r["model"]], marker=markers[r["engine"]], s=70, edgecolor="black",
-                           linewidth=0.6, zorder=3)
-                ax.annotate(f"{r['model'][:28]}\n{r['engine']} {r.get('engine_precision') or r['precision']}",
-                            (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
-            xs = [r["latency_ms"]["median"] * mul for r in pts]
+                ax.plot([x], [y], linestyle="none", markersize=9, zorder=3, **style(r))
+                lost = min(f.get("f1", 1.0), f.get("agreement", 1.0)) < 0.995
+                if lost or kind == "har":  # neighbours' labels alternate above and below their points
+                    ax.annotate(f"{r['model'][:28]}\n{r['engine']} {prec(r)}", (x, y), textcoords="offset points",
+                                xytext=(7, 4 if labelled % 2 else -20), fontsize=7.5)
+                    labelled += 1
             log = bool(xs) and max(xs) / max(min(xs), 1e-9) > 8
             if log:
                 ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-            ax.margins(x=0.25, y=0.12)
+            plain(ax.xaxis)
+            ax.margins(x=0.2, y=0.15)
             ax.set_xlabel(f"latency of the whole call, median, {t1} thread ({unit}{', log scale' if log else ''})")
             if kind == "det":
-                ax.set_ylabel("F1 vs the float model (IoU 0.5)")
+                ax.set_ylabel("F1 vs the float model's faces (IoU 0.5)")
                 ax.set_title("Face detectors: speed vs agreement with float")
             else:
                 ax.set_ylabel("test-split accuracy")
                 ax.set_title("Activity models: speed vs accuracy")
-            ax.grid(True, which="both", alpha=0.3)
+            ax.grid(True, which="major", alpha=0.3)
         else:
             series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+            first: dict[tuple[str, str, str], Mapping[str, Any]] = {}
             for r in rs:
-                series.setdefault((r["model"], r["engine"], r.get("engine_precision") or r["precision"]), []).append(
-                    (r["threads"], r["throughput_ips"]))
-            for (m, e, p), pts in series.items():
-                pts.sort()
-                ax.plot([t for t, _ in pts], [v for _, v in pts], marker=markers[e], color=colour[m],
-                        label=f"{m[:22]} {e} {p}", linewidth=1.4)
+                key = (r["model"], r["engine"], prec(r))
+                series.setdefault(key, []).append((r["threads"], r["throughput_ips"]))
+                first.setdefault(key, r)
+            for key, pts2 in series.items():
+                pts2.sort()
+                ax.plot([t for t, _ in pts2], [v for _, v in pts2], linewidth=1.3, markersize=7,
+                        linestyle="-" if key[2] == "fp32" else "--", **style(first[key]))
             ys = [r["throughput_ips"] for r in rs]
             if ys and max(ys) / max(min(ys), 1e-9) > 8:
                 ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+            plain(ax.yaxis)
             ax.set_xlabel("threads (one instance per thread)")
             ax.set_ylabel("throughput, inferences/s")
             ax.set_title("Throughput vs threads")
             ax.set_xticks(sorted({r["threads"] for r in rs}))
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+            ax.grid(True, which="major", alpha=0.3)
+    handles = [Line2D([], [], linestyle="none", marker="s", markersize=8, color=colour[m], label=m) for m in models]
+    handles += [Line2D([], [], linestyle="none", label=" ")]
+    handles += [Line2D([], [], linestyle="none", marker=markers[e], markersize=8, color="grey", label=e)
+                for e in engines]
+    handles += [Line2D([], [], linestyle="none", marker="o", markersize=8, color="grey", markerfacecolor="grey",
+                       label="fp32 (filled, solid line)"),
+                Line2D([], [], linestyle="none", marker="o", markersize=8, color="grey", markerfacecolor="white",
+                       markeredgewidth=1.8, label="other precision (hollow, dashed)")]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     env = doc.get("env", {})
     fig.suptitle(f"anyedge bench on {env.get('cpu', '?')} ({env.get('cores', '?')} cores), {env.get('time', '')}",
                  fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / (6.4 * len(panels) + 2.6), 1))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     p = Path(path)
     _atomic_write(p, buf.getvalue())

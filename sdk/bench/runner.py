@@ -254,7 +254,9 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
         raise InputError("nothing to benchmark: no model present here (anyedge models lists them)")
     if cfg.images is None:
         notes.append("no --images folder: detectors timed on a synthetic frame, no detector fidelity")
-    # references first so each unit can compare with its float model's saved outputs
+    # references first so each unit can compare with its float model's saved outputs; rows are
+    # reported in the planned order (each model's engines together)
+    order = {id(u): i for i, u in enumerate(units)}
     units.sort(key=lambda u: (not u.is_reference,))
     refs: dict[str, tuple[str, str]] = {}
     jobs: list[tuple[Unit | None, dict[str, Any]]] = []
@@ -299,7 +301,9 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
                 row["size_bytes"] = got["size_bytes"]
             if u.extra.get("note"):
                 row["note"] = u.extra["note"]
+            row["_order"] = (order[id(u)], job["threads"])
             rows.append(row)
+        rows.sort(key=lambda r: r.pop("_order"))
         if progress:
             progress(total, total, f"done in {time.perf_counter() - t_start:.0f} s")
     config = {"models": list(cfg.models), "engines": list(cfg.engines), "threads": list(cfg.threads),
