@@ -127,8 +127,9 @@ class TaskBench:
         """The engine call alone."""
         raise NotImplementedError
 
-    def extra_timings(self, inst: Any, runs: int) -> dict[str, Any]:
-        """More per-call timings this task can take apart (e.g. BNN kernels alone)."""
+    def extra_calls(self, inst: Any) -> dict[str, Callable[[int], Any]]:
+        """More calls to time, interleaved with the whole and engine calls (e.g. the BNN kernels
+        alone): ``{name: call(i)}``, reported as ``<name>_ms``."""
         return {}
 
     def describe(self, inst: Any) -> dict[str, Any]:
@@ -236,23 +237,15 @@ class HarBench(TaskBench):
     def engine_call(self, inst: Any, feeds: Any) -> Any:
         return inst.engine.run(feeds)
 
-    def extra_timings(self, inst: Any, runs: int) -> dict[str, Any]:
+    def extra_calls(self, inst: Any) -> dict[str, Callable[[int], Any]]:
         model = getattr(inst.engine, "model", None)
         if inst.engine.name != "bnn" or model is None or getattr(inst.engine, "kernels", "") != "cython":
             return {}
         from ..targets.bnn import kernels
 
         plan = kernels.prepare(model)
-        xs = [np.ascontiguousarray(w[None]) for w in self.x[: min(len(self.x), runs)]]
-        for w in xs[:10]:
-            kernels.forward(model, w, plan=plan)
-        ts = []
-        for i in range(runs):
-            w = xs[i % len(xs)]
-            t0 = time.perf_counter()
-            kernels.forward(model, w, plan=plan)
-            ts.append(_ms(t0))
-        return {"kernel_ms": stats(ts)}
+        xs = [np.ascontiguousarray(w[None]) for w in self.x]
+        return {"kernel": lambda i: kernels.forward(model, xs[i % len(xs)], plan=plan)}
 
     def describe(self, inst: Any) -> dict[str, Any]:
         return {"task": "activity_classification", "input": f"{inst.window}x{inst.channels}",
@@ -368,9 +361,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         for i in range(warmup):
             tb.call(inst, i)
             tb.engine_call(inst, feeds[i % len(feeds)])
+        extra = tb.extra_calls(inst)
+        for i in range(warmup):
+            for fn in extra.values():
+                fn(i)
         whole, engine, whole_cpu, engine_cpu = [], [], [], []
+        extra_ms: dict[str, list[float]] = {k: [] for k in extra}
         cpu = time.thread_time
-        for i in range(runs):  # interleaved, so a busy moment slows both alike
+        for i in range(runs):  # interleaved, so a busy moment slows all alike
             c0, t0 = cpu(), time.perf_counter()
             tb.call(inst, i)
             whole.append(_ms(t0))
@@ -379,7 +377,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             tb.engine_call(inst, feeds[i % len(feeds)])
             engine.append(_ms(t0))
             engine_cpu.append((cpu() - c0) * 1e3)
-        row.update(tb.extra_timings(inst, runs))
+            for name, fn in extra.items():
+                t0 = time.perf_counter()
+                fn(i)
+                extra_ms[name].append(_ms(t0))
+        row.update({f"{name}_ms": stats(v) for name, v in extra_ms.items()})
         fid = tb.fidelity(inst) if job.get("fidelity") else {}
         # throughput: `threads` instances with one engine thread each, one per Python thread
         tp_first = inst if threads == 1 else tb.create(1)
