@@ -140,6 +140,18 @@ def test_cpu_features_from_cpuinfo(cpuinfo, has, lacks):
     assert not any(f["flags"][k] for k in lacks)
 
 
+def test_cosine_fidelity_for_embedders():
+    from anyedge.bench.worker import cosine_fidelity
+
+    a = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+    b = np.array([[2.0, 0.0], [1.0, 1.0], [3.0, 4.0]])
+    f = cosine_fidelity(a, b)
+    assert f["cosine_min"] == pytest.approx(np.sqrt(0.5), abs=1e-5) and f["n"] == 3
+    assert f["cosine_mean"] == pytest.approx((2 + np.sqrt(0.5)) / 3, abs=1e-5)
+    with pytest.raises(InputError, match="one shape"):
+        cosine_fidelity(a, b[:2])
+
+
 def _check_schema(doc: dict) -> None:
     report.validate(doc)
     env = doc["env"]

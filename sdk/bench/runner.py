@@ -89,13 +89,14 @@ def _wanted(engines: Sequence[str], available: Sequence[str]) -> list[str]:
 
 
 def _detector_units(name: str, engines: Sequence[str]) -> list[Unit]:
+    """A registry model on every engine that reads it (its own engine first: the float reference)."""
     from ..engines import engines_for
     from ..registry import resolve_model
 
     path, info = resolve_model(name)
     units = []
     for i, eng in enumerate(engines_for(path)):
-        units.append(Unit("face_detection", name, name, eng, "fp32", path.stat().st_size, "registry",
+        units.append(Unit(info.task, name, name, eng, "fp32", path.stat().st_size, "registry",
                           ref_key=name, is_reference=(i == 0)))
     for u in units:  # the float reference runs even when its engine is not wanted, but makes no row
         if engines and u.engine not in engines:
@@ -185,8 +186,11 @@ def plan_units(cfg: BenchConfig, notes: list[str]) -> list[Unit]:
     units: list[Unit] = []
     for name in models:
         if name in REGISTRY:
-            if REGISTRY[name].task != "face_detection":
-                notes.append(f"{name}: task {REGISTRY[name].task} has no benchmark yet")
+            from .worker import TASK_BENCHES  # the task benches the row processes know
+
+            if REGISTRY[name].task not in TASK_BENCHES:
+                notes.append(f"{name}: task {REGISTRY[name].task} has no benchmark yet (add one to "
+                             "anyedge.bench.worker.TASK_BENCHES)")
                 continue
             units += _detector_units(name, cfg.engines)
         elif name in PACKAGED_BUNDLES:

@@ -324,7 +324,12 @@ TASK_BENCHES: dict[str, type[TaskBench]] = {
 
 
 def register_task_bench(kind: str, cls: type[TaskBench]) -> None:
-    """Add the benchmark of another task (e.g. ``"face_embedding"``; see :func:`cosine_fidelity`)."""
+    """Add the benchmark of another task (e.g. ``"face_embedding"``; see :func:`cosine_fidelity`).
+
+    Rows run in fresh processes that import this module, so a task bench must be registered at
+    import time of a module they load: add it to :data:`TASK_BENCHES` here (keyed by the
+    registry's task name) or call this from the task's own module.
+    """
     TASK_BENCHES[kind] = cls
 
 
