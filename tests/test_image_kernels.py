@@ -63,7 +63,7 @@ def test_letterbox_of_views_matches_opencv(frames, crop):
 
 
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
-@pytest.mark.parametrize("mean, std", [(127.5, 127.5), ((104.0, 117.0, 123.0), 1.0), (0.0, 1.0),
+@pytest.mark.parametrize("mean, std", [(127.5, 127.5), ((104.0, 117.0, 123.0), 1.0), (0.0, 1.0), ([1.0, 2.0, 3.0], 2.0),
                                        ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0))])
 @pytest.mark.parametrize("source", ["RGB", "BGR"])
 def test_normalise_kernel_is_bit_identical_to_numpy(frames, monkeypatch, layout, mean, std, source):

@@ -171,6 +171,18 @@ def letterbox(
     return canvas, Letterbox(nw / w, nh / h, 0.0, 0.0, w, h)
 
 
+def _constants(mean: object, std: object) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per-channel float32 mean and 1/std (as the numpy path computes them) and whether to scale."""
+    m = np.ascontiguousarray(np.broadcast_to(np.asarray(mean, np.float32), (3,)))
+    inv = np.ascontiguousarray(1.0 / np.broadcast_to(np.asarray(std, np.float32), (3,)), np.float32)
+    m.flags.writeable = False
+    inv.flags.writeable = False
+    return m, inv, bool(np.any(inv != 1.0))
+
+
+_cached_constants = lru_cache(maxsize=32)(_constants)  # made once per model's mean/std
+
+
 def to_tensor(
     rgb: np.ndarray,
     *,
@@ -192,14 +204,17 @@ def to_tensor(
     shape = (1, 3, h, w) if layout == "NCHW" else (1, h, w, 3)
     if out is None or out.shape != shape or out.dtype != np.float32:
         out = np.empty(shape, np.float32)
-    m = np.broadcast_to(np.asarray(mean, np.float32), (3,))
-    inv = 1.0 / np.broadcast_to(np.asarray(std, np.float32), (3,))
     swap = channels != source_channels
     if _kernels is not None and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.strides[1:] == (3, 1) \
             and out.flags.c_contiguous:
-        _kernels.normalize(rgb, np.ascontiguousarray(m), np.ascontiguousarray(inv, np.float32), swap,
-                           layout == "NCHW", bool(np.any(inv != 1.0)), out)
+        try:
+            km, kinv, scale = _cached_constants(mean, std)
+        except TypeError:  # a list is not hashable
+            km, kinv, scale = _constants(mean, std)
+        _kernels.normalize(rgb, km, kinv, swap, layout == "NCHW", scale, out)
         return out
+    m = np.broadcast_to(np.asarray(mean, np.float32), (3,))
+    inv = 1.0 / np.broadcast_to(np.asarray(std, np.float32), (3,))
     if layout == "NCHW":
         for c in range(3):
             plane = out[0, c]
