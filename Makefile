@@ -13,7 +13,7 @@ export ANYEDGE_MODEL_PATH ?= $(SHARED)/models
 export ANYEDGE_DATA ?= $(SHARED)/data
 endif
 
-.PHONY: demo test bench bench-har riscv-check aarch64-check apps-check train-har clean
+.PHONY: demo test bench bench-har bench-device riscv-check aarch64-check apps-check train-har clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/detect_latency.py
+
+# Every model present x every engine x threads 1,2: table, out/bench/bench.{json,csv,png}.
+bench-device: $(VENV)/.test-installed
+	$(BIN)/anyedge bench --threads 1,2 --out out/bench
 
 bench-har: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/har_accuracy.py

@@ -1,4 +1,4 @@
-"""Build of anyedge's one compiled part: the BNN XNOR-popcount kernels (Cython).
+"""Build of anyedge's compiled parts: the BNN XNOR-popcount kernels and the image kernels (Cython).
 
 Everything else is declared in pyproject.toml. The popcount flags follow the architecture the
 COMPILER targets (``cc -dumpmachine``, so a cross compiler gets its own target's flags):
@@ -28,8 +28,9 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-_NO_COMPILER = ("anyedge: the BNN kernels could not be compiled ({}); installing without them. "
-                "The bnn engine will run the numpy reference (same scores, slower). Install a C compiler "
+_NO_COMPILER = ("anyedge: the compiled kernels could not be built ({}); installing without them. "
+                "The bnn engine will run the numpy reference (same scores, slower) and image resizing uses "
+                "OpenCV (same pixels, slower). Install a C compiler "
                 "and Python headers (e.g. apt install gcc python3-dev) and reinstall for the fast kernels.")
 
 
@@ -124,13 +125,16 @@ class BuildExt(build_ext):
             print(_NO_COMPILER.format(f"{type(e).__name__}: {e}"), file=sys.stderr)
 
 
+_PYX = {"anyedge.targets.bnn._kernels": Path("targets/bnn/_kernels.pyx"),
+        "anyedge.ops._resize": Path("sdk/ops/_resize.pyx")}  # image preprocessing (optional: cv2 fallback)
+
+
 def _extensions() -> list[Extension]:
-    pyx = Path("targets/bnn/_kernels.pyx")
     try:
         from Cython.Build import cythonize
     except ImportError:  # building from an sdist that ships the generated C
-        return [Extension("anyedge.targets.bnn._kernels", [str(pyx.with_suffix(".c"))], optional=True)]
-    return cythonize([Extension("anyedge.targets.bnn._kernels", [str(pyx)], optional=True)],
+        return [Extension(name, [str(pyx.with_suffix(".c"))], optional=True) for name, pyx in _PYX.items()]
+    return cythonize([Extension(name, [str(pyx)], optional=True) for name, pyx in _PYX.items()],
                      compiler_directives={"language_level": "3"})
 
 

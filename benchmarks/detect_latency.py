@@ -3,6 +3,7 @@
 For every image it times the whole ``detect()`` call and the engine call alone, so the SDK's
 own overhead (validation, letterbox, normalisation, decoding, NMS) shows as a ratio.
 Medians and p90 over all images; results go to benchmarks/results/detect_latency.{json,csv}.
+`anyedge bench` (sdk/bench/) measures the same ratio per row, beside load, memory, throughput and fidelity.
 
     python benchmarks/detect_latency.py [--models a,b] [--engines e1,e2] [--threads 1] [--repeat 1]
 """

@@ -437,6 +437,8 @@ def _subcommand_hooks() -> list[Any]:
     hooks.append(live)
     from .apps.cli import add_parsers as export_c  # export-c
     hooks.append(export_c)
+    from .bench.cli import add_parsers as bench  # anyedge bench
+    hooks.append(bench)
     return hooks
 
 

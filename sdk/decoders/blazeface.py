@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Mapping
 
@@ -24,11 +25,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
 
 
+def _logit_cut(score_threshold: float) -> float:
+    """A logit below which no score can reach the threshold (with room for float32 rounding).
+
+    Only anchors at or above it get a sigmoid; the exact ``score >= threshold`` test still
+    decides, so the faces are the same as scoring every anchor.
+    """
+    if score_threshold <= 0.0:
+        return -np.inf
+    if score_threshold >= 1.0:
+        return 15.0  # float32 sigmoid rounds to 1.0 from ~16.6 on
+    return min(math.log(score_threshold / (1.0 - score_threshold)) - 0.5, 15.0)
+
+
 def decode(outputs: Mapping[str, np.ndarray], input_size: tuple[int, int], cfg: Mapping,
            score_threshold: float) -> Decoded:
     names = cfg.get("outputs", {"boxes": "regressors", "scores": "classificators"})
-    raw = require(outputs, names["boxes"], "blazeface").reshape(-1, 16).astype(np.float32)
-    logits = require(outputs, names["scores"], "blazeface").reshape(-1).astype(np.float32)
+    raw = np.asarray(require(outputs, names["boxes"], "blazeface"), np.float32).reshape(-1, 16)
+    logits = np.asarray(require(outputs, names["scores"], "blazeface"), np.float32).reshape(-1)
     w, h = input_size
     anchors = _anchors((w, h), tuple(cfg["strides"]), cfg["min_scale"], cfg["max_scale"],
                        cfg.get("interpolated_scale_aspect_ratio", 1.0))
@@ -36,15 +50,18 @@ def decode(outputs: Mapping[str, np.ndarray], input_size: tuple[int, int], cfg: 
         from ..errors import ModelLoadError
 
         raise ModelLoadError(f"blazeface: {len(raw)} boxes but {len(anchors)} anchors for input {w}x{h}")
-    scores = _sigmoid(np.clip(logits, -100.0, 100.0))
-    keep = np.flatnonzero(scores >= score_threshold)
-    r = raw[keep]
-    a = anchors[keep]
-    # anchor centres are normalised; offsets are in input pixels (x_scale = width etc.)
-    cx = a[:, 0] * w + r[:, 0]
-    cy = a[:, 1] * h + r[:, 1]
-    bw, bh = r[:, 2], r[:, 3]
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+    cand = np.flatnonzero(logits >= _logit_cut(score_threshold))
+    cand_scores = _sigmoid(np.clip(logits[cand], -100.0, 100.0))
+    ok = cand_scores >= score_threshold
+    keep, kept_scores = cand[ok], cand_scores[ok]
     k = int(cfg.get("keypoints", 6))
-    kps = r[:, 4 : 4 + 2 * k].reshape(-1, k, 2) + (a * np.array([w, h], np.float32))[:, None, :]
-    return boxes.astype(np.float32), scores[keep].astype(np.float32), kps.astype(np.float32)
+    if keep.size == 0:
+        return np.zeros((0, 4), np.float32), kept_scores, np.zeros((0, k, 2), np.float32)
+    r = raw[keep]
+    # anchor centres are normalised; offsets are in input pixels (x_scale = width etc.)
+    ctr = anchors[keep] * np.array([w, h], np.float32)
+    c = ctr + r[:, :2]
+    half = r[:, 2:4] / 2
+    boxes = np.concatenate([c - half, c + half], axis=1)
+    kps = r[:, 4 : 4 + 2 * k].reshape(-1, k, 2) + ctr[:, None, :]
+    return boxes, kept_scores, kps

@@ -9,6 +9,7 @@ without a C compiler (e.g. a RISC-V board without gcc): same scores, slower.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -73,14 +74,19 @@ class BnnEngine:
             InputError: wrong input name, dtype or shape, or non-finite samples.
             EngineError: the engine is closed.
         """
-        if self.model is None:
+        m = self.model
+        if m is None:
             raise EngineError("engine is closed")
-        check_feeds(self.inputs, feeds)
-        x = feeds["window"]
-        if not np.isfinite(x).all():
+        x = feeds.get("window") if len(feeds) == 1 else None
+        # the common case checked in a few attribute reads; anything else gets the full check and its message
+        if not (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 3
+                and x.shape[1] == m.window and x.shape[2] == m.channels):
+            check_feeds(self.inputs, feeds)
+            x = feeds["window"]
+        if not math.isfinite(float(x.sum())) and not np.isfinite(x).all():  # one reduction when all is well
             bad = np.argwhere(~np.isfinite(x))[0].tolist()
             raise InputError(f"input 'window' must hold finite samples; found NaN or infinity at index {bad}")
-        return [self._forward(self.model, x)]
+        return [self._forward(m, x)]
 
     def close(self) -> None:
         self.model = None

@@ -1,0 +1,376 @@
+"""Render a benchmark: terminal table, ``bench.json``, ``bench.csv``, a PNG chart, and run-to-run ratios."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import InputError
+
+__all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "write_json", "write_csv",
+           "write_png", "compare", "format_compare", "CSV_COLUMNS"]
+
+REQUIRED_ROW_KEYS = ("model", "engine", "precision", "threads", "load_ms", "first_ms", "latency_ms", "engine_ms",
+                     "throughput_ips", "peak_rss_mb", "size_bytes", "fidelity")
+_STAT_KEYS = ("median", "p90", "p99")
+
+CSV_COLUMNS = (
+    "model", "engine", "precision", "engine_precision", "threads", "task", "input", "source", "load_ms",
+    "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "engine_median_ms",
+    "engine_p90_ms", "engine_p99_ms", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
+    "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
+    "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
+    "fidelity_reference", "error",
+)
+
+
+# -- reading and checking -------------------------------------------------------------------
+def validate(doc: Any, where: str = "bench result") -> dict[str, Any]:
+    """Check a ``bench.json`` document has the keys the schema promises.
+
+    Raises:
+        InputError: naming the first missing or malformed part.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("env"), dict) or not isinstance(doc.get("rows"), list):
+        raise InputError(f"{where}: expected an object with 'env' (object) and 'rows' (list)")
+    for i, r in enumerate(doc["rows"]):
+        if not isinstance(r, dict):
+            raise InputError(f"{where}: row {i} is not an object")
+        if "error" in r:
+            continue
+        missing = [k for k in REQUIRED_ROW_KEYS if k not in r]
+        if missing:
+            raise InputError(f"{where}: row {i} ({r.get('model')}) lacks {', '.join(missing)}")
+        for k in ("latency_ms", "engine_ms"):
+            if not isinstance(r[k], dict) or any(s not in r[k] for s in _STAT_KEYS):
+                raise InputError(f"{where}: row {i} {k} must hold median, p90 and p99")
+    return doc
+
+
+def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a ``bench.json``.
+
+    Raises:
+        InputError: missing file, not JSON, or not a bench result.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file (expected a bench.json from an earlier run)")
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: not JSON ({e})") from None
+    return validate(doc, str(p))
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _fid_main(r: Mapping[str, Any]) -> tuple[str, float | None]:
+    """The fidelity figure a row is judged by: F1 vs float (detectors), accuracy (HAR)."""
+    f = r.get("fidelity") or {}
+    if f.get("reference") == "self" and "accuracy" not in f:
+        return "F1", 1.0  # the float model itself
+    if "f1" in f:
+        return "F1", f["f1"]
+    if "accuracy" in f:
+        return "acc", f["accuracy"]
+    if "cosine_mean" in f:
+        return "cos", f["cosine_mean"]
+    return "", None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _lat_unit(rows: Sequence[Mapping[str, Any]]) -> tuple[str, float]:
+    """Microseconds when every latency is below 1 ms (the BNN rows), else milliseconds."""
+    meds = [r["latency_ms"]["median"] for r in rows if "latency_ms" in r]
+    return ("us", 1000.0) if meds and max(meds) < 1.0 else ("ms", 1.0)
+
+
+# -- table ----------------------------------------------------------------------------------
+def format_table(doc: Mapping[str, Any]) -> str:
+    """The terminal table: one line per row, detector and HAR rows in separate blocks."""
+    env = doc.get("env", {})
+    isa = ", ".join(k for k, v in (env.get("isa") or {}).items() if v) or "-"
+    out = [f"{env.get('cpu', '?')} ({env.get('cores', '?')} cores, {env.get('machine', '')}); {env.get('os', '')}; "
+           f"Python {env.get('python', '')}; load average {env.get('load_average')}",
+           f"ISA: {isa}",
+           "engines: " + ", ".join(f"{k} {v}" for k, v in (env.get("engines") or {}).items())]
+    rows = list(doc.get("rows", []))
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("task", "face_detection" if "error" in r else "?"), []).append(r)
+    for task, rs in groups.items():
+        unit, mul = _lat_unit([r for r in rs if "error" not in r])
+        out.append("")
+        head = (f"{'model':30} {'engine':11} {'prec':7} {'thr':>3} {'load ms':>8} {'first ms':>8} "
+                f"{'call ' + unit:>8} {'p90':>8} {'p99':>8} {'engine ' + unit:>9} {'x':>5} {'xcpu':>5} {'ips':>8} "
+                f"{'RSS MB':>7} {'bytes':>9}  fidelity")
+        out.append(head)
+        out.append("-" * len(head))
+        for r in rs:
+            name = f"{r.get('model', '?')[:30]:30} {r.get('engine', '?'):11} {str(r.get('engine_precision') or r.get('precision'))[:7]:7} {r.get('threads', ''):>3}"
+            if "error" in r:
+                out.append(f"{name} error: {r['error'][:90]}")
+                continue
+            lat, eng = r["latency_ms"], r["engine_ms"]
+            kind, val = _fid_main(r)
+            f = r.get("fidelity") or {}
+            fid = f"{kind} {val:.3f}" if val is not None else "-"
+            if f.get("reference") == "self":
+                fid = (f"{kind} {val:.3f} " if kind == "acc" else "") + "float reference" + (
+                    f" ({f['faces']} faces)" if "faces" in f else "")
+            if "mean_iou" in f:
+                fid += f" IoU {f['mean_iou']:.3f}"
+            if "agreement" in f:
+                fid += f" agree {f['agreement']:.3f}"
+            if "kernel_ms" in r:
+                fid += f"  kernels {r['kernel_ms']['median'] * mul:.1f} {unit}"
+            out.append(
+                f"{name} {_fmt(r['load_ms'], 1):>8} {_fmt(r['first_ms'], 2):>8} {lat['median'] * mul:8.2f} "
+                f"{lat['p90'] * mul:8.2f} {lat['p99'] * mul:8.2f} {eng['median'] * mul:9.2f} "
+                f"{_fmt(r.get('overhead_ratio'), 2):>5} {_fmt(r.get('overhead_ratio_cpu'), 2):>5} "
+                f"{_fmt(r['throughput_ips'], 1):>8} "
+                f"{_fmt(r['peak_rss_mb'], 0):>7} {r['size_bytes']:>9}  {fid}")
+    if doc.get("notes"):
+        out.append("")
+        out += [f"note: {n}" for n in doc["notes"]]
+    out.append("")
+    out.append("call = the whole task call (detect / classify); engine = engine.run alone; x = call / engine "
+               "(medians of wall time; xcpu: of the calling thread's CPU time); "
+               "ips = inferences/s of THR instances in THR threads; fidelity vs the float model (F1 at IoU 0.5), "
+               "HAR: test-split accuracy")
+    return "\n".join(out)
+
+
+# -- files ----------------------------------------------------------------------------------
+def write_json(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    _atomic_write(p, (json.dumps(doc, indent=1) + "\n").encode())
+    return p
+
+
+def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: r.get(k) for k in CSV_COLUMNS if k in r and not isinstance(r.get(k), dict)}
+    for block in ("latency", "engine", "kernel", "latency_cpu", "engine_cpu"):
+        st = r.get(f"{block}_ms") or {}
+        for s in _STAT_KEYS:
+            if f"{block}_{s}_ms" in CSV_COLUMNS and s in st:
+                out[f"{block}_{s}_ms"] = st[s]
+    f = r.get("fidelity") or {}
+    for k in ("f1", "mean_iou", "accuracy", "agreement", "reference"):
+        if k in f:
+            out[f"fidelity_{k}"] = f[k]
+    return out
+
+
+def write_csv(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """One line per row, nested timings flattened (``latency_median_ms``...)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+    w.writeheader()
+    for r in doc.get("rows", []):
+        w.writerow(_csv_row(r))
+    p = Path(path)
+    _atomic_write(p, buf.getvalue().encode())
+    return p
+
+
+def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Latency vs fidelity per model / engine / precision, and throughput vs threads.
+
+    Colour = model, marker = engine, filled = fp32 / hollow = another precision; points that
+    lose fidelity (F1 or agreement below 0.995) are labelled.
+
+    Raises:
+        InputError: matplotlib is not installed (``pip install 'anyedge[bench]'``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib import ticker
+        from matplotlib.lines import Line2D
+    except ImportError:
+        raise InputError("the chart needs matplotlib: pip install 'anyedge[bench]' (or pass --no-png)") from None
+    rows = [r for r in doc.get("rows", []) if "error" not in r]
+    det = [r for r in rows if r.get("task") == "face_detection"]
+    har = [r for r in rows if r.get("task") == "activity_classification"]
+    panels = [p for p in (("det", det), ("har", har)) if p[1]] + [("tput", rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) + 2.6, 5.8), squeeze=False)
+    cmap = plt.get_cmap("tab20" if len({r["model"] for r in rows}) > 10 else "tab10")
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    colour = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+    engines = list(dict.fromkeys(r["engine"] for r in rows))
+    markers = {e: "osD^v<>P*X"[i % 10] for i, e in enumerate(engines)}
+
+    def prec(r: Mapping[str, Any]) -> str:
+        return str(r.get("engine_precision") or r["precision"])
+
+    def style(r: Mapping[str, Any]) -> dict[str, Any]:
+        c = colour[r["model"]]
+        filled = prec(r) == "fp32"
+        return {"marker": markers[r["engine"]], "color": c, "markerfacecolor": c if filled else "white",
+                "markeredgecolor": c if not filled else "black", "markeredgewidth": 0.6 if filled else 1.8}
+
+    def plain(axis: Any) -> None:
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+    t1 = min((r["threads"] for r in rows), default=1)
+    for ax, (kind, rs) in zip(axes[0], panels):
+        if kind in ("det", "har"):
+            unit, mul = _lat_unit(rs)
+            pts = [r for r in rs if r["threads"] == t1]
+            xs = [r["latency_ms"]["median"] * mul for r in pts]
+            labelled = 0
+            for r, x in zip(pts, xs):
+                f = r.get("fidelity") or {}
+                _, val = _fid_main(r)
+                y = val if val is not None else float("nan")
+                ax.plot([x], [y], linestyle="none", markersize=9, zorder=3, **style(r))
+                lost = min(f.get("f1", 1.0), f.get("agreement", 1.0)) < 0.995
+                if lost or kind == "har":  # neighbours' labels alternate above and below their points
+                    ax.annotate(f"{r['model'][:28]}\n{r['engine']} {prec(r)}", (x, y), textcoords="offset points",
+                                xytext=(7, 4 if labelled % 2 else -20), fontsize=7.5)
+                    labelled += 1
+            log = bool(xs) and max(xs) / max(min(xs), 1e-9) > 8
+            if log:
+                ax.set_xscale("log")
+            plain(ax.xaxis)
+            ax.margins(x=0.2, y=0.15)
+            ax.set_xlabel(f"latency of the whole call, median, {t1} thread ({unit}{', log scale' if log else ''})")
+            if kind == "det":
+                ax.set_ylabel("F1 vs the float model's faces (IoU 0.5)")
+                ax.set_title("Face detectors: speed vs agreement with float")
+            else:
+                ax.set_ylabel("test-split accuracy")
+                ax.set_title("Activity models: speed vs accuracy")
+            ax.grid(True, which="major", alpha=0.3)
+        else:
+            series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+            first: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+            for r in rs:
+                key = (r["model"], r["engine"], prec(r))
+                series.setdefault(key, []).append((r["threads"], r["throughput_ips"]))
+                first.setdefault(key, r)
+            for key, pts2 in series.items():
+                pts2.sort()
+                ax.plot([t for t, _ in pts2], [v for _, v in pts2], linewidth=1.3, markersize=7,
+                        linestyle="-" if key[2] == "fp32" else "--", **style(first[key]))
+            ys = [r["throughput_ips"] for r in rs]
+            if ys and max(ys) / max(min(ys), 1e-9) > 8:
+                ax.set_yscale("log")
+            plain(ax.yaxis)
+            ax.set_xlabel("threads (one instance per thread)")
+            ax.set_ylabel("throughput, inferences/s")
+            ax.set_title("Throughput vs threads")
+            ax.set_xticks(sorted({r["threads"] for r in rs}))
+            ax.grid(True, which="major", alpha=0.3)
+    handles = [Line2D([], [], linestyle="none", marker="s", markersize=8, color=colour[m], label=m) for m in models]
+    handles += [Line2D([], [], linestyle="none", label=" ")]
+    handles += [Line2D([], [], linestyle="none", marker=markers[e], markersize=8, color="grey", label=e)
+                for e in engines]
+    handles += [Line2D([], [], linestyle="none", marker="o", markersize=8, color="grey", markerfacecolor="grey",
+                       label="fp32 (filled, solid line)"),
+                Line2D([], [], linestyle="none", marker="o", markersize=8, color="grey", markerfacecolor="white",
+                       markeredgewidth=1.8, label="other precision (hollow, dashed)")]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    env = doc.get("env", {})
+    fig.suptitle(f"anyedge bench on {env.get('cpu', '?')} ({env.get('cores', '?')} cores), {env.get('time', '')}",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / (6.4 * len(panels) + 2.6), 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    p = Path(path)
+    _atomic_write(p, buf.getvalue())
+    return p
+
+
+# -- comparison -----------------------------------------------------------------------------
+def _key(r: Mapping[str, Any]) -> tuple[str, str, str, int]:
+    return (r["model"], r["engine"], str(r["precision"]), int(r["threads"]))
+
+
+def _ratio(new: Any, old: Any) -> float | None:
+    try:
+        return round(float(new) / float(old), 3) if old and not math.isnan(float(old)) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Ratios new / old for every row present in both runs (matched by model, engine, precision, threads).
+
+    Returns:
+        ``{"same_device": bool, "old_cpu", "new_cpu", "rows": [...], "only_old": [...], "only_new": [...]}``;
+        a ratio above 1 means the new run takes longer (latency, load, memory) or does more
+        (throughput); fidelity is given as new minus old.
+    """
+    validate(dict(old), "old result")
+    validate(dict(new), "new result")
+    o = {_key(r): r for r in old["rows"] if "error" not in r}
+    n = {_key(r): r for r in new["rows"] if "error" not in r}
+    rows = []
+    for k in [k for k in n if k in o]:
+        a, b = o[k], n[k]
+        _, fa = _fid_main(a)
+        _, fb = _fid_main(b)
+        rows.append({
+            "model": k[0], "engine": k[1], "precision": k[2], "threads": k[3],
+            "latency": _ratio(b["latency_ms"]["median"], a["latency_ms"]["median"]),
+            "latency_p90": _ratio(b["latency_ms"]["p90"], a["latency_ms"]["p90"]),
+            "engine_latency": _ratio(b["engine_ms"]["median"], a["engine_ms"]["median"]),
+            "throughput": _ratio(b["throughput_ips"], a["throughput_ips"]),
+            "load": _ratio(b["load_ms"], a["load_ms"]),
+            "peak_rss": _ratio(b["peak_rss_mb"], a["peak_rss_mb"]),
+            "size": _ratio(b["size_bytes"], a["size_bytes"]),
+            "fidelity_delta": round(fb - fa, 4) if fa is not None and fb is not None else None,
+            "old_latency_ms": a["latency_ms"]["median"], "new_latency_ms": b["latency_ms"]["median"],
+        })
+    oe, ne = old.get("env", {}), new.get("env", {})
+    return {"same_device": (oe.get("cpu"), oe.get("host")) == (ne.get("cpu"), ne.get("host")),
+            "old_cpu": oe.get("cpu"), "new_cpu": ne.get("cpu"), "old_time": oe.get("time"),
+            "new_time": ne.get("time"), "rows": rows,
+            "only_old": [list(k) for k in o if k not in n], "only_new": [list(k) for k in n if k not in o]}
+
+
+def format_compare(c: Mapping[str, Any], threshold: float = 1.10) -> str:
+    """The comparison as a table; ``REGRESSION`` marks latency ratios above ``threshold`` on one device."""
+    same = c["same_device"]
+    out = [f"new ({c['new_time']}, {c['new_cpu']}) / old ({c['old_time']}, {c['old_cpu']})",
+           "same device: ratios above 1 in latency are regressions" if same else
+           "different devices: ratios say how the new device differs from the old one",
+           "",
+           f"{'model':30} {'engine':11} {'prec':7} {'thr':>3} {'latency':>8} {'p90':>6} {'engine':>7} "
+           f"{'ips':>6} {'load':>6} {'RSS':>6} {'size':>6} {'d fid':>7}  old -> new ms"]
+    for r in c["rows"]:
+        flag = "  REGRESSION" if same and r["latency"] is not None and r["latency"] > threshold else ""
+        out.append(f"{r['model'][:30]:30} {r['engine']:11} {r['precision'][:7]:7} {r['threads']:>3} "
+                   f"{_fmt(r['latency']):>8} {_fmt(r['latency_p90']):>6} {_fmt(r['engine_latency']):>7} "
+                   f"{_fmt(r['throughput']):>6} {_fmt(r['load']):>6} {_fmt(r['peak_rss']):>6} {_fmt(r['size']):>6} "
+                   f"{_fmt(r['fidelity_delta'], 3):>7}  {r['old_latency_ms']:.3f} -> {r['new_latency_ms']:.3f}{flag}")
+    for k in c["only_old"]:
+        out.append(f"only in old: {' '.join(map(str, k))}")
+    for k in c["only_new"]:
+        out.append(f"only in new: {' '.join(map(str, k))}")
+    return "\n".join(out)

@@ -1,0 +1,317 @@
+"""Plan a benchmark (which model x engine x precision x threads rows) and run each row in a child process."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import InputError
+
+__all__ = ["BenchConfig", "Unit", "plan_units", "run_bench", "SCHEMA"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "anyedge-bench/1"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``anyedge bench`` measures.
+
+    Attributes:
+        models: registry names, packaged model names or bundle paths; empty = all present here.
+        engines: engine names to use; empty = every installed engine that reads the model's file.
+        threads: thread counts; each gives one row per model x engine x precision.
+        images: folder of photos for detectors (latency cycles through them, fidelity uses all);
+            ``None`` = a synthetic frame (no fidelity).
+        max_images: use at most this many photos.
+        runs: timed calls per row after ``warmup`` untimed ones.
+        timeout_s: a row's child process is stopped after this long.
+    """
+
+    models: tuple[str, ...] = ()
+    engines: tuple[str, ...] = ()
+    threads: tuple[int, ...] = (1,)
+    images: str | None = None
+    max_images: int | None = None
+    runs: int = 50
+    warmup: int = 5
+    timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.threads or any(int(t) < 1 for t in self.threads):
+            raise InputError(f"threads must be positive integers, got {list(self.threads)}")
+        if self.runs < 1:
+            raise InputError(f"runs must be >= 1, got {self.runs}")
+        if self.warmup < 0:
+            raise InputError(f"warmup must be >= 0, got {self.warmup}")
+        if self.max_images is not None and self.max_images < 1:
+            raise InputError(f"max_images must be >= 1, got {self.max_images}")
+
+
+@dataclass
+class Unit:
+    """One model x engine x precision (rows are units x thread counts)."""
+
+    kind: str  # a key of worker.TASK_BENCHES
+    label: str  # the "model" column
+    model: str  # what the task's create() is given
+    engine: str
+    precision: str
+    size_bytes: int
+    source: str  # "registry", "packaged", "bundle" or "float-twin"
+    ref_key: str  # units with one ref_key share one float reference
+    is_reference: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _dir_bytes(p: Path) -> int:
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def _short_precision(p: str) -> str:
+    return "binary" if p.startswith("binary") else p
+
+
+def _wanted(engines: Sequence[str], available: Sequence[str]) -> list[str]:
+    return [e for e in available if not engines or e in engines]
+
+
+def _detector_units(name: str, engines: Sequence[str]) -> list[Unit]:
+    """A registry model on every engine that reads it (its own engine first: the float reference)."""
+    from ..engines import engines_for
+    from ..registry import resolve_model
+
+    path, info = resolve_model(name)
+    units = []
+    for i, eng in enumerate(engines_for(path)):
+        units.append(Unit(info.task, name, name, eng, "fp32", path.stat().st_size, "registry",
+                          ref_key=name, is_reference=(i == 0)))
+    for u in units:  # the float reference runs even when its engine is not wanted, but makes no row
+        if engines and u.engine not in engines:
+            u.extra["reference_only"] = True
+    return [u for u in units if u.is_reference or not u.extra.get("reference_only")]
+
+
+def _bundle_units(path: Path, engines: Sequence[str]) -> list[Unit]:
+    from ..bundle import load_bundle
+    from ..engines import engines_for
+    from .har import dataset_of
+
+    b = load_bundle(path)
+    m = b.manifest
+    model = m["model"]
+    task = model.get("task")
+    precision = _short_precision(str(m.get("precision", "fp32")))
+    size = _dir_bytes(path)
+    own = m.get("engine")
+    choices = [e for e in engines_for(b.model_path) if e != own]
+    names = ([own] if own else []) + choices
+    names = [e for e in names if not engines or e in engines]
+    label = f"{model.get('name', path.name)}@{m.get('target', path.name)}"
+    if task == "face_detection":
+        return [Unit("face_detection", label, str(path), e, precision, size, "bundle", ref_key=model.get("name", ""))
+                for e in names]
+    if task == "activity_classification":
+        ds = dataset_of(model.get("name", ""), dict(m))
+        return [Unit("activity_classification", label, str(path), e, precision, size, "bundle",
+                     ref_key=f"har:{ds}", extra={"dataset": ds}) for e in names]
+    raise InputError(f"{path}: bundles of task {task!r} have no benchmark yet")
+
+
+def _har_units(name: str, engines: Sequence[str], notes: list[str]) -> list[Unit]:
+    from ..bundle import load_bundle
+    from ..registry import packaged_bundle
+    from .har import FloatTwin, dataset_of
+
+    bdir = packaged_bundle(name)
+    assert bdir is not None
+    m = load_bundle(bdir).manifest
+    ds = dataset_of(name, dict(m))
+    units = []
+    if ds:
+        try:
+            twin = FloatTwin.find(ds)
+            if importlib.util.find_spec("onnx") is None:
+                notes.append(f"{name}: float twin skipped (building its ONNX graph needs the onnx package)")
+            else:
+                extra = {"dataset": ds, "note": "the same network trained in float, on ONNX Runtime"}
+                if engines and "onnxruntime" not in engines:
+                    extra["reference_only"] = True
+                units.append(Unit("activity_float_twin", f"{name}:float", name, "onnxruntime", "fp32",
+                                  twin.path.stat().st_size, "float-twin", ref_key=f"har:{ds}", is_reference=True,
+                                  extra=extra))
+        except Exception as e:  # no twin: the BNN rows still run, with test accuracy only
+            notes.append(f"{name}: float twin skipped ({e})")
+    if not engines or "bnn" in engines:
+        units.append(Unit("activity_classification", name, name, str(m.get("engine", "bnn")),
+                          _short_precision(str(m.get("precision", "binary"))), _dir_bytes(bdir), "packaged",
+                          ref_key=f"har:{ds}", extra={"dataset": ds}))
+    return units
+
+
+def present_models() -> list[str]:
+    """Every registered face detector whose file is on this machine, then the packaged HAR models."""
+    from ..registry import PACKAGED_BUNDLES, find_model_file, list_models
+
+    return [m.name for m in list_models() if find_model_file(m) is not None] + list(PACKAGED_BUNDLES)
+
+
+def plan_units(cfg: BenchConfig, notes: list[str]) -> list[Unit]:
+    """Units to benchmark, each model's float reference first.
+
+    Raises:
+        InputError: an unknown engine, or a model that is neither a name nor a bundle.
+        UnknownModelError, ModelNotFoundError: a named model is not registered / not present.
+    """
+    from ..bundle import is_bundle
+    from ..engines import ENGINES
+    from ..registry import PACKAGED_BUNDLES, REGISTRY
+
+    bad = [e for e in cfg.engines if e not in ENGINES]
+    if bad:
+        raise InputError(f"unknown engine(s) {', '.join(bad)}; known: {', '.join(ENGINES)}")
+    models = list(cfg.models) or present_models()
+    units: list[Unit] = []
+    for name in models:
+        if name in REGISTRY:
+            from .worker import TASK_BENCHES  # the task benches the row processes know
+
+            if REGISTRY[name].task not in TASK_BENCHES:
+                notes.append(f"{name}: task {REGISTRY[name].task} has no benchmark yet (add one to "
+                             "anyedge.bench.worker.TASK_BENCHES)")
+                continue
+            units += _detector_units(name, cfg.engines)
+        elif name in PACKAGED_BUNDLES:
+            units += _har_units(name, cfg.engines, notes)
+        elif is_bundle(name):
+            units += _bundle_units(Path(name), cfg.engines)
+        else:
+            from ..errors import UnknownModelError
+
+            raise UnknownModelError(f"{name!r} is not a registered model or a bundle; known: "
+                                    f"{', '.join([*REGISTRY, *PACKAGED_BUNDLES])}")
+    # a bundle alone still needs its float model's outputs to measure fidelity against
+    have = {u.ref_key for u in units if u.is_reference}
+    for key in sorted({u.ref_key for u in units} - have):
+        try:
+            if key in REGISTRY:
+                ref = _detector_units(key, ())[0]
+            else:
+                har = next((n for n in PACKAGED_BUNDLES if f"har:{_dataset(n)}" == key), None)
+                ref = next((u for u in _har_units(har, ("onnxruntime",), notes) if u.is_reference), None) if har else None
+        except Exception as e:  # the reference is missing here: those rows get no fidelity
+            notes.append(f"no float reference for {key}: {e}")
+            continue
+        if ref is not None:
+            ref.extra["reference_only"] = True
+            units.append(ref)
+    return units
+
+
+def _dataset(name: str) -> str | None:
+    from .har import dataset_of
+
+    return dataset_of(name)
+
+
+def _child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one job in a fresh interpreter; its row (or ``{"error": ...}``)."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "anyedge.bench.worker"], input=json.dumps(job), text=True,
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    res = Path(job["result"])
+    if res.is_file():
+        return json.loads(res.read_text())
+    tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+    return {"error": f"the row's process died: {tail[0]}"}
+
+
+def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Plan and run the whole benchmark.
+
+    Args:
+        cfg: what to measure.
+        progress: called as ``progress(done, total, label)`` before each row and at the end.
+
+    Returns:
+        The ``bench.json`` document: ``{"schema", "env", "config", "notes", "rows"}``.
+    """
+    from .env import environment
+
+    notes: list[str] = []
+    units = plan_units(cfg, notes)
+    if not units:
+        raise InputError("nothing to benchmark: no model present here (anyedge models lists them)")
+    if cfg.images is None:
+        notes.append("no --images folder: detectors timed on a synthetic frame, no detector fidelity")
+    # references first so each unit can compare with its float model's saved outputs; rows are
+    # reported in the planned order (each model's engines together)
+    order = {id(u): i for i, u in enumerate(units)}
+    units.sort(key=lambda u: (not u.is_reference,))
+    refs: dict[str, tuple[str, str]] = {}
+    jobs: list[tuple[Unit | None, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="anyedge-bench-") as tmp:
+        for k, u in enumerate(units):
+            ref_file = str(Path(tmp) / f"ref{k}.npz")
+            if u.is_reference:
+                refs[u.ref_key] = (ref_file, f"{u.label} {u.engine} {u.precision}")
+            for j, t in enumerate(cfg.threads[:1] if u.extra.get("reference_only") else cfg.threads):
+                job = {"kind": u.kind, "model": u.model, "engine": u.engine, "precision": u.precision,
+                       "threads": int(t), "runs": cfg.runs, "warmup": cfg.warmup, "images": cfg.images,
+                       "max_images": cfg.max_images, "fidelity": j == 0, **u.extra,
+                       "result": str(Path(tmp) / f"row{k}_{t}.json")}
+                if j == 0 and u.is_reference:
+                    job["save_reference"] = ref_file
+                elif j == 0 and u.ref_key in refs:
+                    job["reference"], job["reference_label"] = refs[u.ref_key]
+                jobs.append((u, job))
+        env = environment()
+        rows = []
+        total = len(jobs)
+        fid_of: dict[tuple[str, str, str], dict[str, Any]] = {}
+        t_start = time.perf_counter()
+        for i, (u, job) in enumerate(jobs):
+            assert u is not None
+            if progress:
+                progress(i, total, f"{u.label} {u.engine} {u.precision} x{job['threads']}")
+            got = _child(job, cfg.timeout_s)
+            if job.get("reference_only"):
+                if "error" in got:
+                    notes.append(f"float reference {u.label} on {u.engine} failed: {got['error']}")
+                continue
+            key = (u.label, u.engine, u.precision)
+            if job["fidelity"] and "fidelity" in got:
+                fid_of[key] = got["fidelity"]
+            elif "error" not in got:
+                got["fidelity"] = {**fid_of.get(key, {}), "from_threads": cfg.threads[0]} if key in fid_of else {}
+            row = {"model": u.label, "engine": u.engine, "precision": u.precision, "threads": job["threads"],
+                   "source": u.source, "path": u.model if u.source == "bundle" else None,
+                   "size_bytes": u.size_bytes, **{k: v for k, v in got.items() if k not in ("size_bytes",)}}
+            if "size_bytes" in got and u.source == "float-twin":
+                row["size_bytes"] = got["size_bytes"]
+            if u.extra.get("note"):
+                row["note"] = u.extra["note"]
+            row["_order"] = (order[id(u)], job["threads"])
+            rows.append(row)
+        rows.sort(key=lambda r: r.pop("_order"))
+        if progress:
+            progress(total, total, f"done in {time.perf_counter() - t_start:.0f} s")
+    config = {"models": list(cfg.models), "engines": list(cfg.engines), "threads": list(cfg.threads),
+              "images": cfg.images, "max_images": cfg.max_images, "runs": cfg.runs, "warmup": cfg.warmup,
+              "threads_meaning": "latency: one instance with this many engine threads; throughput: this many "
+                                 "instances, one per Python thread, one engine thread each"}
+    return {"schema": SCHEMA, "env": env, "config": config, "notes": notes, "rows": rows}

@@ -1,0 +1,433 @@
+"""One benchmark row, measured in a fresh child process (``python -m anyedge.bench.worker``).
+
+The parent writes a :class:`~anyedge.bench.plan.Job` as JSON on the child's stdin; the child
+writes the row as JSON to the job's ``result`` file and exits. A fresh process per row makes
+the cold load time real (the engine's runtime is imported inside it) and keeps each row's peak
+RSS its own. The measurement of each task lives in a :class:`TaskBench`, chosen from
+:data:`TASK_BENCHES` by the job's ``kind``; :func:`register_task_bench` adds one (face
+embedders: fidelity is the cosine of embeddings, see :func:`cosine_fidelity`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import AnyEdgeError, InputError
+
+__all__ = ["TaskBench", "TASK_BENCHES", "register_task_bench", "run_job", "stats", "peak_rss_mb",
+           "cosine_fidelity"]
+
+
+# -- measurement helpers --------------------------------------------------------------------
+def stats(ms: Sequence[float]) -> dict[str, float]:
+    """Median / p90 / p99 / mean of a list of milliseconds (``nan`` when empty)."""
+    if not len(ms):
+        return {"median": float("nan"), "p90": float("nan"), "p99": float("nan"), "mean": float("nan"), "n": 0}
+    a = np.asarray(ms, np.float64)
+    return {"median": round(float(np.median(a)), 4), "p90": round(float(np.percentile(a, 90)), 4),
+            "p99": round(float(np.percentile(a, 99)), 4), "mean": round(float(a.mean()), 4), "n": int(a.size)}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (VmHWM, else ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(r / (1024 * 1024) if sys.platform == "darwin" else r / 1024, 1)  # bytes on macOS, KiB elsewhere
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _throughput(make: Callable[[], Any], first: Any, call: Callable[[Any, int], Any], threads: int,
+                calls: int) -> float:
+    """Inferences per second of ``threads`` instances, one per Python thread, started together."""
+    instances = [first] + [make() for _ in range(threads - 1)]
+    barrier = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def work(inst: Any, k: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(calls):
+                call(inst, i + k)
+        except BaseException as e:  # reported after the join
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(inst, k * 7)) for k, inst in enumerate(instances)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - t0
+    for inst in instances[1:]:
+        inst.close()
+    if errors:
+        raise errors[0]
+    return round(threads * calls / wall, 2)
+
+
+def cosine_fidelity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Per-row cosine similarity of two ``(n, d)`` embedding sets: mean and minimum.
+
+    For face embedders (a :class:`TaskBench` for ``face_embedding`` reports this as its fidelity).
+    """
+    a = np.asarray(reference, np.float64)
+    b = np.asarray(candidate, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise InputError(f"embeddings must both be (n, d) of one shape, got {a.shape} and {b.shape}")
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return {"cosine_mean": round(float(cos.mean()), 5), "cosine_min": round(float(cos.min()), 5), "n": int(len(cos))}
+
+
+# -- what a task bench provides -------------------------------------------------------------
+class TaskBench:
+    """How to benchmark one task: load, the whole call, the engine call alone, fidelity.
+
+    Subclasses fill in the hooks; :func:`run_job` does the timing the same way for all.
+    """
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = job
+
+    def load_inputs(self) -> None:
+        """Read the inputs (images, sensor windows) once, before anything is timed."""
+        raise NotImplementedError
+
+    def create(self, threads: int) -> Any:
+        """A new task instance with ``threads`` engine threads."""
+        raise NotImplementedError
+
+    def call(self, inst: Any, i: int) -> Any:
+        """The whole task call on input ``i`` (modulo the number of inputs)."""
+        raise NotImplementedError
+
+    def engine_feeds(self, inst: Any, i: int) -> Any:
+        """What :meth:`engine_call` needs for input ``i``, prepared before timing."""
+        raise NotImplementedError
+
+    def engine_call(self, inst: Any, feeds: Any) -> Any:
+        """The engine call alone."""
+        raise NotImplementedError
+
+    def extra_calls(self, inst: Any) -> dict[str, Callable[[int], Any]]:
+        """More calls to time, interleaved with the whole and engine calls (e.g. the BNN kernels
+        alone): ``{name: call(i)}``, reported as ``<name>_ms``."""
+        return {}
+
+    def describe(self, inst: Any) -> dict[str, Any]:
+        """Row fields known once the model is loaded (engine precision, input size, bytes)."""
+        return {}
+
+    def fidelity(self, inst: Any) -> dict[str, Any]:
+        """Outputs on every input compared with the reference (saving them when asked)."""
+        return {}
+
+    @property
+    def n_inputs(self) -> int:
+        raise NotImplementedError
+
+
+def _engine_precision(engine: Any, fallback: str) -> str:
+    # engines say which precision they really ran at once `engine.precision` lands; until then
+    # (and for engines that do not say) the model's own precision is the best knowledge.
+    p = getattr(engine, "precision", None)
+    return str(p) if p else fallback
+
+
+class DetectorBench(TaskBench):
+    """Face detectors: the whole ``detect()`` vs ``engine.run`` on the same images; F1 / IoU vs float."""
+
+    def load_inputs(self) -> None:
+        from ..ops.image import check_image  # noqa: F401  (import cost outside the timings)
+        from .data import read_images
+
+        self.images = read_images(self.job.get("images"), self.job.get("max_images"))
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.images)
+
+    def create(self, threads: int) -> Any:
+        from ..tasks.face_detector import FaceDetector
+
+        return FaceDetector.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads)
+
+    def call(self, inst: Any, i: int) -> Any:
+        return inst.detect(self.images[i % len(self.images)])
+
+    def engine_feeds(self, inst: Any, i: int) -> Any:
+        x, _ = inst.preprocess(self.images[i % len(self.images)])
+        return {inst.engine.inputs[0].name: x.copy()}
+
+    def engine_call(self, inst: Any, feeds: Any) -> Any:
+        return inst.engine.run(feeds)
+
+    def describe(self, inst: Any) -> dict[str, Any]:
+        w, h = inst.input_size
+        return {"task": "face_detection", "input": f"{w}x{h}",
+                "engine_precision": _engine_precision(inst.engine, self.job["precision"])}
+
+    def fidelity(self, inst: Any) -> dict[str, Any]:
+        from ..ops.metrics import detection_agreement
+
+        faces = [inst.detect(img) for img in self.images]
+        save = self.job.get("save_reference")
+        if save:
+            arrays: dict[str, np.ndarray] = {}
+            for k, f in enumerate(faces):
+                arrays[f"b{k}"], arrays[f"s{k}"] = f.boxes, f.scores
+            _save_npz(save, arrays)
+        ref = self.job.get("reference")
+        out: dict[str, Any] = {"images": len(faces), "faces": int(sum(len(f) for f in faces))}
+        if save:
+            out["reference"] = "self"  # this row is the float reference the others are compared with
+        if not ref:
+            return out
+        z = np.load(ref)
+        n = min(len(faces), len([k for k in z.files if k.startswith("b")]))
+        ag = detection_agreement([((z[f"b{k}"], z[f"s{k}"]), (faces[k].boxes, faces[k].scores)) for k in range(n)])
+        out.update({"reference": self.job.get("reference_label"), "f1": round(ag.f1, 4),
+                    "mean_iou": round(ag.mean_iou, 4), "precision": round(ag.precision, 4),
+                    "recall": round(ag.recall, 4), "score_drift": round(ag.mean_score_drift, 4),
+                    "reference_faces": ag.reference_faces})
+        return out
+
+
+class HarBench(TaskBench):
+    """Activity classifiers: ``classify`` vs ``engine.run`` vs the BNN kernels; test-split accuracy."""
+
+    def load_inputs(self) -> None:
+        from .har import test_split
+
+        self.x, self.y, self.labels = test_split(self.job["dataset"])
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.x)
+
+    def create(self, threads: int) -> Any:
+        from ..tasks.activity_classifier import ActivityClassifier
+
+        return ActivityClassifier.create(self.job["model"], engine=self.job["engine"])
+
+    def call(self, inst: Any, i: int) -> Any:
+        return inst.classify(self.x[i % len(self.x)])
+
+    def engine_feeds(self, inst: Any, i: int) -> Any:
+        return {inst.engine.inputs[0].name: np.ascontiguousarray(self.x[i % len(self.x)][None])}
+
+    def engine_call(self, inst: Any, feeds: Any) -> Any:
+        return inst.engine.run(feeds)
+
+    def extra_calls(self, inst: Any) -> dict[str, Callable[[int], Any]]:
+        model = getattr(inst.engine, "model", None)
+        if inst.engine.name != "bnn" or model is None or getattr(inst.engine, "kernels", "") != "cython":
+            return {}
+        from ..targets.bnn import kernels
+
+        plan = kernels.prepare(model)
+        xs = [np.ascontiguousarray(w[None]) for w in self.x]
+        return {"kernel": lambda i: kernels.forward(model, xs[i % len(xs)], plan=plan)}
+
+    def describe(self, inst: Any) -> dict[str, Any]:
+        return {"task": "activity_classification", "input": f"{inst.window}x{inst.channels}",
+                "engine_precision": _engine_precision(inst.engine, self.job["precision"])}
+
+    def fidelity(self, inst: Any) -> dict[str, Any]:
+        pred = np.array([r.label for r in inst.classify_batch(self.x)])
+        return _har_fidelity(self.job, pred, np.array(self.labels)[self.y])
+
+
+class HarFloatBench(TaskBench):
+    """The float twin of a shipped BNN as ONNX on ONNX Runtime (the float baseline of the HAR rows)."""
+
+    def load_inputs(self) -> None:
+        import tempfile
+
+        from .har import FloatTwin, test_split
+
+        self.x, self.y, self.labels = test_split(self.job["dataset"])
+        self.twin = FloatTwin.find(self.job["dataset"])
+        self._tmp = tempfile.TemporaryDirectory(prefix="anyedge-bench-")
+        self.path = self.twin.to_onnx(Path(self._tmp.name) / "twin.onnx", self.x.shape[1])
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.x)
+
+    def create(self, threads: int) -> Any:
+        from ..engines import open_engine
+
+        return open_engine(self.path, self.job["engine"], threads=threads)
+
+    def call(self, inst: Any, i: int) -> Any:
+        x = np.ascontiguousarray(self.x[i % len(self.x)][None], dtype=np.float32)
+        return int(np.argmax(inst.run({"x": x})[0][0]))
+
+    def engine_feeds(self, inst: Any, i: int) -> Any:
+        return {"x": np.ascontiguousarray(self.x[i % len(self.x)][None])}
+
+    def engine_call(self, inst: Any, feeds: Any) -> Any:
+        return inst.run(feeds)
+
+    def describe(self, inst: Any) -> dict[str, Any]:
+        return {"task": "activity_classification", "input": f"{self.x.shape[1]}x{self.x.shape[2]}",
+                "engine_precision": _engine_precision(inst, "fp32"), "size_bytes": self.path.stat().st_size}
+
+    def fidelity(self, inst: Any) -> dict[str, Any]:
+        pred = np.array(self.twin.labels)[np.argmax(inst.run({"x": np.ascontiguousarray(self.x)})[0], axis=1)]
+        return _har_fidelity(self.job, pred, np.array(self.labels)[self.y])
+
+
+def _har_fidelity(job: dict[str, Any], pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Accuracy of predicted label names against the true ones, and agreement with the float model."""
+    out: dict[str, Any] = {"windows": int(len(y)), "accuracy": round(float((pred == y).mean()), 4)}
+    if job.get("save_reference"):
+        _save_npz(job["save_reference"], {"pred": pred})
+        out["reference"] = "self"
+    if job.get("reference"):
+        ref = np.load(job["reference"])["pred"]
+        out["reference"] = job.get("reference_label")
+        out["agreement"] = round(float((ref == pred).mean()), 4)
+    return out
+
+
+def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    tmp = f"{path}.part.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+TASK_BENCHES: dict[str, type[TaskBench]] = {
+    "face_detection": DetectorBench,
+    "activity_classification": HarBench,
+    "activity_float_twin": HarFloatBench,
+}
+
+
+def register_task_bench(kind: str, cls: type[TaskBench]) -> None:
+    """Add the benchmark of another task (e.g. ``"face_embedding"``; see :func:`cosine_fidelity`).
+
+    Rows run in fresh processes that import this module, so a task bench must be registered at
+    import time of a module they load: add it to :data:`TASK_BENCHES` here (keyed by the
+    registry's task name) or call this from the task's own module.
+    """
+    TASK_BENCHES[kind] = cls
+
+
+# -- one row --------------------------------------------------------------------------------
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Measure one row in this process (which should be fresh: see the module docstring)."""
+    cls = TASK_BENCHES.get(job["kind"])
+    if cls is None:
+        raise InputError(f"no benchmark for task {job['kind']!r}; known: {', '.join(TASK_BENCHES)}")
+    tb = cls(job)
+    tb.load_inputs()
+    if job.get("reference_only"):  # only the float model's outputs, for other rows to compare with
+        inst = tb.create(1)
+        try:
+            return {"reference_only": True, "fidelity": tb.fidelity(inst)}
+        finally:
+            inst.close()
+    threads = int(job["threads"])
+    runs, warmup = int(job["runs"]), int(job["warmup"])
+
+    t0 = time.perf_counter()
+    inst = tb.create(threads)
+    load_cold = _ms(t0)
+    t0 = time.perf_counter()
+    tb.call(inst, 0)
+    first = _ms(t0)
+    inst.close()
+    t0 = time.perf_counter()
+    inst = tb.create(threads)
+    load_warm = _ms(t0)
+    try:
+        row: dict[str, Any] = tb.describe(inst)
+        feeds = [tb.engine_feeds(inst, i) for i in range(min(runs, tb.n_inputs))]
+        for i in range(warmup):
+            tb.call(inst, i)
+            tb.engine_call(inst, feeds[i % len(feeds)])
+        extra = tb.extra_calls(inst)
+        for i in range(warmup):
+            for fn in extra.values():
+                fn(i)
+        whole, engine, whole_cpu, engine_cpu = [], [], [], []
+        extra_ms: dict[str, list[float]] = {k: [] for k in extra}
+        cpu = time.thread_time
+        for i in range(runs):  # interleaved, so a busy moment slows all alike
+            c0, t0 = cpu(), time.perf_counter()
+            tb.call(inst, i)
+            whole.append(_ms(t0))
+            whole_cpu.append((cpu() - c0) * 1e3)
+            c0, t0 = cpu(), time.perf_counter()
+            tb.engine_call(inst, feeds[i % len(feeds)])
+            engine.append(_ms(t0))
+            engine_cpu.append((cpu() - c0) * 1e3)
+            for name, fn in extra.items():
+                t0 = time.perf_counter()
+                fn(i)
+                extra_ms[name].append(_ms(t0))
+        row.update({f"{name}_ms": stats(v) for name, v in extra_ms.items()})
+        fid = tb.fidelity(inst) if job.get("fidelity") else {}
+        # throughput: `threads` instances with one engine thread each, one per Python thread
+        tp_first = inst if threads == 1 else tb.create(1)
+        try:
+            tput = _throughput(lambda: tb.create(1), tp_first, tb.call, threads, max(runs, 10))
+        finally:
+            if tp_first is not inst:
+                tp_first.close()
+    finally:
+        inst.close()
+    lat, eng = stats(whole), stats(engine)
+    # CPU time of the calling thread: steadier than wall time on a busy machine, and the whole
+    # story for engines that compute on the caller (LiteRT / ONNX Runtime at 1 thread, bnn)
+    lat_cpu, eng_cpu = stats(whole_cpu), stats(engine_cpu)
+    row.update({
+        "latency_cpu_ms": lat_cpu, "engine_cpu_ms": eng_cpu,
+        "overhead_ratio_cpu": round(lat_cpu["median"] / eng_cpu["median"], 3) if eng_cpu["median"] > 0 else None,
+    })
+    row.update({
+        "load_ms": round(load_cold, 3), "load_warm_ms": round(load_warm, 3), "first_ms": round(first, 3),
+        "latency_ms": lat, "engine_ms": eng,
+        "overhead_ratio": round(lat["median"] / eng["median"], 3) if eng["median"] > 0 else None,
+        "throughput_ips": tput, "peak_rss_mb": peak_rss_mb(), "fidelity": fid,
+    })
+    return row
+
+
+def main() -> int:
+    """Child entry point: job JSON on stdin, row JSON written to ``job["result"]``."""
+    job = json.loads(sys.stdin.read())
+    try:
+        row = run_job(job)
+    except AnyEdgeError as e:
+        row = {"error": f"{type(e).__name__}: {e}"}
+    except Exception as e:  # a crash in one row must not end the whole run
+        row = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=8)}
+    tmp = job["result"] + ".part"
+    Path(tmp).write_text(json.dumps(row))
+    os.replace(tmp, job["result"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The compiled preprocessing kernels against OpenCV / numpy on real images, and BlazeFace's logit cut."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from anyedge.ops import image as image_ops
+from anyedge.ops.image import area_tables, letterbox, to_tensor
+
+from .conftest import WIDER
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [cv2.imread(str(p)) for p in sorted(WIDER.glob("*.jpg"))[:12]]
+
+
+def test_kernels_are_built():
+    assert image_ops._kernels is not None, "sdk/ops/_resize.pyx was not compiled at install"
+
+
+@pytest.mark.parametrize("src, dst", [(416, 128), (416, 192), (100, 37), (7, 3), (5, 5)])
+def test_area_tables_sum_to_one_and_cover_the_source(src, dst):
+    start, count, w = area_tables(src, dst)
+    assert start.shape == count.shape == (dst,) and w.shape[0] == dst
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-5)
+    assert start[0] == 0 and start[-1] + count[-1] == src
+    assert (np.diff(start) >= 0).all()
+
+
+@pytest.mark.parametrize("size", [(128, 128), (192, 192)])
+def test_area_kernel_equals_opencv_for_the_blazeface_sizes(frames, size):
+    for img in frames:
+        ref = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        out = np.empty((size[1], size[0], 3), np.uint8)
+        assert image_ops._area_resize(img, size[0], size[1], out)
+        np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("size", [(100, 70), (333, 300), (320, 240), (129, 97)])
+def test_area_kernel_within_one_grey_level_of_opencv(frames, size):
+    differing = 0
+    for img in frames:
+        ref = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        out = np.empty((size[1], size[0], 3), np.uint8)
+        assert image_ops._area_resize(img, size[0], size[1], out)
+        diff = np.abs(out.astype(int) - ref)
+        assert diff.max() <= 1
+        differing += int((diff > 0).sum())
+    assert differing <= 0.005 * len(frames) * size[0] * size[1] * 3
+
+
+@pytest.mark.parametrize("crop", [(slice(0, 301), slice(0, 257)), (slice(10, 400), slice(3, 415, 2))])
+def test_letterbox_of_views_matches_opencv(frames, crop):
+    img = frames[0][crop]  # a view: odd sizes, and (second case) a column stride OpenCV cannot read
+    canvas, lb = letterbox(img, (128, 128))
+    nh, nw = round(img.shape[0] * lb.scale_y), round(img.shape[1] * lb.scale_x)
+    ref = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=cv2.INTER_AREA)
+    assert np.abs(canvas[:nh, :nw].astype(int) - ref).max() <= 1
+    assert not canvas[nh:].any() and not canvas[:, nw:].any()
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("mean, std", [(127.5, 127.5), ((104.0, 117.0, 123.0), 1.0), (0.0, 1.0), ([1.0, 2.0, 3.0], 2.0),
+                                       ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0))])
+@pytest.mark.parametrize("source", ["RGB", "BGR"])
+def test_normalise_kernel_is_bit_identical_to_numpy(frames, monkeypatch, layout, mean, std, source):
+    img = cv2.resize(frames[1], (96, 64))
+    got = to_tensor(img, layout=layout, channels="RGB", source_channels=source, mean=mean, std=std)
+    monkeypatch.setattr(image_ops, "_kernels", None)  # the numpy implementation of the same step
+    want = to_tensor(img, layout=layout, channels="RGB", source_channels=source, mean=mean, std=std)
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.2, 0.5, 0.75, 0.999, 1.0])
+def test_blazeface_logit_cut_keeps_exactly_the_full_sigmoid_faces(frames, threshold):
+    from anyedge import FaceDetector
+    from anyedge.decoders import blazeface
+
+    with FaceDetector.create("blazeface-short", engine="litert", channels="BGR", threads=1) as det:
+        for img in frames[:6]:
+            x, _ = det.preprocess(img)
+            outs = det.run_engine(x)
+            boxes, scores, kps = blazeface.decode(outs, det.input_size, det.spec.decoder, threshold)
+            logits = np.clip(outs["classificators"].reshape(-1), -100, 100)
+            full = blazeface._sigmoid(logits)
+            keep = np.flatnonzero(full >= threshold)
+            np.testing.assert_array_equal(scores, full[keep])
+            assert len(boxes) == len(kps) == len(keep)
