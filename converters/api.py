@@ -39,8 +39,13 @@ __all__ = ["ConversionResult", "convert", "PRECISIONS"]
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("int8", "int8w", "fp16", "fp32")
+PRECISIONS = ("int8", "int8w", "bf16", "fp16", "fp32")
 _MIXED_STEPS = (1, 2, 4, 8, 16)  # how many of the most sensitive layers to keep in float, in turn
+# The gate refuses to judge on fewer reference faces than this. F1 moves by about 1/n per face
+# lost out of n; with 20 faces one lost face costs ~0.026 and two ~0.05, so the default gate
+# (max_drop 0.05) can tell "one face lost" from "two lost". With fewer faces a single miss
+# swings F1 past the gate and the verdict is noise; with none there is nothing to compare.
+MIN_REFERENCE_FACES = 20
 
 
 @dataclass
@@ -71,6 +76,7 @@ class _Job:
     held_reference: list[Any]
     sens_tensors: list[np.ndarray]
     progress: bool
+    quantization: dict[str, Any] = field(default_factory=dict)  # the settings used, resolved
     attempts: list[Attempt] = field(default_factory=list)
 
 
@@ -198,18 +204,36 @@ def _prepare(spec: Any, profile: TargetProfile, recipe: Recipe, precision: str, 
         tensors.append(ref.preprocess(read_bgr(f))[0].copy())  # preprocess reuses its buffer
     held = [read_bgr(f) for f in held_files]
     held_ref = [ref.detect(img) for img in progress(held, desc="float reference", total=len(held), enabled=show)]
-    log.info("calibration: %d images, held back: %d (float model finds %d faces)",
-             len(tensors), len(held), sum(len(r) for r in held_ref))
+    faces = sum(len(r) for r in held_ref)
+    log.info("calibration: %d images, held back: %d (float model finds %d faces)", len(tensors), len(held), faces)
+    if faces < MIN_REFERENCE_FACES:
+        ref.close()
+        raise CalibrationError(
+            f"the float {spec.name} finds {faces} face(s) in the {len(held)} held-back images; the fidelity "
+            f"gate needs at least {MIN_REFERENCE_FACES} to judge (add images with faces to the calibration "
+            "folder; every third image is held back)")
     return _Job(spec, profile, recipe, precision, max_drop, work, (w, h), shape, ref._in.name, ref,
-                tensors, held, held_ref, tensors[:12], show)
+                tensors, held, held_ref, tensors[:12], show, quantization=_resolved(recipe))
+
+
+def _resolved(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's quantization settings with every ``"auto"`` replaced by the value used."""
+    from anyedge.targets import cpu_has_vnni
+
+    settings = dict(recipe.quantization)
+    if settings.get("reduce_range") == "auto":
+        # x86 without VNNI saturates u8 x s8 products unless weights use 7 bits
+        settings["reduce_range"] = platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
+    return settings
 
 
 def _evaluate(job: _Job, path: Path, attempt: Attempt) -> Attempt:
     from anyedge.tasks.face_detector import FaceDetector
 
+    eopts = {"precision": "bf16"} if attempt.precision == "bf16" else {}
     try:
         with FaceDetector.create(path, family=job.spec.family, input_spec=job.spec.input, decoder=job.spec.decoder,
-                                 engine=job.recipe.engine, channels="BGR",
+                                 engine=job.recipe.engine, channels="BGR", engine_options=eopts,
                                  input_size=job.input_size if job.spec.input.dynamic else None) as det:
             cand = [det.detect(img) for img in job.held_images]
     except Exception as e:  # an artifact the engine refuses is a failed attempt, not a crash
@@ -315,8 +339,6 @@ def _precision_chain(job: _Job) -> list[str]:
 
 # ONNX Runtime -------------------------------------------------------------------------------
 def _chain_onnxruntime(job: _Job) -> Candidate | None:
-    from anyedge.targets import cpu_has_vnni
-
     from . import onnx_tools as ox
 
     src = job.spec.path
@@ -325,11 +347,7 @@ def _chain_onnxruntime(job: _Job) -> Candidate | None:
         ox.fix_input_shape(src, static, job.input_shape)
     else:
         shutil.copyfile(src, static)
-    settings = dict(job.recipe.quantization)
-    if settings.get("reduce_range") == "auto":
-        # x86 without VNNI saturates u8 x s8 products unless weights use 7 bits
-        settings["reduce_range"] = platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
-    job_settings = settings
+    job_settings = job.quantization
     prepared = job.work / "prepared.onnx"
     cache = job.work / "calibration.json"
 
@@ -350,7 +368,7 @@ def _chain_onnxruntime(job: _Job) -> Candidate | None:
             ox.quantize_int8(prepared, dst, job.input_name, None, job_settings, cache=cache, only=[node])
             return output_error(ref, _raw_outputs(job, dst, job.sens_tensors))
 
-        ranking = rank_layers(nodes, err, lambda it, **kw: progress(it, enabled=job.progress, **kw))
+        ranking = _ranking(job, nodes, err)
         return _mixed_steps(job, ranking, lambda keep: int8(keep))
 
     tries: list[tuple[str, str, Callable[[], Any]]] = []
@@ -359,7 +377,7 @@ def _chain_onnxruntime(job: _Job) -> Candidate | None:
             tries.append(("int8", "int8", int8))
         elif p == "fp16":
             tries.append(("fp16", "fp16", lambda: {"model.onnx": ox.to_fp16(static, job.work / "fp16.onnx",
-                                                                              bool(job.recipe.quantization.get("keep_io_types", True)))}))
+                                                                              bool(job.quantization.get("keep_io_types", True)))}))
         elif p == "fp32":
             tries.append(("fp32", "fp32", lambda: {"model.onnx": static}))
     return _with_mixed(job, tries, mixed)
@@ -382,6 +400,19 @@ def _with_mixed(job: _Job, tries: list[tuple[str, str, Callable[[], Any]]],
         if got is not None:
             return got
     return _first_pass(job, tries[1:])
+
+
+def _ranking(job: _Job, layers: Sequence[str], err: Callable[[str], float]) -> list[tuple[str, float]]:
+    """Per-layer sensitivity; layers that could not be measured are recorded as a failed attempt."""
+    failed: list[tuple[str, str]] = []
+    ranking = rank_layers(layers, err, lambda it, **kw: progress(it, enabled=job.progress, **kw), failed)
+    if failed:
+        job.attempts.append(Attempt("sensitivity", "int8", error=f"{len(failed)} of {len(layers)} layers not "
+                                    f"measured; first: {failed[0][0]}: {failed[0][1]}",
+                                    detail={"unmeasured": [n for n, _ in failed]}))
+    if not ranking:
+        raise ConversionError(f"no layer's sensitivity could be measured ({len(layers)} tried)")
+    return ranking
 
 
 def _mixed_steps(job: _Job, ranking: Sequence[tuple[str, float]],
@@ -418,15 +449,26 @@ def _chain_openvino(job: _Job) -> Candidate | None:
         return {"model.xml": xml, "model.bin": xml.with_suffix(".bin")}
 
     def int8() -> dict[str, Path]:
-        return save(ovt.nncf_int8(model, job.calib_tensors, job.recipe.quantization), "int8", True)
+        return save(ovt.nncf_int8(model, job.calib_tensors, job.quantization), "int8", True)
 
     def mixed() -> Candidate | None:
         return _openvino_accuracy_control(job, model, save)
+
+    def bf16() -> dict[str, Path]:
+        """fp32 weights computed in bf16: the manifest asks the engine for it (precision "bf16")."""
+        from anyedge.engines.openvino import cpu_supports
+
+        if job.recipe.device == "CPU" and not cpu_supports("bf16"):
+            raise ConversionError("this CPU has no bf16 (OpenVINO lists no BF16 capability: no AVX-512 BF16 "
+                                  "or AMX), so a bf16 model cannot be checked here")
+        return save(model, "bf16", False)
 
     tries: list[tuple[str, str, Callable[[], Any]]] = []
     for p in _precision_chain(job):
         if p == "int8":
             tries.append(("int8", "int8", int8))
+        elif p == "bf16":
+            tries.append(("bf16", "bf16", bf16))
         elif p == "fp16":
             tries.append(("fp16", "fp16", lambda: save(model, "fp16", True)))
         elif p == "fp32":
@@ -446,6 +488,9 @@ def _openvino_accuracy_control(job: _Job, model: Any, save: Callable[..., dict[s
         vdata.append((x.copy(), r, lb))
 
     def validate(compiled: Any, data: Any) -> float:
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+        if hint.get_type_name() != "f32":  # our reference ran at fp32; judge candidates at fp32 too
+            raise ConversionError(f"NNCF validated at {hint.get_type_name()}, not f32")
         outs = [sorted(o.get_names(), key=lambda s: (s.isdigit(), s))[0] for o in compiled.outputs]
         cand = []
         refs = []
@@ -456,10 +501,21 @@ def _openvino_accuracy_control(job: _Job, model: Any, save: Callable[..., dict[s
             refs.append(r)
         return face_fidelity(refs, cand).f1
 
+    # NNCF compiles the models it validates itself; rt_info runtime options pin them to f32 (the
+    # CPU plugin would pick bf16 on AMX / AVX-512 BF16 CPUs and shift the baseline).
+    model.set_rt_info("f32", ["runtime_options", "INFERENCE_PRECISION_HINT"])
+    import openvino as ov
+
+    baseline = validate(ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), vdata)
+    # anyedge's gate is absolute against the float model (F1 >= 1 - max_drop); NNCF's max_drop is
+    # relative to its own baseline metric, so translate: baseline - nncf_drop = 1 - max_drop.
+    nncf_drop = baseline - (1.0 - job.max_drop)
+    if nncf_drop < 0:
+        raise ConversionError(f"the float model itself scores F1 {baseline:.4f} at fp32 when re-run; below the gate")
     try:
         q = nncf.quantize_with_accuracy_control(
             model, nncf.Dataset(job.calib_tensors), nncf.Dataset(vdata), validation_fn=validate,
-            max_drop=job.max_drop, drop_type=nncf.DropType.ABSOLUTE,
+            max_drop=nncf_drop, drop_type=nncf.DropType.ABSOLUTE,
             subset_size=min(300, len(job.calib_tensors)),
             preset=nncf.QuantizationPreset.PERFORMANCE,
         )
@@ -469,7 +525,8 @@ def _openvino_accuracy_control(job: _Job, model: Any, save: Callable[..., dict[s
     float_ops = _ov_float_ops(q)
     att = _evaluate(job, files["model.xml"], Attempt("int8+float-sensitive-layers", "int8-mixed",
                                                       detail={"ranking": "nncf accuracy control (per-op F1 effect)",
-                                                              "float_layers": float_ops}))
+                                                              "float_layers": float_ops, "nncf_baseline_f1": baseline,
+                                                              "nncf_max_drop": round(nncf_drop, 6)}))
     return (files, att) if att.passed else None
 
 
@@ -513,7 +570,7 @@ def _chain_litert(job: _Job) -> Candidate | None:
                                calibration=state.get("calib"), tensors=job.calib_tensors, ranges=ranges)
             return output_error(ref, _raw_outputs(job, dst, job.sens_tensors))
 
-        ranking = rank_layers(ops, err, lambda it, **kw: progress(it, enabled=job.progress, **kw))
+        ranking = _ranking(job, ops, err)
         return _mixed_steps(job, ranking, lambda keep: int8(keep))
 
     def simple(scheme: str) -> Callable[[], dict[str, Path]]:
@@ -571,7 +628,7 @@ def _manifest(job: _Job, attempt: Attempt, files: Mapping[str, Path], calibratio
         "bytes": out_bytes,
         "size_ratio": round(out_bytes / source_bytes, 4),
         "tools": _tool_versions(),
-        "quantization": {k: v for k, v in job.recipe.quantization.items()},
+        "quantization": dict(job.quantization),
         "calibration": {"folder": str(calibration), "images": len(calib_files), "held_back": len(held_files),
                         "input_shape": job.input_shape, "first": calib_files[0].name if calib_files else None},
         "fidelity": {

@@ -83,7 +83,26 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  fidelity   F1 {g.get('f1')}  mean IoU {g.get('mean_iou')}  (gate {m['fidelity'].get('gate_f1')})")
     for name, digest in m["files"].items():
         print(f"  file       {name}  sha256 {digest[:16]}...")
+    print(f"  runs here  {_runs_here(args.bundle, model['task'])}")
     return 0
+
+
+def _runs_here(bundle: str, task: str) -> str:
+    """Which engine and precision this machine would actually run the bundle with."""
+    from anyedge.engines import open_engine
+    from anyedge.errors import AnyEdgeError
+    from anyedge.tasks._loading import resolve_spec
+
+    try:
+        spec = resolve_spec(bundle, task=task)
+        eng = open_engine(spec.path, spec.engine, **dict(spec.engine_options))
+    except AnyEdgeError as e:
+        return f"cannot open here: {e}"
+    try:
+        where = f", device {eng.device}" if getattr(eng, "device", None) else ""
+        return f"{eng.name}{where}, precision {eng.precision}"
+    finally:
+        eng.close()
 
 
 def add_parsers(sub: Any) -> None:
@@ -96,7 +115,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--calib", default=None,
                    help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present)")
     p.add_argument("--max-drop", type=float, default=0.05, help="allowed F1 drop vs the float model (default 0.05)")
-    p.add_argument("--precision", default=None, choices=["int8", "int8w", "fp16", "fp32"])
+    p.add_argument("--precision", default=None, choices=["int8", "int8w", "bf16", "fp16", "fp32"])
     p.add_argument("--input-size", type=_size, default=None, help="static input WIDTHxHEIGHT (e.g. 320x320)")
     p.add_argument("--family", default=None, help="decoder family for a bare model file")
     p.add_argument("--max-calibration", type=int, default=100)

@@ -63,12 +63,22 @@ def output_error(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[
     return num / max(den, 1e-12)
 
 
-def rank_layers(layers: Sequence[str], error_of: Callable[[str], float], progress: Callable[..., Any]) -> list[tuple[str, float]]:
-    """Score every layer by the error it causes when it alone is quantized; most sensitive first."""
+def rank_layers(layers: Sequence[str], error_of: Callable[[str], float], progress: Callable[..., Any],
+                failed: list[tuple[str, str]] | None = None) -> list[tuple[str, float]]:
+    """Score every layer by the error it causes when it alone is quantized; most sensitive first.
+
+    A layer the tool or engine cannot handle alone (:class:`~anyedge.errors.AnyEdgeError`) is
+    left unranked and appended to ``failed`` as ``(layer, message)``; anything else is a bug
+    and propagates.
+    """
+    from anyedge.errors import AnyEdgeError
+
     scores = []
     for name in progress(layers, desc="per-layer sensitivity", total=len(layers)):
         try:
             scores.append((name, float(error_of(name))))
-        except Exception as e:  # a layer the tool cannot quantize alone is simply not ranked
-            log.debug("sensitivity of %s not measured: %s", name, e)
+        except AnyEdgeError as e:
+            log.warning("sensitivity of %s not measured: %s", name, e)
+            if failed is not None:
+                failed.append((name, f"{type(e).__name__}: {e}"))
     return sorted(scores, key=lambda t: -t[1])

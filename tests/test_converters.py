@@ -22,7 +22,7 @@ from anyedge.errors import (
 )
 from anyedge.targets import TARGETS, get_target
 
-from .conftest import WIDER
+from .conftest import DATA, SMOKE, WIDER
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,22 @@ def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for f in sorted(WIDER.glob("*.jpg"))[::5]:
         shutil.copy(f, d / f.name)
     return d
+
+
+@pytest.fixture(scope="module")
+def faces_calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """61 real images with larger faces: BlazeFace short-range finds only 11 faces in the 10 WIDER
+    crowd images held back from ``calib_dir``, fewer than the gate needs; here 22 in 20."""
+    d = tmp_path_factory.mktemp("faces-calib")
+    files = [*sorted(WIDER.glob("*.jpg"))[::5], *(DATA / "faces" / "identities").glob("*/*"),
+             *(SMOKE / n for n in ("astronaut.png", "camera.png", "couple.jpg"))]
+    for f in files:
+        shutil.copy(f, d / f.name)
+    return d
+
+
+def _calib_for(model: str, calib_dir: Path, faces_calib: Path) -> Path:
+    return faces_calib if model.startswith("blazeface") else calib_dir
 
 
 PATHS = [
@@ -48,13 +64,18 @@ PATHS = [
 
 @pytest.mark.parametrize(("model", "target", "precision", "engine", "accepted"), PATHS,
                          ids=[f"{m}-{t}-{p or 'default'}" for m, t, p, *_ in PATHS])
-def test_round_trip(model, target, precision, engine, accepted, calib_dir, smoke, tmp_path) -> None:
+def test_round_trip(model, target, precision, engine, accepted, calib_dir, faces_calib, smoke, tmp_path) -> None:
+    from anyedge.converters.calibration import list_images, split_images
+
     out = tmp_path / "bundle"
-    res = convert(model, target=target, out=out, calibration=calib_dir, precision=precision, show_progress=False)
+    folder = _calib_for(model, calib_dir, faces_calib)
+    res = convert(model, target=target, out=out, calibration=folder, precision=precision, show_progress=False)
     m = res.bundle.manifest
     assert m["target"] == target and m["engine"] == engine and m["precision"] in accepted
     assert m["fidelity"]["passed"] and m["fidelity"]["chosen"]["agreement"]["f1"] >= 0.95
-    assert m["calibration"]["images"] == 20 and m["calibration"]["held_back"] == 10
+    calib, held = split_images(list_images(folder))
+    assert m["calibration"]["images"] == len(calib) and m["calibration"]["held_back"] == len(held)
+    assert m["precision"] == det_precision(out)
     assert m["source"]["sha256"] and m["bytes"] > 0 and set(m["files"]) >= {m["model_file"]}
     sp = m["speed_here"]
     assert sp["float_ms"] > 0 and sp["converted_ms"] > 0 and sp["ratio"] == pytest.approx(
@@ -106,14 +127,20 @@ def test_scrfd_static_320(calib_dir, smoke, tmp_path) -> None:
         assert len(det.detect(smoke["astronaut.png"])) == 1
 
 
-def test_cli_convert_prints_the_fidelity_report(calib_dir, tmp_path) -> None:
+def test_cli_convert_prints_the_fidelity_report(faces_calib, tmp_path) -> None:
     import subprocess
     import sys
 
     r = subprocess.run([sys.executable, "-m", "anyedge.cli", "convert", "blazeface-short", "--target", "mobile-gpu",
-                        "--out", str(tmp_path / "b"), "--calib", str(calib_dir)], capture_output=True, text=True)
+                        "--out", str(tmp_path / "b"), "--calib", str(faces_calib)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "PASS fp16" in r.stdout and "F1 1.0000" in r.stdout
+
+
+def det_precision(bundle: Path) -> str:
+    """The precision the engine reports running the bundle at (it reads the model file itself)."""
+    with FaceDetector.create(bundle) as det:
+        return det.engine.precision
 
 
 # -- refusals: each a clear error, nothing left at the output path ----------------------------
@@ -189,7 +216,7 @@ def test_empty_calibration_folder(tmp_path: Path) -> None:
 def test_unsupported_model_target_pair_names_who_can_take_it(calib_dir, tmp_path: Path) -> None:
     out = tmp_path / "b"
     with pytest.raises(UnsupportedTargetError, match="arm-cpu") as e:
-        convert("blazeface-short", target="jetson", out=out, calibration=calib_dir)
+        convert("blazeface-short", target="jetson", out=out, calibration=calib_dir)  # refused before any image is read
     assert ".tflite" in str(e.value)
     with pytest.raises(UnsupportedTargetError, match="int8"):
         convert("yunet", target="mobile-gpu", out=out, calibration=calib_dir, precision="int8")
@@ -258,3 +285,61 @@ def test_prepared_tflite_is_the_same_network_with_relus_folded(tmp_path: Path, s
     out_b = dict(zip([o.name for o in b.outputs], b.run({"input": x})))
     for name in ("regressors", "classificators"):
         np.testing.assert_allclose(out_a[name], out_b[name], rtol=1e-5, atol=1e-4)
+
+
+# -- the gate's own honesty -----------------------------------------------------------------------
+def _write_images(folder: Path, images) -> Path:
+    import cv2
+
+    folder.mkdir()
+    for i, img in enumerate(images):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["no faces", "too few faces"])
+def test_gate_refuses_to_judge_on_too_few_reference_faces(kind: str, smoke, tmp_path: Path) -> None:
+    import cv2
+
+    from anyedge.converters.api import MIN_REFERENCE_FACES
+    from .conftest import SMOKE
+
+    if kind == "no faces":  # background crops: the float model finds nothing, so F1 would be a vacuous 1.0
+        crops = (np.load(SMOKE / "lfw_subset.npy")[100:130] * 255).round().astype(np.uint8)
+        images = [cv2.resize(c, (160, 160)) for c in crops]
+    else:  # a few real faces, far fewer than the gate needs
+        images = [cv2.cvtColor(smoke[n], cv2.COLOR_RGB2BGR) for n in ("astronaut.png", "couple.jpg")] * 3
+    folder = _write_images(tmp_path / "calib", images)
+    out = tmp_path / "b"
+    with pytest.raises(CalibrationError, match=f"at least {MIN_REFERENCE_FACES}"):
+        convert("yunet", target="arm-cpu", out=out, calibration=folder, show_progress=False)
+    assert not out.exists()
+
+
+def test_rank_layers_records_failures_and_lets_bugs_through() -> None:
+    from anyedge.converters.fidelity import rank_layers
+    from anyedge.errors import ConversionError
+
+    def err(name: str) -> float:
+        if name == "b":
+            raise ConversionError("cannot quantize b alone")
+        return {"a": 0.1, "c": 0.3}[name]
+
+    failed: list = []
+    ranking = rank_layers(["a", "b", "c"], err, lambda it, **kw: it, failed)
+    assert ranking == [("c", 0.3), ("a", 0.1)]
+    assert failed == [("b", "ConversionError: cannot quantize b alone")]
+    with pytest.raises(KeyError):  # a bug is not a "layer that could not be measured"
+        rank_layers(["zzz"], err, lambda it, **kw: it, [])
+
+
+def test_manifest_records_resolved_settings_only(calib_dir, tmp_path: Path) -> None:
+    res = convert("yunet", target="arm-cpu", out=tmp_path / "b", calibration=calib_dir, precision="fp32",
+                  show_progress=False)
+    q = res.bundle.manifest["quantization"]
+    assert isinstance(q["reduce_range"], bool)
+    assert not {"scheme", "weights", "format", "tool"} & set(q)
+    for prof in TARGETS.values():  # every key a profile carries is one the converter reads
+        for r in prof.recipes.values():
+            assert set(r.quantization) <= {"per_channel", "reduce_range", "activation", "weight", "keep_io_types",
+                                           "preset", "subset_size"}

@@ -45,6 +45,8 @@ def _from_bundle(path: Path, task: str) -> ModelSpec:
     opts: dict[str, Any] = {}
     if m.get("engine") == "openvino" and m.get("device"):
         opts = {"device": m["device"], "fallback_device": "CPU"}
+    if m.get("engine") == "openvino" and m.get("precision") == "bf16":
+        opts["precision"] = "bf16"  # bf16 is a compute precision the bundle asks for, not a file type
     elif m.get("engine") == "onnxruntime" and m.get("providers"):
         opts = {"providers": list(m["providers"])}
     return ModelSpec(
