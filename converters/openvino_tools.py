@@ -10,7 +10,7 @@ import numpy as np
 
 from anyedge.errors import ConversionError, EngineUnavailableError
 
-__all__ = ["read_model", "save_ir", "nncf_int8", "weighted_ops"]
+__all__ = ["read_model", "save_ir", "nncf_int8", "weighted_ops", "float_weighted_ops", "compress_int8_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +78,33 @@ def nncf_int8(
         )
     except Exception as e:
         raise ConversionError(f"NNCF quantization failed: {e}") from e
+
+
+def compress_int8_weights(model: Any) -> Any:
+    """Fold each FakeQuantize on constant weights into int8 constants (+ Convert, Subtract, Multiply).
+
+    NNCF leaves quantized weights as float constants behind a FakeQuantize; saved like that the
+    IR stores every weight in fp32/fp16 plus the FakeQuantize ranges, which is why an int8 IR
+    was larger than its float source. OpenVINO's own offline pass stores them as int8.
+    """
+    from openvino._offline_transformations import compress_quantize_weights_transformation
+
+    compress_quantize_weights_transformation(model)
+    return model
+
+
+def float_weighted_ops(model: Any) -> list[str]:
+    """Weighted ops whose weights are not quantized (kept in float), by friendly name."""
+    from anyedge.engines.openvino import _PASS_THROUGH, _source
+
+    kinds = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
+    out = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in kinds:
+            continue
+        w = _source(op.input_value(1).get_node(), _PASS_THROUGH)
+        quantized = w.get_type_name() == "FakeQuantize" or (
+            w.get_type_name() == "Constant" and w.get_output_element_type(0).get_type_name() in ("i8", "u8", "i4", "u4"))
+        if not quantized:
+            out.append(op.get_friendly_name())
+    return out

@@ -12,7 +12,7 @@ import pytest
 
 from anyedge import FaceDetector
 from anyedge.bundle import load_bundle
-from anyedge.converters.api import convert
+from anyedge.converters import convert
 from anyedge.errors import (
     BundleError,
     CalibrationError,
@@ -72,14 +72,15 @@ def test_round_trip(model, target, precision, engine, accepted, calib_dir, faces
     res = convert(model, target=target, out=out, calibration=folder, precision=precision, show_progress=False)
     m = res.bundle.manifest
     assert m["target"] == target and m["engine"] == engine and m["precision"] in accepted
-    assert m["fidelity"]["passed"] and m["fidelity"]["chosen"]["agreement"]["f1"] >= 0.95
+    assert m["fidelity"]["passed"] and m["fidelity"]["chosen"]["fidelity"]["f1"] >= 0.95
     calib, held = split_images(list_images(folder))
     assert m["calibration"]["images"] == len(calib) and m["calibration"]["held_back"] == len(held)
     assert m["precision"] == det_precision(out)
     assert m["source"]["sha256"] and m["bytes"] > 0 and set(m["files"]) >= {m["model_file"]}
     sp = m["speed_here"]
-    assert sp["float_ms"] > 0 and sp["converted_ms"] > 0 and sp["ratio"] == pytest.approx(
-        sp["converted_ms"] / sp["float_ms"], rel=0.01)
+    assert sp["float_engine_ms"] > 0 and sp["engine_ms"] > 0 and sp["ratio"] == pytest.approx(
+        sp["engine_ms"] / sp["float_engine_ms"], rel=0.01)
+    assert sp["task_ratio"] == pytest.approx(sp["task_ms"] / sp["float_task_ms"], rel=0.01)
     assert load_bundle(out).manifest == m
     with FaceDetector.create(out) as det:
         assert det.engine.name == engine
@@ -134,7 +135,7 @@ def test_cli_convert_prints_the_fidelity_report(faces_calib, tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "anyedge.cli", "convert", "blazeface-short", "--target", "mobile-gpu",
                         "--out", str(tmp_path / "b"), "--calib", str(faces_calib)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "PASS fp16" in r.stdout and "F1 1.0000" in r.stdout
+    assert "PASS litert      fp16" in r.stdout and "F1 1.0000" in r.stdout
 
 
 def det_precision(bundle: Path) -> str:

@@ -13,7 +13,7 @@ from .base import TensorSpec, check_feeds, model_precision
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OpenVINOEngine", "load", "cpu_supports", "COMPUTE_PRECISIONS"]
+__all__ = ["OpenVINOEngine", "load", "cpu_supports", "port_name", "COMPUTE_PRECISIONS"]
 
 #: anyedge precision name -> OpenVINO ``INFERENCE_PRECISION_HINT``.
 COMPUTE_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -38,7 +38,7 @@ def cpu_supports(precision: str) -> bool:
     return _CAPABILITY.get(precision, precision.upper()) in {str(c).upper() for c in caps}
 
 
-def _port_name(port: Any) -> str:
+def port_name(port: Any) -> str:
     """The model-level name of a port: OpenVINO may attach several (e.g. ``{"450", "score_8"}``)."""
     names = sorted(port.get_names())
     readable = [n for n in names if not n.isdigit()]
@@ -48,7 +48,7 @@ def _port_name(port: Any) -> str:
 def _spec(port: Any) -> TensorSpec:
     ps = port.get_partial_shape()
     shape = tuple(d.get_length() if d.is_static else -1 for d in ps)
-    return TensorSpec(_port_name(port), shape, np.dtype(port.get_element_type().to_dtype()).name)
+    return TensorSpec(port_name(port), shape, np.dtype(port.get_element_type().to_dtype()).name)
 
 
 def _source(node: Any, kinds: set[str]) -> Any:
