@@ -134,8 +134,10 @@ class _Job:
     def own_search(self, backend: Backend) -> Attempt:
         """The backend's own float-layer search, judged by the same evaluator, then re-checked here."""
         ref = self.reference
-        prepared = [ref.preprocess(img) for img in self.held_images]
-        held = [(x.copy(), lb) for x, lb in prepared]
+        held = []
+        for img in self.held_images:
+            x, lb = ref.preprocess(img)
+            held.append((x.copy(), lb))  # preprocess returns the task's own buffer, reused next call
 
         def score(run: Any) -> float:
             got = [ref.decode(run(x), lb) for x, lb in held]
@@ -149,12 +151,14 @@ class _Job:
         att = Attempt(backend.engine, "int8", tuple(float_layers), detail=detail, files=files)
         return self.evaluate(att, backend)
 
-    def run(self, backend: Backend, chain: Sequence[str]) -> Attempt | None:
+    def run(self, backend: Backend, chain: Sequence[str], float_layers: bool = True) -> Attempt | None:
+        """The remedy loop over ``chain``; ``float_layers=False`` tries each precision plainly."""
         chosen, _ = search(
             backend, chain, lambda a: self.evaluate(a, backend),
             sensitivity=lambda files: self.sensitivity(files, backend.engine),
             progress=lambda it, **kw: progress(it, enabled=self.show, **kw),
-            own_search=self.own_search, steps=_MIXED_STEPS, attempts=self.attempts)
+            own_search=self.own_search if float_layers else None, steps=_MIXED_STEPS if float_layers else (),
+            attempts=self.attempts)
         return chosen
 
 
@@ -382,7 +386,8 @@ def _host(job: _Job, recipes: Mapping[str, Recipe], start: str) -> tuple[Attempt
             job.attempts.append(Attempt(engine, start, error=f"{type(e).__name__}: {e}"))
             continue
         for p in precision_chain(start, backend.precisions):
-            got = job.run(backend, [p])
+            # plain precisions only: a float-layer search costs a conversion per layer, per engine
+            got = job.run(backend, [p], float_layers=False)
             if got is not None:
                 rows.append((got, recipe))
     table: list[dict[str, Any]] = []

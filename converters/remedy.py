@@ -117,6 +117,8 @@ def _ranking(backend: Backend, sensitivity: Callable[[dict[str, Path]], float], 
 def _float_steps(backend: Backend, evaluate: Evaluate, attempts: list[Attempt],
                  sensitivity: Callable[[dict[str, Path]], float], progress: Callable[..., Any],
                  own_search: Callable[[Backend], Attempt] | None, steps: Sequence[int]) -> Iterator[Attempt]:
+    if not steps:
+        return
     if own_search is not None and backend.own_float_search is not None:
         yield own_search(backend)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -226,23 +227,6 @@ def test_unsupported_model_target_pair_names_who_can_take_it(calib_dir, tmp_path
     assert not out.exists()
 
 
-def test_failed_gate_writes_nothing(calib_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A target that only takes int8, a gate no int8 model can meet (F1 >= 1.0 and no mixed steps)."""
-    import anyedge.converters.api as api
-    from anyedge.targets.base import Recipe, TargetProfile
-
-    arm = TARGETS["arm-cpu"].recipes[".onnx"]
-    only = TargetProfile("int8-only", "test", {".onnx": Recipe(arm.engine, ".onnx", ("int8",), True,
-                                                                  arm.quantization)})
-    monkeypatch.setitem(TARGETS, "int8-only", only)
-    monkeypatch.setattr(api, "_MIXED_STEPS", ())
-    out = tmp_path / "b"
-    with pytest.raises(FidelityError, match="nothing was written"):
-        convert("yunet", target="int8-only", out=out, calibration=calib_dir, max_drop=0.0, show_progress=False)
-    assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir()] == []
-
-
 def test_refuses_to_overwrite_a_non_bundle(calib_dir, tmp_path: Path) -> None:
     from anyedge.errors import ConversionError
 
@@ -344,3 +328,77 @@ def test_manifest_records_resolved_settings_only(calib_dir, tmp_path: Path) -> N
         for r in prof.recipes.values():
             assert set(r.quantization) <= {"per_channel", "reduce_range", "activation", "weight", "keep_io_types",
                                            "preset", "subset_size"}
+
+
+# -- the remedy loop, forced: a gate plain int8 cannot meet on these images ----------------------
+REMEDY = [  # model, target whose first precision is int8, engine
+    ("yunet", "arm-cpu", "onnxruntime"),
+    ("scrfd-500m", "intel-npu", "openvino"),
+    ("blazeface-short", "arm-cpu", "litert"),
+]
+
+
+def _int8_only(target: str, monkeypatch: pytest.MonkeyPatch, suffix: str) -> str:
+    from anyedge.targets.base import TargetProfile
+
+    base = TARGETS[target].recipes[suffix]
+    only = TargetProfile(f"{target}-int8-only", "test", {suffix: replace(base, precisions=("int8",))})
+    monkeypatch.setitem(TARGETS, only.name, only)
+    return only.name
+
+
+@pytest.mark.parametrize(("model", "target", "engine"), REMEDY, ids=[r[2] for r in REMEDY])
+def test_forced_remedy_keeps_float_layers(model, target, engine, calib_dir, faces_calib, tmp_path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain int8's own F1 on this machine sets the gate just above it: only the float-layer remedy can pass."""
+    from anyedge.registry import resolve_model
+
+    folder = _calib_for(model, calib_dir, faces_calib)
+    only = _int8_only(target, monkeypatch, resolve_model(model)[0].suffix)
+    monkeypatch.setattr("anyedge.converters.api._MIXED_STEPS", (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    plain = convert(model, target=only, out=tmp_path / "plain", calibration=folder, max_drop=0.5,
+                    show_progress=False).report["chosen"]
+    assert plain["remedy"] == "int8" and plain["float_layer_count"] == 0
+    f1 = plain["fidelity"]["f1"]
+    if f1 >= 0.999:
+        pytest.fail(f"plain int8 of {model} already agrees perfectly (F1 {f1}); pick a harder fixture")
+    res = convert(model, target=only, out=tmp_path / "mixed", calibration=folder, max_drop=1.0 - f1 - 1e-3,
+                  show_progress=False)
+    chosen = res.report["chosen"]
+    assert chosen["engine"] == engine and chosen["precision"] == "int8-mixed" and chosen["passed"]
+    assert chosen["float_layer_count"] == len(chosen["float_layers"]) >= 1
+    assert chosen["fidelity"]["f1"] > f1
+    assert res.report["attempts"][0]["remedy"] == "int8" and not res.report["attempts"][0]["passed"]
+    assert res.bundle.manifest["float_layers"] == chosen["float_layers"]
+    assert det_precision(tmp_path / "mixed") == "int8-mixed"  # the engine sees int8 ops and float layers
+
+
+def test_every_remedy_failing_writes_nothing(calib_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """int8 only, a gate of F1 >= 1.0: plain int8 and every float-layer step run, all fail."""
+    only = _int8_only("arm-cpu", monkeypatch, ".onnx")
+    monkeypatch.setattr("anyedge.converters.api._MIXED_STEPS", (1, 2))
+    out = tmp_path / "b"
+    with pytest.raises(FidelityError, match="nothing was written") as e:
+        convert("yunet", target=only, out=out, calibration=calib_dir, max_drop=0.0, show_progress=False)
+    assert "int8 + 2 float layers" in str(e.value)  # the remedy ran before giving up
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
+# -- --target host: measured, not guessed -----------------------------------------------------------
+@pytest.mark.parametrize("model", ["blazeface-short", "scrfd-500m"])
+def test_host_target_keeps_the_fastest_passing_candidate(model, calib_dir, faces_calib, tmp_path) -> None:
+    res = convert(model, target="host", out=tmp_path / "b", calibration=_calib_for(model, calib_dir, faces_calib),
+                  show_progress=False)
+    m = res.bundle.manifest
+    host = m["host"]
+    table = host["table"]
+    assert len(table) >= 2 and {r["engine"] for r in table} >= {"openvino"}
+    passing = [r for r in table if r["fidelity"]["passed"]]
+    assert passing == table  # only candidates that passed the gate are timed
+    fastest = min(passing, key=lambda r: r["speed"]["task_ms"])
+    assert table[host["chosen"]] is not None and table[host["chosen"]] == fastest
+    assert (m["engine"], m["precision"]) == (fastest["engine"], fastest["precision"])
+    assert ("float" in host["note"]) == (fastest["precision"] == "fp32")
+    assert any(r["precision"] == "fp32" for r in table)  # the float model is always a candidate
+    with FaceDetector.create(tmp_path / "b") as det:
+        assert det.engine.name == m["engine"] and det.engine.precision == m["precision"]

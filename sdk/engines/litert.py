@@ -100,7 +100,9 @@ def _precision(interp: Any) -> str:
         else:
             floating += 1
             fp16 = fp16 or w is np.float16
-    return model_precision(quantized=quantized, weight_only=weight_only, floating=floating, fp16_weights=fp16)
+    elsewhere = any(op["op_name"] == "QUANTIZE" for op in ops)
+    return model_precision(quantized=quantized, weight_only=weight_only, floating=floating, fp16_weights=fp16,
+                           quantized_elsewhere=elsewhere)
 
 
 def _check_flatbuffer(path: Path) -> None:

@@ -60,7 +60,9 @@ def _precision(path: Path) -> str:
         else:
             floating += 1
             fp16 = fp16 or inits.get(n.input[1]) == onnx.TensorProto.FLOAT16
-    return model_precision(quantized=quantized, weight_only=weight_only, floating=floating, fp16_weights=fp16)
+    elsewhere = any(n.op_type == "QuantizeLinear" for n in g.node)
+    return model_precision(quantized=quantized, weight_only=weight_only, floating=floating, fp16_weights=fp16,
+                           quantized_elsewhere=elsewhere)
 
 
 def _spec(arg: Any) -> TensorSpec:

@@ -58,11 +58,12 @@ def _source(node: Any, kinds: set[str]) -> Any:
     return node
 
 
-def _weighted_layers(model: Any) -> tuple[int, int, int, bool]:
-    """``(quantized, weight_only, floating, fp16_weights)`` over the model's conv / matmul ops."""
+def _weighted_layers(model: Any) -> tuple[int, int, int, bool, bool]:
+    """``(quantized, weight_only, floating, fp16_weights, fake_quantize_anywhere)`` over conv / matmul ops."""
     quantized = weight_only = floating = 0
-    fp16 = False
+    fp16 = elsewhere = False
     for op in model.get_ordered_ops():
+        elsewhere = elsewhere or op.get_type_name() == "FakeQuantize"
         if op.get_type_name() not in _WEIGHTED or op.get_input_size() < 2:
             continue
         w = _source(op.input_value(1).get_node(), _PASS_THROUGH)
@@ -76,7 +77,7 @@ def _weighted_layers(model: Any) -> tuple[int, int, int, bool]:
         else:
             floating += 1
             fp16 = fp16 or w_type == "f16"
-    return quantized, weight_only, floating, fp16
+    return quantized, weight_only, floating, fp16, elsewhere
 
 
 class OpenVINOEngine:
@@ -125,9 +126,9 @@ class OpenVINOEngine:
         if precision != "fp32" and self.compute_precision != precision:
             log.warning("OpenVINO %s cannot compute in %s on this machine; it runs %s", device, precision,
                         self.compute_precision)
-        q, w, f, fp16 = _weighted_layers(model)
+        q, w, f, fp16, elsewhere = _weighted_layers(model)
         self.precision = model_precision(quantized=q, weight_only=w, floating=f, fp16_weights=fp16,
-                                         compute=self.compute_precision)
+                                         compute=self.compute_precision, quantized_elsewhere=elsewhere)
         self.inputs = tuple(_spec(p) for p in self._compiled.inputs)
         self.outputs = tuple(_spec(p) for p in self._compiled.outputs)
         self.device = device
