@@ -116,6 +116,7 @@ class _Job:
         try:
             with self.task.open(path, backend.engine, backend.engine_options(attempt.precision)) as cand:
                 got = self.task.outputs(cand, self.held_images)
+                attempt.runs_as = cand.engine.precision
         except Exception as e:  # an artifact the engine refuses is a failed attempt, not a crash
             attempt.error = f"{type(e).__name__}: {e}"
             log.warning("%s %s failed to run: %s", attempt.engine, attempt.label(), attempt.error)

@@ -30,6 +30,7 @@ def read_model(src: Path, input_shape: Sequence[int] | None) -> Any:
         model = ov.convert_model(str(src))
     except Exception as e:
         raise ConversionError(f"OpenVINO cannot read {src.name}: {e}") from e
+    _fold_fp16_constants(model)
     if input_shape is not None:
         if len(model.inputs) != 1:
             raise ConversionError(f"{src.name}: expected one input, found {len(model.inputs)}")
@@ -38,6 +39,32 @@ def read_model(src: Path, input_shape: Sequence[int] | None) -> Any:
         except Exception as e:
             raise ConversionError(f"{src.name}: cannot fix the input shape to {list(input_shape)}: {e}") from e
     return model
+
+
+def _fold_fp16_constants(model: Any) -> int:
+    """Replace ``Constant(f16) -> Convert(f32)`` by an f32 constant (same values).
+
+    Models that store fp16 weights (MediaPipe's .tflite) arrive with a decompression Convert
+    between each weight and its layer; NNCF then puts its FakeQuantize behind the Convert, where
+    OpenVINO's weight-compression pass does not find it, and the int8 IR kept every weight in
+    float. Returns how many constants were folded.
+    """
+    from openvino import opset13 as ops
+
+    folded = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Convert" or op.get_output_element_type(0).get_type_name() != "f32":
+            continue
+        src = op.input_value(0).get_node()
+        if src.get_type_name() != "Constant" or src.get_output_element_type(0).get_type_name() != "f16":
+            continue
+        const = ops.constant(src.get_data().astype(np.float32))
+        const.set_friendly_name(src.get_friendly_name())
+        op.output(0).replace(const.output(0))
+        folded += 1
+    if folded:
+        model.validate_nodes_and_infer_types()
+    return folded
 
 
 def save_ir(model: Any, xml: Path, *, fp16: bool) -> list[Path]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 from anyedge.errors import AnyEdgeError, ConversionError
 
 from .backends import Backend
-from .fidelity import Fidelity, output_error, rank_layers
+from .fidelity import Fidelity, rank_layers
 
 __all__ = ["PRECISIONS", "Attempt", "Candidate", "search", "precision_chain"]
 
@@ -39,6 +39,8 @@ class Attempt:
         fidelity: the evaluator's verdict, ``None`` when the artifact could not be built or run.
         error: why it could not be built or run.
         detail: how the float layers were chosen (ranking scores, search parameters).
+        runs_as: what the engine reports running the artifact at (``engine.precision``); it can
+            say ``int8-mixed`` for a plain int8 build when the tool left some layers in float.
     """
 
     engine: str
@@ -47,12 +49,13 @@ class Attempt:
     fidelity: Fidelity | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    runs_as: str | None = None
     files: dict[str, Path] = field(default_factory=dict, repr=False)
 
     @property
     def achieved(self) -> str:
-        """The precision name the result runs at (what ``engine.precision`` reports)."""
-        return "int8-mixed" if self.float_layers else self.precision
+        """The precision the result runs at: as the engine reported it, else as built."""
+        return self.runs_as or ("int8-mixed" if self.float_layers else self.precision)
 
     @property
     def passed(self) -> bool:

@@ -96,12 +96,16 @@ def test_round_trip(model, target, precision, engine, accepted, calib_dir, faces
         assert det.engine.device == ("NPU" if "NPU" in ov.Core().available_devices else "CPU")
 
 
-def test_host_target_picks_this_machines_profile(calib_dir, smoke, tmp_path) -> None:
-    safest = get_target("host").recipes[".onnx"].precisions[-1]
-    res = convert("yunet", target="host", out=tmp_path / "b", calibration=calib_dir, precision=safest,
+def test_host_target_with_only_float_candidates_says_float_wins(calib_dir, smoke, tmp_path) -> None:
+    """From fp32 only the float model on each engine is a candidate: the fastest engine wins, and the note says so."""
+    res = convert("yunet", target="host", out=tmp_path / "b", calibration=calib_dir, precision="fp32",
                   show_progress=False)
     m = res.bundle.manifest
-    assert m["target"] == "host" and m["engine"] == get_target("host").recipes[".onnx"].engine
+    table = m["host"]["table"]
+    assert {r["engine"] for r in table} == {"onnxruntime", "openvino"} and {r["precision"] for r in table} == {"fp32"}
+    fastest = min(table, key=lambda r: r["speed"]["task_ms"])
+    assert table[m["host"]["chosen"]] == fastest and m["engine"] == fastest["engine"] and m["target"] == "host"
+    assert "no converted candidate beat the float model" in m["host"]["note"]
     with FaceDetector.create(tmp_path / "b") as det:
         assert len(det.detect(smoke["couple.jpg"])) == 2
 
