@@ -33,7 +33,7 @@ from anyedge.targets import TARGETS, Recipe, get_target
 
 from .backends import BACKENDS, Backend, Source, get_backend
 from .calibration import list_images, progress, read_bgr, split_images
-from .fidelity import MIN_REFERENCE_FACES, DetectionEvaluator, output_error
+from .fidelity import MIN_REFERENCE_FACES, DetectionEvaluator
 from .remedy import FLOAT_STEPS, PRECISIONS, Attempt, precision_chain, search
 
 __all__ = ["ConversionResult", "convert", "PRECISIONS", "MIN_REFERENCE_FACES"]
@@ -76,15 +76,6 @@ class _DetectionTask:
     def outputs(task: Any, images: Sequence[np.ndarray]) -> list[Any]:
         return [task.detect(img) for img in images]
 
-    @staticmethod
-    def raw(task: Any, tensors: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-        """Raw outputs in name order (engines order outputs differently)."""
-        res = []
-        for x in tensors:
-            by_name = task.run_engine(x)
-            res.append([by_name[k] for k in sorted(by_name)])
-        return res
-
 
 @dataclass
 class _Job:
@@ -101,11 +92,6 @@ class _Job:
     held_reference: list[Any]
     show: bool
     attempts: list[Attempt] = field(default_factory=list)
-    _raw_ref: list[list[np.ndarray]] | None = None
-
-    @property
-    def sens_tensors(self) -> list[np.ndarray]:
-        return self.calib[:12]
 
     def source(self, recipe: Recipe, settings: Mapping[str, Any]) -> Source:
         return Source(self.spec.path, self.reference.input_name, self.input_shape if recipe.static_shape else None,
@@ -125,12 +111,6 @@ class _Job:
         log.info("%s %s: %s %.4f -> %s", attempt.engine, attempt.label(), attempt.fidelity.metric,
                  attempt.fidelity.value, "pass" if attempt.passed else "fail")
         return attempt
-
-    def sensitivity(self, files: Mapping[str, Path], engine: str) -> float:
-        if self._raw_ref is None:
-            self._raw_ref = self.task.raw(self.reference, self.sens_tensors)
-        with self.task.open(next(iter(files.values())), engine) as cand:
-            return output_error(self._raw_ref, self.task.raw(cand, self.sens_tensors))
 
     def own_search(self, backend: Backend) -> Attempt:
         """The backend's own float-layer search, judged by the same evaluator, then re-checked here."""
@@ -156,7 +136,6 @@ class _Job:
         """The remedy loop over ``chain``; ``float_layers=False`` tries each precision plainly."""
         chosen, _ = search(
             backend, chain, lambda a: self.evaluate(a, backend),
-            sensitivity=lambda files: self.sensitivity(files, backend.engine),
             progress=lambda it, **kw: progress(it, enabled=self.show, **kw),
             own_search=self.own_search if float_layers else None, steps=_MIXED_STEPS if float_layers else (),
             attempts=self.attempts)
@@ -259,7 +238,7 @@ def convert(
                      else _speed(job, [(chosen, recipe)])[0])
         finally:
             job.reference.close()
-        manifest = _manifest(job, target, recipe, precision or chosen.precision, chosen, calibration, calib_files,
+        manifest = _manifest(job, target, recipe, precision or "measured", chosen, calibration, calib_files,
                              held_files, time.perf_counter() - t0, speed, host_report)
         files_out = chosen.files
         if out.suffix.lower() == ".zip":
@@ -323,42 +302,52 @@ def _prepare(spec: Any, max_drop: float, work: Path, input_size: tuple[int, int]
 
 # -- speed ----------------------------------------------------------------------------------
 def _speed(job: _Job, cands: Sequence[tuple[Attempt, Recipe]], runs: int = 15) -> list[dict[str, Any]]:
-    """Float vs converted latency on this machine, interleaved run by run, per candidate.
+    """Converted vs float latency on this machine, every model timed in one round robin.
 
-    Engine call (one calibration tensor) and whole task call (held-back images in turn), each
-    candidate against the float model on the same engine; medians. Measured where the
-    conversion runs, 1 thread: small models often gain nothing from int8 on a given CPU.
+    Each candidate and the float model on each candidate's engine run one after another in
+    every round (the order rotating), so background load hits all alike and absolute times are
+    comparable across candidates: the engine call (one held-back image's tensor) and the whole
+    task call (held-back images in turn), medians, 1 thread. Measured where the conversion
+    runs: small models often gain nothing from int8 on a given CPU.
     """
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        floats: dict[str, Any] = {}
+        models = []
+        for att, _ in cands:
+            opts = {"precision": "bf16"} if att.precision == "bf16" else {}
+            models.append(stack.enter_context(job.task.open(next(iter(att.files.values())), att.engine, opts, threads=1)))
+            if att.engine not in floats:
+                floats[att.engine] = stack.enter_context(job.task.open(job.spec.path, att.engine, {}, threads=1))
+        timed = models + list(floats.values())
+        inputs = [m.preprocess(job.held_images[0])[0].copy() for m in timed]
+        eng: list[list[float]] = [[] for _ in timed]
+        task: list[list[float]] = [[] for _ in timed]
+        for i in range(runs + 2):
+            img = job.held_images[i % len(job.held_images)]
+            shift = i % len(timed)
+            for j in [*range(shift, len(timed)), *range(shift)]:
+                t = time.perf_counter()
+                timed[j].run_engine(inputs[j])
+                t1 = time.perf_counter()
+                timed[j].detect(img)
+                t2 = time.perf_counter()
+                if i >= 2:
+                    eng[j].append((t1 - t) * 1e3)
+                    task[j].append((t2 - t1) * 1e3)
+        med_e = [statistics.median(v) for v in eng]
+        med_t = [statistics.median(v) for v in task]
+        base = {e: len(models) + k for k, e in enumerate(floats)}
     res = []
-    for att, recipe in cands:
-        engine = att.engine
-        backend_opts = {"precision": "bf16"} if att.precision == "bf16" else {}
-        float_path = job.spec.path
-        with job.task.open(next(iter(att.files.values())), engine, backend_opts, threads=1) as cand, \
-                job.task.open(float_path, engine, {}, threads=1) as flt:
-            x_c, _ = cand.preprocess(job.held_images[0])
-            x_f, _ = flt.preprocess(job.held_images[0])
-            x_c, x_f = x_c.copy(), x_f.copy()
-            times: dict[str, list[float]] = {"ce": [], "fe": [], "ct": [], "ft": []}
-            for i in range(runs + 2):
-                img = job.held_images[i % len(job.held_images)]
-                pairs = [(cand, x_c, "ce", "ct"), (flt, x_f, "fe", "ft")]
-                for task, x, ek, tk in pairs[:: 1 if i % 2 else -1]:
-                    t = time.perf_counter()
-                    task.run_engine(x)
-                    t1 = time.perf_counter()
-                    task.detect(img)
-                    t2 = time.perf_counter()
-                    if i >= 2:
-                        times[ek].append((t1 - t) * 1e3)
-                        times[tk].append((t2 - t1) * 1e3)
-        m = {k: statistics.median(v) for k, v in times.items()}
-        res.append({"engine_ms": round(m["ce"], 3), "float_engine_ms": round(m["fe"], 3),
-                    "ratio": round(m["ce"] / m["fe"], 3), "task_ms": round(m["ct"], 3),
-                    "float_task_ms": round(m["ft"], 3), "task_ratio": round(m["ct"] / m["ft"], 3),
+    for j, (att, _) in enumerate(cands):
+        f = base[att.engine]
+        res.append({"engine_ms": round(med_e[j], 3), "float_engine_ms": round(med_e[f], 3),
+                    "ratio": round(med_e[j] / med_e[f], 3), "task_ms": round(med_t[j], 3),
+                    "float_task_ms": round(med_t[f], 3), "task_ratio": round(med_t[j] / med_t[f], 3),
                     "threads": 1, "runs": runs, "machine": platform.machine(),
-                    "note": "medians, interleaved with the float model on the same engine, measured where the "
-                            "conversion ran; the target device may differ"})
+                    "note": "medians; every candidate and the float model on its engine timed in one rotating "
+                            "round robin where the conversion ran; the target device may differ"})
     return res
 
 

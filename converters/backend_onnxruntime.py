@@ -27,6 +27,7 @@ class Backend:
         else:
             shutil.copyfile(source.path, self.static)
         self._prepared: Path | None = None
+        self._n = 0
 
     def _prepare(self) -> Path:
         if self._prepared is None:
@@ -39,10 +40,15 @@ class Backend:
     def build(self, precision: str, float_layers: Sequence[str] = ()) -> dict[str, Path]:
         work = self.src.work
         if precision == "int8":
-            dst = work / f"ort_int8_{len(float_layers)}_{abs(hash(tuple(float_layers)))}.onnx"
-            ox.quantize_int8(self._prepare(), dst, self.src.input_name, self.src.calibration, self.src.settings,
-                             cache=work / "ort_calibration.json", exclude=float_layers)
-            return {"model.onnx": dst}
+            full = work / "ort_int8.onnx"
+            if not full.exists():
+                ox.quantize_int8(self._prepare(), full, self.src.input_name, self.src.calibration,
+                                 self.src.settings, cache=work / "ort_calibration.json")
+            if not float_layers:
+                return {"model.onnx": full}
+            self._n += 1
+            dst = work / f"ort_int8_mixed_{self._n}.onnx"
+            return {"model.onnx": ox.keep_in_float(full, self._prepare(), dst, float_layers)}
         if float_layers:
             raise ConversionError(f"float layers only apply to int8, not {precision}")
         if precision == "fp16":

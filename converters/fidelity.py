@@ -62,12 +62,18 @@ class Fidelity:
         value: the gated value; the gate is ``value >= gate``.
         gate: ``1 - max_drop``.
         metrics: every metric the evaluator computed.
+        secondary: a finer value in [0, 1] that breaks ties of ``value`` when ranking layers.
     """
 
     metric: str
     value: float
     gate: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    secondary: float = 0.0
+
+    @property
+    def rank_value(self) -> float:
+        return self.value + 1e-3 * self.secondary
 
     @property
     def passed(self) -> bool:
@@ -116,7 +122,7 @@ class DetectionEvaluator:
     def score(self, reference: Sequence[FaceDetections], candidate: Sequence[FaceDetections]) -> Fidelity:
         self.check_reference(reference)
         a = face_fidelity(reference, candidate)
-        return Fidelity("f1", a.f1, 1.0 - self.max_drop, a.to_dict())
+        return Fidelity("f1", a.f1, 1.0 - self.max_drop, a.to_dict(), secondary=a.mean_iou)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -181,7 +187,7 @@ class EmbeddingEvaluator:
             # one gated value: the worse of the two, both expressed as "1 - drop"
             value = min(value, 1.0 - max(0.0, ref_acc - cand_acc))
         return Fidelity("cosine_p5" if value == metrics["cosine_p5"] else "verification", value,
-                        1.0 - self.max_drop, metrics)
+                        1.0 - self.max_drop, metrics, secondary=metrics["cosine_mean"])
 
 
 @dataclass(frozen=True)

@@ -97,17 +97,26 @@ def _built(backend: Backend, attempt: Attempt, evaluate: Evaluate) -> Attempt:
     return evaluate(attempt)
 
 
-def _ranking(backend: Backend, sensitivity: Callable[[dict[str, Path]], float], progress: Callable[..., Any],
+def _ranking(backend: Backend, evaluate: Evaluate, progress: Callable[..., Any],
              attempts: list[Attempt]) -> list[tuple[str, float]]:
-    """Layers by how much keeping each alone in float lowers the int8 model's output error.
+    """Layers by how much keeping each one alone in float raises the gated value (leave-one-out).
 
-    Leave-one-out from the full int8 model measures exactly what the remedy does (keep a layer
-    in float, quantize the rest), so the k best compose better than "quantize one layer alone".
+    Measured with the task's own evaluator on the held-back inputs, as NNCF's accuracy control
+    does: the output error of raw tensors (HAWQ-style) ranked layers whose float-ness did not
+    move F1 at all, and the k "most sensitive" of them composed badly (SCRFD on ONNX Runtime).
+    Ties (F1 is discrete) are broken by the evaluator's secondary value (mean IoU for faces).
     """
     layers = backend.layers()
-    base = sensitivity(backend.build("int8"))
+
+    def value(float_layers: tuple[str, ...]) -> float:
+        att = evaluate(Attempt(backend.engine, "int8", float_layers, files=backend.build("int8", float_layers)))
+        if att.fidelity is None:
+            raise ConversionError(att.error or "the candidate could not be evaluated")
+        return att.fidelity.rank_value
+
+    base = value(())
     failed: list[tuple[str, str]] = []
-    ranking = rank_layers(layers, lambda n: base - sensitivity(backend.build("int8", (n,))), progress, failed)
+    ranking = rank_layers(layers, lambda n: value((n,)) - base, progress, failed)
     if failed:
         attempts.append(Attempt(backend.engine, "int8", error=f"sensitivity: {len(failed)} of {len(layers)} layers "
                                 f"not measured; first: {failed[0][0]}: {failed[0][1]}",
@@ -117,8 +126,7 @@ def _ranking(backend: Backend, sensitivity: Callable[[dict[str, Path]], float], 
     return ranking
 
 
-def _float_steps(backend: Backend, evaluate: Evaluate, attempts: list[Attempt],
-                 sensitivity: Callable[[dict[str, Path]], float], progress: Callable[..., Any],
+def _float_steps(backend: Backend, evaluate: Evaluate, attempts: list[Attempt], progress: Callable[..., Any],
                  own_search: Callable[[Backend], Attempt] | None, steps: Sequence[int]) -> Iterator[Attempt]:
     if not steps:
         return
@@ -126,7 +134,7 @@ def _float_steps(backend: Backend, evaluate: Evaluate, attempts: list[Attempt],
         yield own_search(backend)
         return
     try:
-        ranking = _ranking(backend, sensitivity, progress, attempts)
+        ranking = _ranking(backend, evaluate, progress, attempts)
     except AnyEdgeError as e:
         yield Attempt(backend.engine, "int8", error=f"sensitivity: {type(e).__name__}: {e}")
         return
@@ -140,7 +148,7 @@ def _float_steps(backend: Backend, evaluate: Evaluate, attempts: list[Attempt],
 
 
 def search(backend: Backend, chain: Sequence[str], evaluate: Evaluate, *,
-           sensitivity: Callable[[dict[str, Path]], float], progress: Callable[..., Any],
+           progress: Callable[..., Any],
            own_search: Callable[[Backend], Attempt] | None = None, steps: Sequence[int] = FLOAT_STEPS,
            attempts: list[Attempt] | None = None) -> tuple[Attempt | None, list[Attempt]]:
     """Run the remedy loop; return the first passing attempt (or ``None``) and every attempt made.
@@ -149,7 +157,6 @@ def search(backend: Backend, chain: Sequence[str], evaluate: Evaluate, *,
         backend: the engine backend, prepared on the source.
         chain: precisions to try in order (see :func:`precision_chain`).
         evaluate: builds nothing; runs ``attempt.files`` and sets its fidelity or error.
-        sensitivity: raw-output error of an artifact against the float model (for ranking layers).
         own_search: runs the backend's own float-layer search into an evaluated attempt.
         steps: the k of "keep k most sensitive layers in float", in turn.
     """
@@ -163,7 +170,7 @@ def search(backend: Backend, chain: Sequence[str], evaluate: Evaluate, *,
             return att, attempts
         if precision != "int8" or att.error:
             continue
-        for att in _float_steps(backend, evaluate, attempts, sensitivity, progress, own_search, steps):
+        for att in _float_steps(backend, evaluate, attempts, progress, own_search, steps):
             attempts.append(att)
             if att.passed:
                 return att, attempts
