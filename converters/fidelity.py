@@ -12,8 +12,9 @@ value must be at least ``1 - max_drop`` (agreement of the float model with itsel
   ``images -> (n, d)`` callable (a task, a bare engine) can feed it.
 - :class:`ClassificationEvaluator`: top-1 agreement, and accuracy when labels are given.
 
-The sensitivity ranking follows the idea of HAWQ-V2 (spend precision where the network is most
-sensitive), measured empirically: :func:`rank_layers` scores each layer by a caller-given error.
+:func:`rank_layers` scores each layer with a caller-given function (the remedy loop uses the gain
+in the gated value when that layer alone is kept in float) and records the layers it could not
+measure.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ __all__ = [
     "prepare_for_quantization",
     "quantizable_nodes",
     "quantize_int8",
-    "keep_in_float",
     "to_fp16",
 ]
 
@@ -151,54 +150,6 @@ def quantize_int8(
         )
     except Exception as e:  # ORT raises plain ValueError/RuntimeError from deep inside
         raise ConversionError(f"ONNX Runtime static quantization failed: {e}") from e
-    return dst
-
-
-def keep_in_float(qdq: Path, prepared: Path, dst: Path, nodes: Iterable[str]) -> Path:
-    """Edit a QDQ model so that ``nodes`` read float tensors again (their weights, bias and inputs).
-
-    The same effect as quantizing with those nodes excluded, without re-running the quantizer
-    (which costs seconds per model and is called once per layer by the sensitivity ranking):
-    each named node gets back the inputs it had in ``prepared`` (float activations, which
-    still exist in the QDQ graph as the inputs of their QuantizeLinear, and float initializers,
-    copied across).
-    """
-    import onnx
-
-    q, f = onnx.load(str(qdq)), onnx.load(str(prepared))
-    wanted = set(nodes)
-    originals = {n.name: n for n in f.graph.node if n.name in wanted}
-    missing = wanted - set(originals)
-    if missing:
-        raise ConversionError(f"nodes not in the model: {sorted(missing)[:5]}")
-    f_inits = {t.name: t for t in f.graph.initializer}
-    have = {t.name for t in q.graph.initializer}
-    for node in list(q.graph.node):
-        if node.name not in originals:
-            continue
-        del node.input[:]
-        node.input.extend(originals[node.name].input)
-        for name in node.input:
-            if name in f_inits and name not in have:
-                # ORT may give a DequantizeLinear output the float tensor's own name (biases):
-                # that node goes, the float initializer takes the name back
-                for dq in [n for n in q.graph.node if name in n.output]:
-                    q.graph.node.remove(dq)
-                q.graph.initializer.append(f_inits[name])
-                have.add(name)
-    used = {i for n in q.graph.node for i in n.input} | {o.name for o in q.graph.output}
-    # drop DequantizeLinear nodes (and their int8 initializers) nothing reads any more
-    while True:
-        dead = [n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in used]
-        if not dead:
-            break
-        for n in dead:
-            q.graph.node.remove(n)
-        used = {i for n in q.graph.node for i in n.input} | {o.name for o in q.graph.output}
-    keep = [t for t in q.graph.initializer if t.name in used]
-    del q.graph.initializer[:]
-    q.graph.initializer.extend(keep)
-    onnx.save(q, str(dst))
     return dst
 
 
