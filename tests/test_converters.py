@@ -377,14 +377,14 @@ def test_forced_remedy_keeps_float_layers(model, target, engine, calib_dir, face
     assert det_precision(tmp_path / "mixed") == "int8-mixed"  # the engine sees int8 ops and float layers
 
 
-def test_every_remedy_failing_writes_nothing(calib_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """int8 only, a gate of F1 >= 1.0: plain int8 and every float-layer step run, all fail."""
-    only = _int8_only("arm-cpu", monkeypatch, ".onnx")
+def test_every_remedy_failing_writes_nothing(faces_calib, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """int8 only, a gate of F1 >= 1.0: plain int8, the layer ranking and every float-layer step run, all fail."""
+    only = _int8_only("arm-cpu", monkeypatch, ".tflite")
     monkeypatch.setattr("anyedge.converters.api._MIXED_STEPS", (1, 2))
     out = tmp_path / "b"
     with pytest.raises(FidelityError, match="nothing was written") as e:
-        convert("yunet", target=only, out=out, calibration=calib_dir, max_drop=0.0, show_progress=False)
-    assert "int8 + 2 float layers" in str(e.value)  # the remedy ran before giving up
+        convert("blazeface-short", target=only, out=out, calibration=faces_calib, max_drop=0.0, show_progress=False)
+    assert "litert int8: f1" in str(e.value) and "int8 + 2 float layers" in str(e.value)  # the remedy ran
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
 
 
