@@ -136,11 +136,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--calib", default=None,
                    help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present)")
     p.add_argument("--max-drop", type=float, default=0.05, help="allowed F1 drop vs the float model (default 0.05)")
-    p.add_argument("--precision", default=None, choices=["int8", "int8w", "bf16", "fp16", "fp32"])
+    p.add_argument("--precision", default=None, choices=["int8", "int8w", "bf16", "fp16", "fp32"],
+                   help="most aggressive precision to try (default: the target's first; with --target host: int8); "
+                        "bf16 needs a CPU with AMX / AVX-512 BF16")
     p.add_argument("--input-size", type=_size, default=None, help="static input WIDTHxHEIGHT (e.g. 320x320)")
     p.add_argument("--family", default=None, help="decoder family for a bare model file")
-    p.add_argument("--max-calibration", type=int, default=100)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--max-calibration", type=int, default=100,
+                   help="at most this many calibration images (default 100; every third image is held back)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("inspect", help="verify a bundle and show its manifest")

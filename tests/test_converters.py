@@ -122,6 +122,8 @@ def test_zip_bundle_round_trip_and_inspect(calib_dir, smoke, tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "anyedge.cli", "inspect", str(out), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["precision"] == "fp16"
+    r = subprocess.run([sys.executable, "-m", "anyedge.cli", "inspect", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "runs here  openvino, device CPU, precision fp16" in r.stdout, r.stdout + r.stderr
 
 
 def test_scrfd_static_320(calib_dir, smoke, tmp_path) -> None:
