@@ -68,7 +68,7 @@ def _bundle_for(model: str, target: str, bundles: Path, calib: Path, log: loggin
         ConversionError (UnsupportedTargetError, FidelityError, ...): from ``convert``.
     """
     from anyedge.bundle import load_bundle
-    from anyedge.converters.api import convert
+    from anyedge.converters import convert
     from anyedge.errors import AnyEdgeError
     from anyedge.registry import REGISTRY
 
@@ -115,7 +115,7 @@ def _size_row(bundle: Any) -> dict[str, Any]:
     on_disk = sum((bundle.root / name).stat().st_size for name in m["files"])
     src = int(m.get("source", {}).get("bytes") or 0)
     chosen = (m.get("fidelity") or {}).get("chosen") or {}
-    agree = chosen.get("agreement") or {}
+    agree = chosen.get("fidelity") or chosen.get("agreement") or {}
     return {
         "precision": m.get("precision"), "requested": m.get("requested_precision"), "remedy": m.get("remedy"),
         "source_file": m.get("source", {}).get("file"), "source_bytes": src, "bundle_bytes": on_disk,

@@ -1,11 +1,15 @@
 """``convert()``: a float face detector -> a verified bundle for one target.
 
 Steps: resolve the model and the target's recipe for its format (refusing pairs that cannot
-work, up front); fix the input shape where the target needs it; read calibration images
-through the detector's own preprocessing; convert; run float and converted model on
-held-back images and gate on F1; when the gate fails, try the next remedy (keep the most
-sensitive layers in float, then lower-risk precisions); write the bundle atomically with
-the fidelity report in its manifest. Nothing is left in ``out`` unless a bundle is complete.
+work, up front); read calibration images through the task's own preprocessing; run the float
+reference on held-back images; let the engine's backend (:mod:`.backends`) build candidates
+under the one remedy loop (:mod:`.remedy`), each judged by the task's evaluator
+(:mod:`.fidelity`); write the bundle atomically with the report in its manifest. Nothing is
+left in ``out`` unless a bundle is complete.
+
+``target="host"`` measures instead of guessing: every engine installed here x every precision
+its backend builds is converted, gated and timed against the float model, and the fastest
+passing candidate is written (the float model on its fastest engine when nothing beats it).
 """
 
 from __future__ import annotations
@@ -13,34 +17,32 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from anyedge.bundle import Bundle, write_bundle, zip_bundle
-from anyedge.errors import (
-    CalibrationError,
-    ConversionError,
-    FidelityError,
-    UnsupportedTargetError,
-)
+from anyedge.errors import CalibrationError, ConversionError, FidelityError, UnsupportedTargetError
 from anyedge.registry import sha256_file
-from anyedge.targets import TARGETS, Recipe, TargetProfile, get_target
+from anyedge.targets import TARGETS, Recipe, get_target
 
+from .backends import BACKENDS, Backend, Source, get_backend
 from .calibration import list_images, progress, read_bgr, split_images
-from .fidelity import Attempt, face_fidelity, output_error, rank_layers
+from .fidelity import MIN_REFERENCE_FACES, DetectionEvaluator
+from .remedy import FLOAT_STEPS, PRECISIONS, Attempt, precision_chain, search
 
-__all__ = ["ConversionResult", "convert", "PRECISIONS"]
+__all__ = ["ConversionResult", "convert", "PRECISIONS", "MIN_REFERENCE_FACES"]
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("int8", "int8w", "fp16", "fp32")
-_MIXED_STEPS = (1, 2, 4, 8, 16)  # how many of the most sensitive layers to keep in float, in turn
+_MIXED_STEPS = FLOAT_STEPS  # module attribute tests may narrow
+# Where each engine's conversion settings come from when the target is "host".
+_HOST_SETTINGS = {"onnxruntime": ("arm-cpu", ".onnx"), "openvino": ("intel-cpu", None), "litert": ("arm-cpu", ".tflite")}
 
 
 @dataclass
@@ -52,26 +54,92 @@ class ConversionResult:
     report: dict[str, Any]
 
 
+class _DetectionTask:
+    """What the converter needs from the face detection task, through its public API only."""
+
+    evaluator_type = DetectionEvaluator
+
+    def __init__(self, spec: Any, input_size: tuple[int, int] | None) -> None:
+        self.spec = spec
+        self.input_size = input_size
+
+    def open(self, path: Path, engine: str, engine_options: Mapping[str, Any] | None = None,
+             threads: int | None = None) -> Any:
+        from anyedge.tasks.face_detector import FaceDetector
+
+        return FaceDetector.create(path, family=self.spec.family, input_spec=self.spec.input,
+                                   decoder=self.spec.decoder, engine=engine, channels="BGR", threads=threads,
+                                   engine_options=dict(engine_options or {}),
+                                   input_size=self.input_size if self.spec.input.dynamic else None)
+
+    @staticmethod
+    def outputs(task: Any, images: Sequence[np.ndarray]) -> list[Any]:
+        return [task.detect(img) for img in images]
+
+
 @dataclass
 class _Job:
     """Everything one conversion needs, gathered once."""
 
     spec: Any
-    target: TargetProfile
-    recipe: Recipe
-    precision: str
-    max_drop: float
+    task: _DetectionTask
+    evaluator: DetectionEvaluator
+    reference: Any  # the float task on the source format's own engine
     work: Path
-    input_size: tuple[int, int]
     input_shape: list[int]
-    input_name: str
-    reference: Any  # float FaceDetector on the target engine
-    calib_tensors: list[np.ndarray]
+    calib: list[np.ndarray]
     held_images: list[np.ndarray]
     held_reference: list[Any]
-    sens_tensors: list[np.ndarray]
-    progress: bool
+    show: bool
     attempts: list[Attempt] = field(default_factory=list)
+
+    def source(self, recipe: Recipe, settings: Mapping[str, Any]) -> Source:
+        return Source(self.spec.path, self.reference.input_name, self.input_shape if recipe.static_shape else None,
+                      self.calib, settings, self.work, hints=dict(self.spec.quantization))
+
+    def evaluate(self, attempt: Attempt, backend: Backend) -> Attempt:
+        path = next(iter(attempt.files.values()))
+        try:
+            with self.task.open(path, backend.engine, backend.engine_options(attempt.precision)) as cand:
+                got = self.task.outputs(cand, self.held_images)
+                attempt.runs_as = cand.engine.precision
+        except Exception as e:  # an artifact the engine refuses is a failed attempt, not a crash
+            attempt.error = f"{type(e).__name__}: {e}"
+            log.warning("%s %s failed to run: %s", attempt.engine, attempt.label(), attempt.error)
+            return attempt
+        attempt.fidelity = self.evaluator.score(self.held_reference, got)
+        log.info("%s %s: %s %.4f -> %s", attempt.engine, attempt.label(), attempt.fidelity.metric,
+                 attempt.fidelity.value, "pass" if attempt.passed else "fail")
+        return attempt
+
+    def own_search(self, backend: Backend) -> Attempt:
+        """The backend's own float-layer search, judged by the same evaluator, then re-checked here."""
+        ref = self.reference
+        held = []
+        for img in self.held_images:
+            x, lb = ref.preprocess(img)
+            held.append((x.copy(), lb))  # preprocess returns the task's own buffer, reused next call
+
+        def score(run: Any) -> float:
+            got = [ref.decode(run(x), lb) for x, lb in held]
+            return self.evaluator.score(self.held_reference, got).value
+
+        try:
+            files, float_layers, detail = backend.own_float_search(score, self.evaluator.max_drop,
+                                                                  [x for x, _ in held])
+        except ConversionError as e:
+            return Attempt(backend.engine, "int8", error=f"{type(e).__name__}: {e}")
+        att = Attempt(backend.engine, "int8", tuple(float_layers), detail=detail, files=files)
+        return self.evaluate(att, backend)
+
+    def run(self, backend: Backend, chain: Sequence[str], float_layers: bool = True) -> Attempt | None:
+        """The remedy loop over ``chain``; ``float_layers=False`` tries each precision plainly."""
+        chosen, _ = search(
+            backend, chain, lambda a: self.evaluate(a, backend),
+            progress=lambda it, **kw: progress(it, enabled=self.show, **kw),
+            own_search=self.own_search if float_layers else None, steps=_MIXED_STEPS if float_layers else (),
+            attempts=self.attempts)
+        return chosen
 
 
 # -- public API -----------------------------------------------------------------------------
@@ -92,13 +160,15 @@ def convert(
 
     Args:
         model: registry name or model file (then ``family`` is required).
-        target: a target profile name (``anyedge.targets.TARGETS``) or ``"host"``.
+        target: a target profile name (``anyedge.targets.TARGETS``) or ``"host"`` (measure
+            every candidate this machine can run and keep the fastest that passes).
         out: bundle directory to create, or a path ending in ``.zip``.
         calibration: folder of real images; 2 in 3 calibrate, every third is held back for
-            the fidelity check.
+            the fidelity check (which needs at least ``MIN_REFERENCE_FACES`` faces there).
         max_drop: largest allowed F1 drop against the float model (gate: F1 >= 1 - max_drop).
-        precision: ``int8`` (weights and activations), ``int8w`` (int8 weights only),
-            ``fp16`` or ``fp32``; default: the target's first choice for this format.
+        precision: ``int8`` (weights and activations), ``int8w`` (int8 weights only), ``bf16``
+            (bf16 compute, OpenVINO on CPUs that have it), ``fp16`` or ``fp32``; default: the
+            target's first choice for this format. With ``host``: the most aggressive to try.
         input_size: ``(width, height)`` for the static shape (default: the model's size).
         max_calibration: at most this many calibration images.
 
@@ -107,7 +177,7 @@ def convert(
 
     Raises:
         UnsupportedTargetError: this model format / precision cannot go to this target.
-        CalibrationError: calibration folder missing, empty or unreadable.
+        CalibrationError: calibration folder missing, empty, unreadable, or too few faces held back.
         FidelityError: no remedy met the gate; nothing is written.
         ConversionError: a conversion tool failed.
     """
@@ -115,50 +185,62 @@ def convert(
 
     if not 0.0 <= max_drop < 1.0:
         raise ConversionError(f"max_drop must be in [0, 1), got {max_drop}")
-    profile = get_target(target)
+    if precision is not None and precision not in PRECISIONS:
+        raise UnsupportedTargetError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    host = target == "host"
     spec = resolve_spec(model, task="face_detection", family=family)
     suffix = spec.path.suffix.lower()
-    recipe = profile.recipe_for(suffix)
-    if recipe is None:
-        able = [n for n, p in TARGETS.items() if p.recipe_for(suffix)]
-        raise UnsupportedTargetError(
-            f"target {profile.name!r} takes {', '.join(profile.recipes)} models; {spec.name} is a {suffix} "
-            f"model. Targets that take it: {', '.join(able) or 'none'}"
-        )
-    precision = precision or recipe.precisions[0]
-    if precision not in recipe.precisions:
-        raise UnsupportedTargetError(
-            f"target {profile.name!r} runs {suffix} models at {', '.join(recipe.precisions)}, not {precision!r}"
-        )
+    if host:
+        recipes = _host_recipes(suffix)
+        if not recipes:
+            raise UnsupportedTargetError(f"no engine installed here converts {suffix} models")
+    else:
+        recipes = {}
+        profile = get_target(target)
+        recipe = profile.recipe_for(suffix)
+        if recipe is None:
+            able = [n for n, p in TARGETS.items() if p.recipe_for(suffix)]
+            raise UnsupportedTargetError(
+                f"target {profile.name!r} takes {', '.join(profile.recipes)} models; {spec.name} is a {suffix} "
+                f"model. Targets that take it: {', '.join(able) or 'none'}")
+        precision = precision or recipe.precisions[0]
+        if precision not in recipe.precisions:
+            raise UnsupportedTargetError(
+                f"target {profile.name!r} runs {suffix} models at {', '.join(recipe.precisions)}, not {precision!r}")
+        recipes[recipe.engine] = recipe
     out = Path(out)
     _check_out(out)
     if calibration is None:
-        raise CalibrationError("a calibration folder of real images is needed (it also feeds the fidelity check)")
-    files = list_images(calibration)
-    calib_files, held_files = split_images(files)
+        raise CalibrationError("a calibration folder of real images is needed (pass --calib DIR; it also feeds "
+                               "the fidelity check)")
+    calib_files, held_files = split_images(list_images(calibration))
     calib_files = calib_files[:max_calibration]
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anyedge-convert-") as tmp:
-        job = _prepare(spec, profile, recipe, precision, max_drop, Path(tmp), input_size,
-                       calib_files, held_files, show_progress)
+        job = _prepare(spec, max_drop, Path(tmp), input_size, calib_files, held_files, show_progress)
         try:
-            produced = _run_remedies(job)
-            speed = _speed(job, next(iter(produced[0].values()))) if produced else {}
+            if host:
+                chosen, recipe, host_report = _host(job, recipes, precision or "int8")
+            else:
+                (recipe,) = recipes.values()
+                backend = get_backend(recipe.engine, job.source(recipe, _resolved(recipe)))
+                chosen = job.run(backend, precision_chain(precision, recipe.precisions))
+                host_report = None
+            if chosen is None:
+                summary = "; ".join(
+                    f"{a.engine} {a.label()}: " + (f"{a.fidelity.metric} {a.fidelity.value:.3f}" if a.fidelity
+                                                   else a.error or "failed") for a in job.attempts)
+                raise FidelityError(
+                    f"no conversion of {spec.name} for {target} kept F1 >= {1 - max_drop:.3f} against the float "
+                    f"model ({summary}); nothing was written. Raise --max-drop or choose a higher precision.")
+            speed = (host_report["table"][host_report["chosen"]]["speed"] if host_report
+                     else _speed(job, [(chosen, recipe)])[0])
         finally:
             job.reference.close()
-        if produced is None:
-            summary = "; ".join(f"{a.remedy}: " + (f"F1 {a.agreement.f1:.3f}" if a.agreement else a.error or "failed")
-                                for a in job.attempts)
-            raise FidelityError(
-                f"no conversion of {spec.name} for {profile.name} kept F1 >= {1 - max_drop:.3f} "
-                f"against the float model ({summary}); nothing was written. Raise --max-drop or "
-                "choose a higher precision."
-            )
-        files_out, attempt = produced
-        manifest = _manifest(job, attempt, files_out, calibration, calib_files, held_files,
-                             time.perf_counter() - t0)
-        manifest["speed_here"] = speed
+        manifest = _manifest(job, target, recipe, precision or "measured", chosen, calibration, calib_files,
+                             held_files, time.perf_counter() - t0, speed, host_report)
+        files_out = chosen.files
         if out.suffix.lower() == ".zip":
             staging = Path(tmp) / "bundle"
             write_bundle(staging, files_out, manifest)
@@ -175,362 +257,154 @@ def _check_out(out: Path) -> None:
     if out.suffix.lower() == ".zip":
         if out.exists() and not out.is_file():
             raise ConversionError(f"{out} exists and is not a file")
+        from anyedge.bundle import is_bundle_zip
+
+        if out.exists() and not is_bundle_zip(out):  # refuse before converting, not after
+            raise ConversionError(f"{out} exists and is not an anyedge bundle; refusing to overwrite it")
         if not out.parent.exists():
             out.parent.mkdir(parents=True)
     elif out.exists() and not (out / "manifest.json").is_file():
         raise ConversionError(f"{out} exists and is not a bundle; refusing to overwrite it")
 
 
-# -- preparation ----------------------------------------------------------------------------
-def _prepare(spec: Any, profile: TargetProfile, recipe: Recipe, precision: str, max_drop: float, work: Path,
-             input_size: tuple[int, int] | None, calib_files: Sequence[Path], held_files: Sequence[Path],
-             show: bool) -> _Job:
-    from anyedge.tasks.face_detector import FaceDetector
-
-    size = tuple(input_size or spec.input.size)  # type: ignore[union-attr]
-    ref_engine = recipe.engine
-    ref = FaceDetector.create(spec.path, family=spec.family, input_spec=spec.input, decoder=spec.decoder,
-                              engine=ref_engine, channels="BGR", input_size=size if spec.input.dynamic else None)
-    w, h = ref.input_size
-    shape = [1, 3, h, w] if spec.input.layout == "NCHW" else [1, h, w, 3]
-    tensors = []
-    for f in progress(calib_files, desc="calibration images", total=len(calib_files), enabled=show):
-        tensors.append(ref.preprocess(read_bgr(f))[0].copy())  # preprocess reuses its buffer
-    held = [read_bgr(f) for f in held_files]
-    held_ref = [ref.detect(img) for img in progress(held, desc="float reference", total=len(held), enabled=show)]
-    log.info("calibration: %d images, held back: %d (float model finds %d faces)",
-             len(tensors), len(held), sum(len(r) for r in held_ref))
-    return _Job(spec, profile, recipe, precision, max_drop, work, (w, h), shape, ref._in.name, ref,
-                tensors, held, held_ref, tensors[:12], show)
-
-
-def _evaluate(job: _Job, path: Path, attempt: Attempt) -> Attempt:
-    from anyedge.tasks.face_detector import FaceDetector
-
-    try:
-        with FaceDetector.create(path, family=job.spec.family, input_spec=job.spec.input, decoder=job.spec.decoder,
-                                 engine=job.recipe.engine, channels="BGR",
-                                 input_size=job.input_size if job.spec.input.dynamic else None) as det:
-            cand = [det.detect(img) for img in job.held_images]
-    except Exception as e:  # an artifact the engine refuses is a failed attempt, not a crash
-        attempt.error = f"{type(e).__name__}: {e}"
-        log.warning("%s (%s) failed to run: %s", attempt.remedy, attempt.precision, attempt.error)
-        job.attempts.append(attempt)
-        return attempt
-    attempt.agreement = face_fidelity(job.held_reference, cand)
-    attempt.passed = attempt.agreement.f1 >= 1.0 - job.max_drop
-    log.info("%s (%s): F1 %.4f mean IoU %.4f -> %s", attempt.remedy, attempt.precision,
-             attempt.agreement.f1, attempt.agreement.mean_iou, "pass" if attempt.passed else "fail")
-    job.attempts.append(attempt)
-    return attempt
-
-
-def _raw_outputs(job: _Job, path: Path, tensors: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-    from anyedge.engines import open_engine
-    from anyedge.engines.base import dequantize_output, quantize_input
-
-    eng = open_engine(path, job.recipe.engine, threads=None)
-    try:
-        spec = eng.inputs[0]
-        res = []
-        for x in tensors:
-            outs = eng.run({spec.name: quantize_input(spec, x)})
-            by_name = {o.name: dequantize_output(o, y) for o, y in zip(eng.outputs, outs)}
-            res.append([by_name[k] for k in sorted(by_name)])  # same order whatever the engine's
-        return res
-    finally:
-        eng.close()
-
-
-def _speed(job: _Job, path: Path, runs: int = 30) -> dict[str, Any]:
-    """Float vs converted engine latency on this machine, interleaved run by run.
-
-    Small models often gain nothing from int8 on a given CPU; the report says so, so nobody
-    ships a slower model by accident. Measured where the conversion runs, not on the target.
-    """
-    import statistics
-
-    from anyedge.engines import open_engine
-    from anyedge.engines.base import quantize_input
-
-    cand = open_engine(path, job.recipe.engine, threads=1)
-    ref_one = open_engine(job.reference.spec.path, job.recipe.engine, threads=1)
-    try:
-        x = job.calib_tensors[0]
-        feeds_ref = {ref_one.inputs[0].name: quantize_input(ref_one.inputs[0], x)}
-        feeds_cand = {cand.inputs[0].name: quantize_input(cand.inputs[0], x)}
-        tf, tc = [], []
-        for i in range(runs + 3):
-            for eng, feeds, acc in ((ref_one, feeds_ref, tf), (cand, feeds_cand, tc))[:: 1 if i % 2 else -1]:
-                t = time.perf_counter()
-                eng.run(feeds)
-                if i >= 3:
-                    acc.append((time.perf_counter() - t) * 1e3)
-        f, c = statistics.median(tf), statistics.median(tc)
-    finally:
-        cand.close()
-        ref_one.close()
-    return {"float_ms": round(f, 3), "converted_ms": round(c, 3), "ratio": round(c / f, 3), "threads": 1,
-            "runs": runs, "machine": platform.machine(),
-            "note": "engine call only, measured where the conversion ran; the target device may differ"}
-
-
-# -- the remedy chain per engine ------------------------------------------------------------
-Candidate = tuple[dict[str, Path], Attempt]
-
-
-def _run_remedies(job: _Job) -> Candidate | None:
-    runner: Callable[[_Job], Candidate | None] = {
-        "onnxruntime": _chain_onnxruntime,
-        "openvino": _chain_openvino,
-        "litert": _chain_litert,
-    }[job.recipe.engine]
-    return runner(job)
-
-
-def _first_pass(job: _Job, tries: Sequence[tuple[str, str, Callable[[], dict[str, Path] | None]]]) -> Candidate | None:
-    """Run remedies in order; return the first whose artifact passes the gate."""
-    for remedy, precision, make in tries:
-        try:
-            files = make()
-        except ConversionError as e:
-            job.attempts.append(Attempt(remedy, precision, error=str(e)))
-            log.warning("%s (%s) could not be produced: %s", remedy, precision, e)
-            continue
-        if files is None:
-            continue
-        model_file = next(iter(files.values()))
-        att = _evaluate(job, model_file, Attempt(remedy, precision))
-        if att.passed:
-            return files, att
-    return None
-
-
-def _precision_chain(job: _Job) -> list[str]:
-    """The requested precision, then every safer one the recipe offers."""
-    order = list(PRECISIONS)
-    start = order.index(job.precision)
-    return [p for p in order[start:] if p in job.recipe.precisions]
-
-
-# ONNX Runtime -------------------------------------------------------------------------------
-def _chain_onnxruntime(job: _Job) -> Candidate | None:
+def _resolved(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's quantization settings with every ``"auto"`` replaced by the value used."""
     from anyedge.targets import cpu_has_vnni
 
-    from . import onnx_tools as ox
-
-    src = job.spec.path
-    static = job.work / "static.onnx"
-    if job.recipe.static_shape:
-        ox.fix_input_shape(src, static, job.input_shape)
-    else:
-        shutil.copyfile(src, static)
-    settings = dict(job.recipe.quantization)
+    settings = dict(recipe.quantization)
     if settings.get("reduce_range") == "auto":
         # x86 without VNNI saturates u8 x s8 products unless weights use 7 bits
         settings["reduce_range"] = platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
-    job_settings = settings
-    prepared = job.work / "prepared.onnx"
-    cache = job.work / "calibration.json"
-
-    def int8(exclude: Sequence[str] = ()) -> dict[str, Path]:
-        if not prepared.exists():
-            ox.prepare_for_quantization(static, prepared)
-        dst = job.work / f"int8_{len(exclude)}.onnx"
-        ox.quantize_int8(prepared, dst, job.input_name, job.calib_tensors, job_settings, cache=cache, exclude=exclude)
-        return {"model.onnx": dst}
-
-    def mixed() -> Candidate | None:
-        int8()  # ensure prepared + calibration cache
-        nodes = ox.quantizable_nodes(prepared)
-        ref = _raw_outputs(job, static, job.sens_tensors)
-
-        def err(node: str) -> float:
-            dst = job.work / "one.onnx"
-            ox.quantize_int8(prepared, dst, job.input_name, None, job_settings, cache=cache, only=[node])
-            return output_error(ref, _raw_outputs(job, dst, job.sens_tensors))
-
-        ranking = rank_layers(nodes, err, lambda it, **kw: progress(it, enabled=job.progress, **kw))
-        return _mixed_steps(job, ranking, lambda keep: int8(keep))
-
-    tries: list[tuple[str, str, Callable[[], Any]]] = []
-    for p in _precision_chain(job):
-        if p == "int8":
-            tries.append(("int8", "int8", int8))
-        elif p == "fp16":
-            tries.append(("fp16", "fp16", lambda: {"model.onnx": ox.to_fp16(static, job.work / "fp16.onnx",
-                                                                              bool(job.recipe.quantization.get("keep_io_types", True)))}))
-        elif p == "fp32":
-            tries.append(("fp32", "fp32", lambda: {"model.onnx": static}))
-    return _with_mixed(job, tries, mixed)
+    return settings
 
 
-def _with_mixed(job: _Job, tries: list[tuple[str, str, Callable[[], Any]]],
-                mixed: Callable[[], Candidate | None]) -> Candidate | None:
-    """First the plain requested precision; if that was int8 and failed, the mixed-precision remedy; then the rest."""
-    if not tries:
-        return None
-    first = _first_pass(job, tries[:1])
-    if first is not None:
-        return first
-    if tries[0][0] == "int8":
-        try:
-            got = mixed()
-        except ConversionError as e:
-            job.attempts.append(Attempt("int8+float-sensitive-layers", "int8-mixed", error=str(e)))
-            got = None
-        if got is not None:
-            return got
-    return _first_pass(job, tries[1:])
+# -- preparation ----------------------------------------------------------------------------
+def _prepare(spec: Any, max_drop: float, work: Path, input_size: tuple[int, int] | None,
+             calib_files: Sequence[Path], held_files: Sequence[Path], show: bool) -> _Job:
+    from anyedge.engines import default_engine_for
 
-
-def _mixed_steps(job: _Job, ranking: Sequence[tuple[str, float]],
-                 make: Callable[[list[str]], dict[str, Path]]) -> Candidate | None:
-    """Keep the k most sensitive layers in float for growing k until the gate passes."""
-    names = [n for n, _ in ranking]
-    for k in _MIXED_STEPS:
-        if k > len(names):
-            break
-        keep = names[:k]
-        try:
-            files = make(keep)
-        except ConversionError as e:
-            job.attempts.append(Attempt("int8+float-sensitive-layers", "int8-mixed", error=str(e)))
-            return None
-        detail = {"float_layers": keep, "sensitivity": {n: round(s, 6) for n, s in ranking[:k]},
-                  "ranked_layers": len(ranking)}
-        att = _evaluate(job, next(iter(files.values())), Attempt("int8+float-sensitive-layers", "int8-mixed",
-                                                                   detail=detail))
-        if att.passed:
-            return files, att
-    return None
-
-
-# OpenVINO -----------------------------------------------------------------------------------
-def _chain_openvino(job: _Job) -> Candidate | None:
-    from . import openvino_tools as ovt
-
-    model = ovt.read_model(job.spec.path, job.input_shape if job.recipe.static_shape else None)
-
-    def save(m: Any, stem: str, fp16: bool) -> dict[str, Path]:
-        xml = job.work / f"{stem}.xml"
-        ovt.save_ir(m, xml, fp16=fp16)
-        return {"model.xml": xml, "model.bin": xml.with_suffix(".bin")}
-
-    def int8() -> dict[str, Path]:
-        return save(ovt.nncf_int8(model, job.calib_tensors, job.recipe.quantization), "int8", True)
-
-    def mixed() -> Candidate | None:
-        return _openvino_accuracy_control(job, model, save)
-
-    tries: list[tuple[str, str, Callable[[], Any]]] = []
-    for p in _precision_chain(job):
-        if p == "int8":
-            tries.append(("int8", "int8", int8))
-        elif p == "fp16":
-            tries.append(("fp16", "fp16", lambda: save(model, "fp16", True)))
-        elif p == "fp32":
-            tries.append(("fp32", "fp32", lambda: save(model, "fp32", False)))
-    return _with_mixed(job, tries, mixed)
-
-
-def _openvino_accuracy_control(job: _Job, model: Any, save: Callable[..., dict[str, Path]]) -> Candidate | None:
-    """NNCF's accuracy-aware PTQ: ranks quantized ops by their measured effect on our F1 and
-    reverts the most harmful to float until the drop is within ``max_drop``."""
-    import nncf
-
-    ref = job.reference
-    vdata = []
-    for img, r in zip(job.held_images, job.held_reference):
-        x, lb = ref.preprocess(img)
-        vdata.append((x.copy(), r, lb))
-
-    def validate(compiled: Any, data: Any) -> float:
-        outs = [sorted(o.get_names(), key=lambda s: (s.isdigit(), s))[0] for o in compiled.outputs]
-        cand = []
-        refs = []
-        for x, r, lb in data:
-            res = compiled(x)
-            named = {n: np.asarray(res[o], np.float32) for n, o in zip(outs, compiled.outputs)}
-            cand.append(ref.decode(named, lb))
-            refs.append(r)
-        return face_fidelity(refs, cand).f1
-
+    size = tuple(input_size or spec.input.size)  # type: ignore[union-attr]
+    task = _DetectionTask(spec, size)  # type: ignore[arg-type]
+    ref = task.open(spec.path, default_engine_for(spec.path), {"precision": "fp32"} if spec.path.suffix == ".xml" else {})
     try:
-        q = nncf.quantize_with_accuracy_control(
-            model, nncf.Dataset(job.calib_tensors), nncf.Dataset(vdata), validation_fn=validate,
-            max_drop=job.max_drop, drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=min(300, len(job.calib_tensors)),
-            preset=nncf.QuantizationPreset.PERFORMANCE,
-        )
-    except Exception as e:
-        raise ConversionError(f"NNCF accuracy-aware quantization failed: {e}") from e
-    files = save(q, "int8_mixed", True)
-    float_ops = _ov_float_ops(q)
-    att = _evaluate(job, files["model.xml"], Attempt("int8+float-sensitive-layers", "int8-mixed",
-                                                      detail={"ranking": "nncf accuracy control (per-op F1 effect)",
-                                                              "float_layers": float_ops}))
-    return (files, att) if att.passed else None
+        w, h = ref.input_size
+        task.input_size = (w, h)
+        shape = [1, 3, h, w] if spec.input.layout == "NCHW" else [1, h, w, 3]
+        calib = [ref.preprocess(read_bgr(f))[0].copy()  # preprocess reuses its buffer
+                 for f in progress(calib_files, desc="calibration images", total=len(calib_files), enabled=show)]
+        held = [read_bgr(f) for f in held_files]
+        held_ref = task.outputs(ref, list(progress(held, desc="float reference", total=len(held), enabled=show)))
+        evaluator = DetectionEvaluator(max_drop)
+        evaluator.check_reference(held_ref)
+    except BaseException:
+        ref.close()
+        raise
+    log.info("calibration: %d images, held back: %d (float model finds %d faces)", len(calib), len(held),
+             sum(len(r) for r in held_ref))
+    return _Job(spec, task, evaluator, ref, work, shape, calib, held, held_ref, show)
 
 
-def _ov_float_ops(model: Any) -> list[str]:
-    """Weighted ops left without a FakeQuantize on their weights (i.e. kept in float)."""
-    kinds = {"Convolution", "GroupConvolution", "MatMul"}
-    out = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() not in kinds:
+# -- speed ----------------------------------------------------------------------------------
+def _speed(job: _Job, cands: Sequence[tuple[Attempt, Recipe]], runs: int = 15) -> list[dict[str, Any]]:
+    """Converted vs float latency on this machine, every model timed in one round robin.
+
+    Each candidate and the float model on each candidate's engine run one after another in
+    every round (the order rotating), so background load hits all alike and absolute times are
+    comparable across candidates: the engine call (one held-back image's tensor) and the whole
+    task call (held-back images in turn), medians, 1 thread. Measured where the conversion
+    runs: small models often gain nothing from int8 on a given CPU.
+    """
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        floats: dict[str, Any] = {}
+        models = []
+        for att, _ in cands:
+            opts = {"precision": "bf16"} if att.precision == "bf16" else {}
+            models.append(stack.enter_context(job.task.open(next(iter(att.files.values())), att.engine, opts, threads=1)))
+            if att.engine not in floats:
+                floats[att.engine] = stack.enter_context(job.task.open(job.spec.path, att.engine, {}, threads=1))
+        timed = models + list(floats.values())
+        inputs = [m.preprocess(job.held_images[0])[0].copy() for m in timed]
+        eng: list[list[float]] = [[] for _ in timed]
+        task: list[list[float]] = [[] for _ in timed]
+        for i in range(runs + 2):
+            img = job.held_images[i % len(job.held_images)]
+            shift = i % len(timed)
+            for j in [*range(shift, len(timed)), *range(shift)]:
+                t = time.perf_counter()
+                timed[j].run_engine(inputs[j])
+                t1 = time.perf_counter()
+                timed[j].detect(img)
+                t2 = time.perf_counter()
+                if i >= 2:
+                    eng[j].append((t1 - t) * 1e3)
+                    task[j].append((t2 - t1) * 1e3)
+        med_e = [statistics.median(v) for v in eng]
+        med_t = [statistics.median(v) for v in task]
+        base = {e: len(models) + k for k, e in enumerate(floats)}
+    res = []
+    for j, (att, _) in enumerate(cands):
+        f = base[att.engine]
+        res.append({"engine_ms": round(med_e[j], 3), "float_engine_ms": round(med_e[f], 3),
+                    "ratio": round(med_e[j] / med_e[f], 3), "task_ms": round(med_t[j], 3),
+                    "float_task_ms": round(med_t[f], 3), "task_ratio": round(med_t[j] / med_t[f], 3),
+                    "threads": 1, "runs": runs, "machine": platform.machine(),
+                    "note": "medians; every candidate and the float model on its engine timed in one rotating "
+                            "round robin where the conversion ran; the target device may differ"})
+    return res
+
+
+# -- host: measure every candidate ------------------------------------------------------------
+def _host_recipes(suffix: str) -> dict[str, Recipe]:
+    from anyedge.engines import ENGINES, available_engines
+
+    out = {}
+    for engine in available_engines():
+        if engine not in BACKENDS or suffix not in ENGINES[engine].suffixes:
             continue
-        weight_src = op.inputs()[1].get_source_output().get_node().get_type_name()
-        if weight_src == "Constant":  # quantized weights arrive through FakeQuantize or int8 decompression
-            out.append(op.get_friendly_name())
+        name, fmt = _HOST_SETTINGS[engine]
+        base = TARGETS[name].recipe_for(fmt or suffix)
+        if base is None or base.engine != engine:
+            continue
+        out[engine] = replace(base, device="CPU" if engine == "openvino" else None, providers=())
     return out
 
 
-# LiteRT -------------------------------------------------------------------------------------
-def _chain_litert(job: _Job) -> Candidate | None:
-    from . import tflite_tools as tt
-
-    prepared = job.work / "prepared.tflite"
-    tt.prepare_tflite(job.spec.path, prepared)
-    state: dict[str, Any] = {}
-    ranges = dict(job.spec.quantization.get("tflite_int8_ranges", {}))
-
-    def int8(float_ops: Sequence[str] = ()) -> dict[str, Path]:
-        dst = job.work / f"int8_{len(float_ops)}.tflite"
-        _, state["calib"] = tt.quantize_tflite(prepared, dst, "int8", input_name=job.input_name,
-                                               tensors=job.calib_tensors, float_ops=float_ops,
-                                               calibration=state.get("calib"), ranges=ranges)
-        return {"model.tflite": dst}
-
-    def mixed() -> Candidate | None:
-        ops = tt.op_output_names(prepared)
-        ref = _raw_outputs(job, prepared, job.sens_tensors)
-
-        def err(op: str) -> float:
-            dst = job.work / "one.tflite"
-            others = [o for o in ops if o != op]
-            tt.quantize_tflite(prepared, dst, "int8", input_name=job.input_name, float_ops=others,
-                               calibration=state.get("calib"), tensors=job.calib_tensors, ranges=ranges)
-            return output_error(ref, _raw_outputs(job, dst, job.sens_tensors))
-
-        ranking = rank_layers(ops, err, lambda it, **kw: progress(it, enabled=job.progress, **kw))
-        return _mixed_steps(job, ranking, lambda keep: int8(keep))
-
-    def simple(scheme: str) -> Callable[[], dict[str, Path]]:
-        return lambda: {"model.tflite": tt.quantize_tflite(prepared, job.work / f"{scheme}.tflite", scheme)[0]}
-
-    tries: list[tuple[str, str, Callable[[], Any]]] = []
-    for p in _precision_chain(job):
-        if p == "int8":
-            tries.append(("int8", "int8", int8))
-        elif p in ("int8w", "fp16"):
-            tries.append((p, p, simple(p)))
-        elif p == "fp32":
-            tries.append(("fp32", "fp32", lambda: {"model.tflite": prepared}))
-    return _with_mixed(job, tries, mixed)
+def _host(job: _Job, recipes: Mapping[str, Recipe], start: str) -> tuple[Attempt | None, Recipe, dict[str, Any]]:
+    rows: list[tuple[Attempt, Recipe]] = []
+    for engine, recipe in recipes.items():
+        try:
+            backend = get_backend(engine, job.source(recipe, _resolved(recipe)))
+        except ConversionError as e:
+            job.attempts.append(Attempt(engine, start, error=f"{type(e).__name__}: {e}"))
+            continue
+        for p in precision_chain(start, backend.precisions):
+            # plain precisions only: a float-layer search costs a conversion per layer, per engine
+            got = job.run(backend, [p], float_layers=False)
+            if got is not None:
+                rows.append((got, recipe))
+    table: list[dict[str, Any]] = []
+    if rows:
+        for (att, recipe), sp in zip(rows, _speed(job, rows)):
+            size = sum(f.stat().st_size for f in att.files.values())
+            table.append({"engine": att.engine, "precision": att.achieved, "float_layers": len(att.float_layers),
+                          "fidelity": att.fidelity.to_dict() if att.fidelity else None,
+                          "bytes": size, "size_ratio": round(size / job.spec.path.stat().st_size, 4), "speed": sp})
+    if not table:
+        return None, next(iter(recipes.values())), {"table": [], "chosen": None}
+    best = min(range(len(table)), key=lambda i: table[i]["speed"]["task_ms"])
+    att, recipe = rows[best]
+    if att.precision == "fp32":
+        note = (f"no converted candidate beat the float model here: float (fp32) on {att.engine} is the fastest "
+                "passing choice")
+    else:
+        note = f"{att.engine} {att.achieved} is the fastest candidate that passes the gate"
+    return att, recipe, {"chosen": best, "note": note, "criterion": "lowest median task call (ms) among passing",
+                         "table": table}
 
 
-# -- manifest -------------------------------------------------------------------------------
+# -- manifest (the one place a face-detector bundle's manifest is written) ----------------------
 def _tool_versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -544,47 +418,55 @@ def _tool_versions() -> dict[str, str]:
     return out
 
 
-def _manifest(job: _Job, attempt: Attempt, files: Mapping[str, Path], calibration: Any,
-              calib_files: Sequence[Path], held_files: Sequence[Path], seconds: float) -> dict[str, Any]:
-    spec = job.spec
-    w, h = job.input_size
-    input_spec = replace(spec.input, size=(w, h), dynamic=False) if job.recipe.static_shape else spec.input
-    source_bytes = spec.path.stat().st_size
-    out_bytes = sum(p.stat().st_size for p in files.values())
+def _manifest(job: _Job, target: str, recipe: Recipe, requested: str, chosen: Attempt, calibration: Any,
+              calib_files: Sequence[Path], held_files: Sequence[Path], seconds: float,
+              speed: Mapping[str, Any], host: Mapping[str, Any] | None) -> dict[str, Any]:
     from anyedge.registry import REGISTRY
 
-    info = REGISTRY.get(spec.name)
+    spec = job.spec
+    w, h = job.task.input_size  # type: ignore[misc]
+    input_spec = replace(spec.input, size=(w, h), dynamic=False) if recipe.static_shape else spec.input
+    source_bytes = spec.path.stat().st_size
+    out_bytes = sum(p.stat().st_size for p in chosen.files.values())
     from anyedge.manifest import Manifest, ModelCard
 
+    info = REGISTRY.get(spec.name)
+    extra: dict[str, Any] = {
+        "requested_precision": requested,
+        "remedy": chosen.label(),
+        "float_layers": list(chosen.float_layers),
+        "source": {"file": spec.path.name, "sha256": sha256_file(spec.path), "bytes": source_bytes},
+        "bytes": out_bytes,
+        "size_ratio": round(out_bytes / source_bytes, 4),
+        "tools": _tool_versions(),
+        "quantization": _resolved(recipe),
+        "calibration": {"folder": str(calibration), "images": len(calib_files), "held_back": len(held_files),
+                        "input_shape": job.input_shape, "first": calib_files[0].name if calib_files else None},
+        "fidelity": {
+            "metric": job.evaluator.description,
+            "max_drop": job.evaluator.max_drop,
+            "gate": round(1.0 - job.evaluator.max_drop, 4),
+            "gate_f1": round(1.0 - job.evaluator.max_drop, 4),
+            "min_reference_faces": job.evaluator.min_reference,
+            "passed": True,
+            "chosen": chosen.to_dict(),
+            "attempts": [a.to_dict() for a in job.attempts],
+            "seconds": round(seconds, 1),
+        },
+        "speed_here": dict(speed),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if host is not None:
+        extra["host"] = dict(host)
     return Manifest(
         model=ModelCard(spec.name, spec.family, "face_detection", license=info.license if info else None),
-        model_file=next(iter(files)),
+        model_file=next(iter(chosen.files)),
         input=input_spec,
         decoder=dict(spec.decoder),
-        target=job.target.name,
-        engine=job.recipe.engine,
-        device=job.recipe.device,
-        providers=tuple(job.recipe.providers),
-        precision=attempt.precision,
-        extra={
-            "requested_precision": job.precision,
-            "remedy": attempt.remedy,
-            "source": {"file": spec.path.name, "sha256": sha256_file(spec.path), "bytes": source_bytes},
-            "bytes": out_bytes,
-            "size_ratio": round(out_bytes / source_bytes, 4),
-            "tools": _tool_versions(),
-            "quantization": {k: v for k, v in job.recipe.quantization.items()},
-            "calibration": {"folder": str(calibration), "images": len(calib_files), "held_back": len(held_files),
-                            "input_shape": job.input_shape, "first": calib_files[0].name if calib_files else None},
-            "fidelity": {
-                "metric": "detection agreement with the float model on held-back images (IoU 0.5)",
-                "max_drop": job.max_drop,
-                "gate_f1": round(1.0 - job.max_drop, 4),
-                "passed": True,
-                "chosen": attempt.to_dict(),
-                "attempts": [a.to_dict() for a in job.attempts],
-                "seconds": round(seconds, 1),
-            },
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
+        target=target,
+        engine=chosen.engine,
+        device=recipe.device,
+        providers=tuple(recipe.providers),
+        precision=chosen.achieved,
+        extra=extra,
     ).to_json()

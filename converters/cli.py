@@ -41,30 +41,49 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"bundle": str(res.path), "target": m["target"], "engine": m["engine"],
                           "precision": m["precision"], "bytes": m["bytes"], "source_bytes": m["source"]["bytes"],
-                          "fidelity": res.report}))
+                          "fidelity": res.report, "speed_here": m.get("speed_here"), "host": m.get("host")}))
         return 0
     fid = res.report
     print(f"bundle   {res.path}")
     print(f"target   {m['target']} ({m['engine']}{', device ' + m['device'] if m.get('device') else ''})")
-    print(f"precision {m['precision']} (asked {m['requested_precision']}; remedy: {m['remedy']})")
+    kept = m.get("float_layers") or []
+    print(f"precision {m['precision']} (asked {m['requested_precision']}; remedy: {m['remedy']}"
+          + (f"; kept in float: {', '.join(kept[:6])}{' ...' if len(kept) > 6 else ''}" if kept else "") + ")")
     print(f"size     {m['bytes']:,} bytes vs float {m['source']['bytes']:,} (x{m['size_ratio']:.2f})")
-    print(f"fidelity gate F1 >= {fid['gate_f1']} on {m['calibration']['held_back']} held-back images; "
+    print(f"fidelity gate F1 >= {fid['gate']} on {m['calibration']['held_back']} held-back images; "
           f"{m['calibration']['images']} calibration images")
     sp = m.get("speed_here") or {}
     if sp:
         verdict = "SLOWER than" if sp["ratio"] > 1.05 else ("faster than" if sp["ratio"] < 0.95 else "as fast as")
-        print(f"speed    {sp['converted_ms']:.2f} ms vs float {sp['float_ms']:.2f} ms per engine call here "
-              f"(x{sp['ratio']:.2f}: {verdict} float on this {sp['machine']} CPU, 1 thread)")
+        print(f"speed    {sp['engine_ms']:.2f} ms vs float {sp['float_engine_ms']:.2f} ms per engine call here "
+              f"(x{sp['ratio']:.2f}: {verdict} float on this {sp['machine']} CPU, 1 thread); whole detect "
+              f"x{sp['task_ratio']:.2f}")
+    host = m.get("host")
+    if host:
+        print(_host_table(host))
     for a in fid["attempts"]:
-        if "agreement" in a:
-            g = a["agreement"]
-            line = (f"  {'PASS' if a['passed'] else 'fail'} {a['remedy']:28} F1 {g['f1']:.4f}  mean IoU "
-                    f"{g['mean_iou']:.4f}  score drift {g['mean_score_drift']:.4f}  faces {g['candidate_faces']}/"
-                    f"{g['reference_faces']}")
+        if "fidelity" in a:
+            g = a["fidelity"]
+            line = (f"  {'PASS' if a['passed'] else 'fail'} {a['engine']:11} {a['remedy']:24} F1 {g['f1']:.4f}  "
+                    f"mean IoU {g['mean_iou']:.4f}  score drift {g['mean_score_drift']:.4f}  "
+                    f"faces {g['candidate_faces']}/{g['reference_faces']}")
         else:
-            line = f"  fail {a['remedy']:28} {a.get('error', '')[:100]}"
+            line = f"  fail {a['engine']:11} {a['remedy']:24} {a.get('error', '')[:100]}"
         print(line)
     return 0
+
+
+def _host_table(host: dict[str, Any]) -> str:
+    """The ``--target host`` measurement, one row per candidate that passed the gate."""
+    lines = [f"host     {host.get('note', '')}",
+             f"  {'':2}{'engine':11} {'precision':10} {'float':>5} {'F1':>7} {'engine ms':>9} {'x float':>7} "
+             f"{'detect ms':>9} {'x float':>7} {'bytes':>10}"]
+    for i, r in enumerate(host["table"]):
+        sp, f = r["speed"], r["fidelity"] or {}
+        lines.append(f"  {'->' if i == host['chosen'] else '  '}{r['engine']:11} {r['precision']:10} "
+                     f"{r['float_layers']:5d} {f.get('f1', float('nan')):7.4f} {sp['engine_ms']:9.2f} "
+                     f"{sp['ratio']:7.2f} {sp['task_ms']:9.2f} {sp['task_ratio']:7.2f} {r['bytes']:10,}")
+    return "\n".join(lines)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -84,11 +103,30 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  input      {m['input']}")
     if "fidelity" in m and "chosen" in m["fidelity"]:
         c = m["fidelity"]["chosen"]
-        g = c.get("agreement", {})
+        g = c.get("fidelity") or c.get("agreement") or {}
         print(f"  fidelity   F1 {g.get('f1')}  mean IoU {g.get('mean_iou')}  (gate {m['fidelity'].get('gate_f1')})")
     for name, digest in m["files"].items():
         print(f"  file       {name}  sha256 {digest[:16]}...")
+    print(f"  runs here  {_runs_here(args.bundle, model['task'])}")
     return 0
+
+
+def _runs_here(bundle: str, task: str) -> str:
+    """Which engine and precision this machine would actually run the bundle with."""
+    from anyedge.engines import open_engine
+    from anyedge.errors import AnyEdgeError
+    from anyedge.tasks._loading import resolve_spec
+
+    try:
+        spec = resolve_spec(bundle, task=task)
+        eng = open_engine(spec.path, spec.engine, **dict(spec.engine_options))
+    except AnyEdgeError as e:
+        return f"cannot open here: {e}"
+    try:
+        where = f", device {eng.device}" if getattr(eng, "device", None) else ""
+        return f"{eng.name}{where}, precision {eng.precision}"
+    finally:
+        eng.close()
 
 
 def add_parsers(sub: Any) -> None:
@@ -98,18 +136,21 @@ def add_parsers(sub: Any) -> None:
                        epilog="examples:\n  anyedge convert scrfd-500m --target arm-cpu --calib images/ --out scrfd.zip\n"
                               "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json")
     p.add_argument("model", help="registry name or model file")
-    p.add_argument("--target", required=True, choices=[*TARGETS, "host"], help="target profile (required)")
+    p.add_argument("--target", required=True, choices=[*TARGETS, "host"],
+                   help="target profile (required); 'host' builds every candidate this machine can run (each "
+                        "installed engine x precision), times and gates each, and keeps the fastest that passes")
     p.add_argument("--out", required=True, help="bundle directory, or a path ending in .zip")
     p.add_argument("--calib", default=None,
                    help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present)")
     p.add_argument("--max-drop", type=float, default=0.05, help="allowed F1 drop vs the float model (default 0.05)")
-    p.add_argument("--precision", default=None, choices=["int8", "int8w", "fp16", "fp32"],
-                   help="precision to try first (default: the target's first choice)")
+    p.add_argument("--precision", default=None, choices=["int8", "int8w", "bf16", "fp16", "fp32"],
+                   help="most aggressive precision to try (default: the target's first; with --target host: int8); "
+                        "bf16 needs a CPU with AMX / AVX-512 BF16")
     p.add_argument("--input-size", type=_size, default=None,
                    help="static input WIDTHxHEIGHT, e.g. 320x320 (default: the model's own size)")
     p.add_argument("--family", default=None, help="decoder family for a bare model file (default: from the registry)")
     p.add_argument("--max-calibration", type=int, default=100,
-                   help="use at most N calibration images (default: %(default)s)")
+                   help="use at most N calibration images; every third is held back (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object (default: text)")
     p.set_defaults(func=_cmd_convert)
 

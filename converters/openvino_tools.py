@@ -10,7 +10,7 @@ import numpy as np
 
 from anyedge.errors import ConversionError, EngineUnavailableError
 
-__all__ = ["read_model", "save_ir", "nncf_int8", "weighted_ops"]
+__all__ = ["read_model", "save_ir", "nncf_int8", "weighted_ops", "float_weighted_ops", "compress_int8_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def read_model(src: Path, input_shape: Sequence[int] | None) -> Any:
         model = ov.convert_model(str(src))
     except Exception as e:
         raise ConversionError(f"OpenVINO cannot read {src.name}: {e}") from e
+    _fold_fp16_constants(model)
     if input_shape is not None:
         if len(model.inputs) != 1:
             raise ConversionError(f"{src.name}: expected one input, found {len(model.inputs)}")
@@ -38,6 +39,32 @@ def read_model(src: Path, input_shape: Sequence[int] | None) -> Any:
         except Exception as e:
             raise ConversionError(f"{src.name}: cannot fix the input shape to {list(input_shape)}: {e}") from e
     return model
+
+
+def _fold_fp16_constants(model: Any) -> int:
+    """Replace ``Constant(f16) -> Convert(f32)`` by an f32 constant (same values).
+
+    Models that store fp16 weights (MediaPipe's .tflite) arrive with a decompression Convert
+    between each weight and its layer; NNCF then puts its FakeQuantize behind the Convert, where
+    OpenVINO's weight-compression pass does not find it, and the int8 IR kept every weight in
+    float. Returns how many constants were folded.
+    """
+    from openvino import opset13 as ops
+
+    folded = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Convert" or op.get_output_element_type(0).get_type_name() != "f32":
+            continue
+        src = op.input_value(0).get_node()
+        if src.get_type_name() != "Constant" or src.get_output_element_type(0).get_type_name() != "f16":
+            continue
+        const = ops.constant(src.get_data().astype(np.float32))
+        const.set_friendly_name(src.get_friendly_name())
+        op.output(0).replace(const.output(0))
+        folded += 1
+    if folded:
+        model.validate_nodes_and_infer_types()
+    return folded
 
 
 def save_ir(model: Any, xml: Path, *, fp16: bool) -> list[Path]:
@@ -78,3 +105,33 @@ def nncf_int8(
         )
     except Exception as e:
         raise ConversionError(f"NNCF quantization failed: {e}") from e
+
+
+def compress_int8_weights(model: Any) -> Any:
+    """Fold each FakeQuantize on constant weights into int8 constants (+ Convert, Subtract, Multiply).
+
+    NNCF leaves quantized weights as float constants behind a FakeQuantize; saved like that the
+    IR stores every weight in fp32/fp16 plus the FakeQuantize ranges, which is why an int8 IR
+    was larger than its float source. OpenVINO's own offline pass stores them as int8.
+    """
+    from openvino._offline_transformations import compress_quantize_weights_transformation
+
+    compress_quantize_weights_transformation(model)
+    return model
+
+
+def float_weighted_ops(model: Any) -> list[str]:
+    """Weighted ops whose weights are not quantized (kept in float), by friendly name."""
+    from anyedge.engines.openvino import _PASS_THROUGH, _source
+
+    kinds = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
+    out = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in kinds:
+            continue
+        w = _source(op.input_value(1).get_node(), _PASS_THROUGH)
+        quantized = w.get_type_name() == "FakeQuantize" or (
+            w.get_type_name() == "Constant" and w.get_output_element_type(0).get_type_name() in ("i8", "u8", "i4", "u4"))
+        if not quantized:
+            out.append(op.get_friendly_name())
+    return out

@@ -8,10 +8,9 @@ PROFILE = TargetProfile(
     name="arm-cpu",
     description="ARM CPU (Raspberry Pi, Jetson CPU, phones): int8 on LiteRT/XNNPACK or ONNX Runtime",
     recipes={
-        ".tflite": Recipe("litert", ".tflite", ("int8", "int8w", "fp16", "fp32"),
-                          quantization={"scheme": "static_int8", "weights": "per_channel"}),
+        ".tflite": Recipe("litert", ".tflite", ("int8", "int8w", "fp16", "fp32")),
         ".onnx": Recipe("onnxruntime", ".onnx", ("int8", "fp32"), static_shape=True,
-                        quantization={"format": "QDQ", "per_channel": True, "activation": "uint8",
+                        quantization={"per_channel": True, "activation": "uint8",
                                       "weight": "int8", "reduce_range": "auto"}),
     },
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .base import Recipe, TargetProfile
 
 _IR = Recipe("openvino", ".xml", ("int8", "fp16"), static_shape=True,
-             quantization={"tool": "nncf", "preset": "performance", "subset_size": 100}, device="NPU")
+             quantization={"preset": "performance", "subset_size": 100}, device="NPU")
 
 PROFILE = TargetProfile(
     name="intel-npu",

@@ -9,9 +9,9 @@ PROFILE = TargetProfile(
     description="mobile GPU: fp16 .tflite for the LiteRT GPU delegate; fp16 .onnx for ONNX Runtime "
                 "Mobile (NNAPI / CoreML execution providers)",
     recipes={
-        ".tflite": Recipe("litert", ".tflite", ("fp16", "fp32"), quantization={"scheme": "fp16_weights"}),
+        ".tflite": Recipe("litert", ".tflite", ("fp16", "fp32")),
         ".onnx": Recipe("onnxruntime", ".onnx", ("fp16", "fp32"), static_shape=True,
-                        quantization={"scheme": "fp16_weights", "keep_io_types": True}),
+                        quantization={"keep_io_types": True}),
     },
     runs_here_on="CPU (the fp16 weights are upcast; the GPU delegate is used on the phone)",
 )

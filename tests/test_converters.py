@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from anyedge import FaceDetector
 from anyedge.bundle import load_bundle
-from anyedge.converters.api import convert
+from anyedge.converters import convert
 from anyedge.errors import (
     BundleError,
     CalibrationError,
@@ -22,7 +23,7 @@ from anyedge.errors import (
 )
 from anyedge.targets import TARGETS, get_target
 
-from .conftest import WIDER
+from .conftest import DATA, SMOKE, WIDER
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,22 @@ def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for f in sorted(WIDER.glob("*.jpg"))[::5]:
         shutil.copy(f, d / f.name)
     return d
+
+
+@pytest.fixture(scope="module")
+def faces_calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """61 real images with larger faces: BlazeFace short-range finds only 11 faces in the 10 WIDER
+    crowd images held back from ``calib_dir``, fewer than the gate needs; here 22 in 20."""
+    d = tmp_path_factory.mktemp("faces-calib")
+    files = [*sorted(WIDER.glob("*.jpg"))[::5], *(DATA / "faces" / "identities").glob("*/*"),
+             *(SMOKE / n for n in ("astronaut.png", "camera.png", "couple.jpg"))]
+    for f in files:
+        shutil.copy(f, d / f.name)
+    return d
+
+
+def _calib_for(model: str, calib_dir: Path, faces_calib: Path) -> Path:
+    return faces_calib if model.startswith("blazeface") else calib_dir
 
 
 PATHS = [
@@ -48,17 +65,23 @@ PATHS = [
 
 @pytest.mark.parametrize(("model", "target", "precision", "engine", "accepted"), PATHS,
                          ids=[f"{m}-{t}-{p or 'default'}" for m, t, p, *_ in PATHS])
-def test_round_trip(model, target, precision, engine, accepted, calib_dir, smoke, tmp_path) -> None:
+def test_round_trip(model, target, precision, engine, accepted, calib_dir, faces_calib, smoke, tmp_path) -> None:
+    from anyedge.converters.calibration import list_images, split_images
+
     out = tmp_path / "bundle"
-    res = convert(model, target=target, out=out, calibration=calib_dir, precision=precision, show_progress=False)
+    folder = _calib_for(model, calib_dir, faces_calib)
+    res = convert(model, target=target, out=out, calibration=folder, precision=precision, show_progress=False)
     m = res.bundle.manifest
     assert m["target"] == target and m["engine"] == engine and m["precision"] in accepted
-    assert m["fidelity"]["passed"] and m["fidelity"]["chosen"]["agreement"]["f1"] >= 0.95
-    assert m["calibration"]["images"] == 20 and m["calibration"]["held_back"] == 10
+    assert m["fidelity"]["passed"] and m["fidelity"]["chosen"]["fidelity"]["f1"] >= 0.95
+    calib, held = split_images(list_images(folder))
+    assert m["calibration"]["images"] == len(calib) and m["calibration"]["held_back"] == len(held)
+    assert m["precision"] == det_precision(out)
     assert m["source"]["sha256"] and m["bytes"] > 0 and set(m["files"]) >= {m["model_file"]}
     sp = m["speed_here"]
-    assert sp["float_ms"] > 0 and sp["converted_ms"] > 0 and sp["ratio"] == pytest.approx(
-        sp["converted_ms"] / sp["float_ms"], rel=0.01)
+    assert sp["float_engine_ms"] > 0 and sp["engine_ms"] > 0 and sp["ratio"] == pytest.approx(
+        sp["engine_ms"] / sp["float_engine_ms"], rel=0.01)
+    assert sp["task_ratio"] == pytest.approx(sp["task_ms"] / sp["float_task_ms"], rel=0.01)
     assert load_bundle(out).manifest == m
     with FaceDetector.create(out) as det:
         assert det.engine.name == engine
@@ -73,12 +96,16 @@ def test_round_trip(model, target, precision, engine, accepted, calib_dir, smoke
         assert det.engine.device == ("NPU" if "NPU" in ov.Core().available_devices else "CPU")
 
 
-def test_host_target_picks_this_machines_profile(calib_dir, smoke, tmp_path) -> None:
-    safest = get_target("host").recipes[".onnx"].precisions[-1]
-    res = convert("yunet", target="host", out=tmp_path / "b", calibration=calib_dir, precision=safest,
+def test_host_target_with_only_float_candidates_says_float_wins(calib_dir, smoke, tmp_path) -> None:
+    """From fp32 only the float model on each engine is a candidate: the fastest engine wins, and the note says so."""
+    res = convert("yunet", target="host", out=tmp_path / "b", calibration=calib_dir, precision="fp32",
                   show_progress=False)
     m = res.bundle.manifest
-    assert m["target"] == "host" and m["engine"] == get_target("host").recipes[".onnx"].engine
+    table = m["host"]["table"]
+    assert {r["engine"] for r in table} == {"onnxruntime", "openvino"} and {r["precision"] for r in table} == {"fp32"}
+    fastest = min(table, key=lambda r: r["speed"]["task_ms"])
+    assert table[m["host"]["chosen"]] == fastest and m["engine"] == fastest["engine"] and m["target"] == "host"
+    assert "no converted candidate beat the float model" in m["host"]["note"]
     with FaceDetector.create(tmp_path / "b") as det:
         assert len(det.detect(smoke["couple.jpg"])) == 2
 
@@ -95,6 +122,8 @@ def test_zip_bundle_round_trip_and_inspect(calib_dir, smoke, tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "anyedge.cli", "inspect", str(out), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["precision"] == "fp16"
+    r = subprocess.run([sys.executable, "-m", "anyedge.cli", "inspect", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "runs here  openvino, device CPU, precision fp16" in r.stdout, r.stdout + r.stderr
 
 
 def test_scrfd_static_320(calib_dir, smoke, tmp_path) -> None:
@@ -106,14 +135,20 @@ def test_scrfd_static_320(calib_dir, smoke, tmp_path) -> None:
         assert len(det.detect(smoke["astronaut.png"])) == 1
 
 
-def test_cli_convert_prints_the_fidelity_report(calib_dir, tmp_path) -> None:
+def test_cli_convert_prints_the_fidelity_report(faces_calib, tmp_path) -> None:
     import subprocess
     import sys
 
     r = subprocess.run([sys.executable, "-m", "anyedge.cli", "convert", "blazeface-short", "--target", "mobile-gpu",
-                        "--out", str(tmp_path / "b"), "--calib", str(calib_dir)], capture_output=True, text=True)
+                        "--out", str(tmp_path / "b"), "--calib", str(faces_calib)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "PASS fp16" in r.stdout and "F1 1.0000" in r.stdout
+    assert "PASS litert      fp16" in r.stdout and "F1 1.0000" in r.stdout
+
+
+def det_precision(bundle: Path) -> str:
+    """The precision the engine reports running the bundle at (it reads the model file itself)."""
+    with FaceDetector.create(bundle) as det:
+        return det.engine.precision
 
 
 # -- refusals: each a clear error, nothing left at the output path ----------------------------
@@ -191,30 +226,13 @@ def test_empty_calibration_folder(tmp_path: Path) -> None:
 def test_unsupported_model_target_pair_names_who_can_take_it(calib_dir, tmp_path: Path) -> None:
     out = tmp_path / "b"
     with pytest.raises(UnsupportedTargetError, match="arm-cpu") as e:
-        convert("blazeface-short", target="jetson", out=out, calibration=calib_dir)
+        convert("blazeface-short", target="jetson", out=out, calibration=calib_dir)  # refused before any image is read
     assert ".tflite" in str(e.value)
     with pytest.raises(UnsupportedTargetError, match="int8"):
         convert("yunet", target="mobile-gpu", out=out, calibration=calib_dir, precision="int8")
     with pytest.raises(UnsupportedTargetError, match="unknown target"):
         convert("yunet", target="tpu", out=out, calibration=calib_dir)
     assert not out.exists()
-
-
-def test_failed_gate_writes_nothing(calib_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A target that only takes int8, a gate no int8 model can meet (F1 >= 1.0 and no mixed steps)."""
-    import anyedge.converters.api as api
-    from anyedge.targets.base import Recipe, TargetProfile
-
-    arm = TARGETS["arm-cpu"].recipes[".onnx"]
-    only = TargetProfile("int8-only", "test", {".onnx": Recipe(arm.engine, ".onnx", ("int8",), True,
-                                                                  arm.quantization)})
-    monkeypatch.setitem(TARGETS, "int8-only", only)
-    monkeypatch.setattr(api, "_MIXED_STEPS", ())
-    out = tmp_path / "b"
-    with pytest.raises(FidelityError, match="nothing was written"):
-        convert("yunet", target="int8-only", out=out, calibration=calib_dir, max_drop=0.0, show_progress=False)
-    assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir()] == []
 
 
 def test_refuses_to_overwrite_a_non_bundle(calib_dir, tmp_path: Path) -> None:
@@ -260,3 +278,135 @@ def test_prepared_tflite_is_the_same_network_with_relus_folded(tmp_path: Path, s
     out_b = dict(zip([o.name for o in b.outputs], b.run({"input": x})))
     for name in ("regressors", "classificators"):
         np.testing.assert_allclose(out_a[name], out_b[name], rtol=1e-5, atol=1e-4)
+
+
+# -- the gate's own honesty -----------------------------------------------------------------------
+def _write_images(folder: Path, images) -> Path:
+    import cv2
+
+    folder.mkdir()
+    for i, img in enumerate(images):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["no faces", "too few faces"])
+def test_gate_refuses_to_judge_on_too_few_reference_faces(kind: str, smoke, tmp_path: Path) -> None:
+    import cv2
+
+    from anyedge.converters.api import MIN_REFERENCE_FACES
+    from .conftest import SMOKE
+
+    if kind == "no faces":  # background crops: the float model finds nothing, so F1 would be a vacuous 1.0
+        crops = (np.load(SMOKE / "lfw_subset.npy")[100:130] * 255).round().astype(np.uint8)
+        images = [cv2.resize(c, (160, 160)) for c in crops]
+    else:  # a few real faces, far fewer than the gate needs
+        images = [cv2.cvtColor(smoke[n], cv2.COLOR_RGB2BGR) for n in ("astronaut.png", "couple.jpg")] * 3
+    folder = _write_images(tmp_path / "calib", images)
+    out = tmp_path / "b"
+    with pytest.raises(CalibrationError, match=f"at least {MIN_REFERENCE_FACES}"):
+        convert("yunet", target="arm-cpu", out=out, calibration=folder, show_progress=False)
+    assert not out.exists()
+
+
+def test_rank_layers_records_failures_and_lets_bugs_through() -> None:
+    from anyedge.converters.fidelity import rank_layers
+    from anyedge.errors import ConversionError
+
+    def err(name: str) -> float:
+        if name == "b":
+            raise ConversionError("cannot quantize b alone")
+        return {"a": 0.1, "c": 0.3}[name]
+
+    failed: list = []
+    ranking = rank_layers(["a", "b", "c"], err, lambda it, **kw: it, failed)
+    assert ranking == [("c", 0.3), ("a", 0.1)]
+    assert failed == [("b", "ConversionError: cannot quantize b alone")]
+    with pytest.raises(KeyError):  # a bug is not a "layer that could not be measured"
+        rank_layers(["zzz"], err, lambda it, **kw: it, [])
+
+
+def test_manifest_records_resolved_settings_only(calib_dir, tmp_path: Path) -> None:
+    res = convert("yunet", target="arm-cpu", out=tmp_path / "b", calibration=calib_dir, precision="fp32",
+                  show_progress=False)
+    q = res.bundle.manifest["quantization"]
+    assert isinstance(q["reduce_range"], bool)
+    assert not {"scheme", "weights", "format", "tool"} & set(q)
+    for prof in TARGETS.values():  # every key a profile carries is one the converter reads
+        for r in prof.recipes.values():
+            assert set(r.quantization) <= {"per_channel", "reduce_range", "activation", "weight", "keep_io_types",
+                                           "preset", "subset_size"}
+
+
+# -- the remedy loop, forced: a gate plain int8 cannot meet on these images ----------------------
+REMEDY = [  # model, target whose first precision is int8, engine
+    ("yunet", "arm-cpu", "onnxruntime"),
+    ("scrfd-500m", "intel-npu", "openvino"),
+    ("blazeface-short", "arm-cpu", "litert"),
+]
+
+
+def _int8_only(target: str, monkeypatch: pytest.MonkeyPatch, suffix: str) -> str:
+    from anyedge.targets.base import TargetProfile
+
+    base = TARGETS[target].recipes[suffix]
+    only = TargetProfile(f"{target}-int8-only", "test", {suffix: replace(base, precisions=("int8",))})
+    monkeypatch.setitem(TARGETS, only.name, only)
+    return only.name
+
+
+@pytest.mark.parametrize(("model", "target", "engine"), REMEDY, ids=[r[2] for r in REMEDY])
+def test_forced_remedy_keeps_float_layers(model, target, engine, calib_dir, faces_calib, tmp_path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain int8's own F1 on this machine sets the gate just above it: only the float-layer remedy can pass."""
+    from anyedge.registry import resolve_model
+
+    folder = _calib_for(model, calib_dir, faces_calib)
+    only = _int8_only(target, monkeypatch, resolve_model(model)[0].suffix)
+    monkeypatch.setattr("anyedge.converters.api._MIXED_STEPS", (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    plain = convert(model, target=only, out=tmp_path / "plain", calibration=folder, max_drop=0.5,
+                    show_progress=False).report["chosen"]
+    assert plain["remedy"] == "int8" and plain["float_layer_count"] == 0
+    f1 = plain["fidelity"]["f1"]
+    if f1 >= 0.999:
+        pytest.fail(f"plain int8 of {model} already agrees perfectly (F1 {f1}); pick a harder fixture")
+    res = convert(model, target=only, out=tmp_path / "mixed", calibration=folder, max_drop=1.0 - f1 - 1e-3,
+                  show_progress=False)
+    chosen = res.report["chosen"]
+    assert chosen["engine"] == engine and chosen["precision"] == "int8-mixed" and chosen["passed"]
+    assert chosen["float_layer_count"] == len(chosen["float_layers"]) >= 1
+    assert chosen["fidelity"]["f1"] > f1
+    assert res.report["attempts"][0]["remedy"] == "int8" and not res.report["attempts"][0]["passed"]
+    assert res.bundle.manifest["float_layers"] == chosen["float_layers"]
+    assert det_precision(tmp_path / "mixed") == "int8-mixed"  # the engine sees int8 ops and float layers
+
+
+def test_every_remedy_failing_writes_nothing(faces_calib, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """int8 only, a gate of F1 >= 1.0: plain int8, the layer ranking and every float-layer step run, all fail."""
+    only = _int8_only("arm-cpu", monkeypatch, ".tflite")
+    monkeypatch.setattr("anyedge.converters.api._MIXED_STEPS", (1, 2))
+    out = tmp_path / "b"
+    with pytest.raises(FidelityError, match="nothing was written") as e:
+        convert("blazeface-short", target=only, out=out, calibration=faces_calib, max_drop=0.0, show_progress=False)
+    assert "litert int8: f1" in str(e.value) and "int8 + 2 float layers" in str(e.value)  # the remedy ran
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
+# -- --target host: measured, not guessed -----------------------------------------------------------
+@pytest.mark.parametrize("model", ["blazeface-short", "scrfd-500m"])
+def test_host_target_keeps_the_fastest_passing_candidate(model, calib_dir, faces_calib, tmp_path) -> None:
+    res = convert(model, target="host", out=tmp_path / "b", calibration=_calib_for(model, calib_dir, faces_calib),
+                  show_progress=False)
+    m = res.bundle.manifest
+    host = m["host"]
+    table = host["table"]
+    assert len(table) >= 2 and {r["engine"] for r in table} >= {"openvino"}
+    passing = [r for r in table if r["fidelity"]["passed"]]
+    assert passing == table  # only candidates that passed the gate are timed
+    fastest = min(passing, key=lambda r: r["speed"]["task_ms"])
+    assert table[host["chosen"]] is not None and table[host["chosen"]] == fastest
+    assert (m["engine"], m["precision"]) == (fastest["engine"], fastest["precision"])
+    assert ("float" in host["note"]) == (fastest["precision"] == "fp32")
+    assert any(r["precision"] == "fp32" for r in table)  # the float model is always a candidate
+    with FaceDetector.create(tmp_path / "b") as det:
+        assert det.engine.name == m["engine"] and det.engine.precision == m["precision"]

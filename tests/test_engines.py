@@ -94,3 +94,75 @@ def test_engine_not_installed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
 def test_default_engine_is_the_formats_own() -> None:
     assert engines_for("x.tflite")[0] == "litert"
     assert engines_for("x.onnx")[0] == "onnxruntime"
+
+
+# -- execution precision: fp32 unless the model or bundle says otherwise ------------------------
+@pytest.mark.parametrize(("engine", "suffix"), CASES)
+def test_float_models_report_the_precision_they_run(engine: str, suffix: str) -> None:
+    path, _ = resolve_model(MODELS[suffix])
+    eng = open_engine(path, engine, threads=1)
+    # yunet-n-320 stores fp32 weights; the MediaPipe BlazeFace file stores fp16 weights (run in fp32)
+    assert eng.precision == ("fp16" if suffix == ".tflite" else "fp32")
+    eng.close()
+
+
+@pytest.mark.skipif("openvino" not in available_engines(), reason="OpenVINO is not installed")
+def test_openvino_compiles_float_models_at_f32_by_default() -> None:
+    path, _ = resolve_model("scrfd-500m")
+    eng = open_engine(path, "openvino")
+    hint = eng._compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert hint.get_type_name() == "f32"  # OpenVINO's own default is bf16 on CPUs with AMX/AVX-512 BF16
+    assert eng.compute_precision == "fp32" and eng.precision == "fp32"
+
+
+def _bf16_reason() -> str:
+    if "openvino" not in available_engines():
+        return "OpenVINO is not installed"
+    from anyedge.engines.openvino import cpu_supports
+
+    return "" if cpu_supports("bf16") else "this CPU has no bf16 (no AVX-512 BF16 / AMX): OpenVINO cannot run bf16 here"
+
+
+@pytest.mark.skipif(bool(_bf16_reason()), reason=_bf16_reason() or "-")
+def test_openvino_bf16_is_reported_and_within_the_gate(wider_images) -> None:
+    from anyedge import FaceDetector
+    from anyedge.converters.fidelity import face_fidelity
+
+    from .conftest import read_rgb
+
+    images = [read_rgb(p) for p in wider_images[:12]]
+    with FaceDetector.create("scrfd-500m", engine="openvino") as f32, \
+            FaceDetector.create("scrfd-500m", engine="openvino", engine_options={"precision": "bf16"}) as b16:
+        assert f32.engine.precision == "fp32" and b16.engine.precision == "bf16"
+        ref = [f32.detect(im) for im in images]
+        got = [b16.detect(im) for im in images]
+    agreement = face_fidelity(ref, got)
+    assert agreement.reference_faces >= 20
+    assert agreement.f1 >= 0.95  # the default conversion gate (max_drop 0.05)
+
+
+@pytest.mark.skipif("openvino" not in available_engines(), reason="OpenVINO is not installed")
+def test_openvino_refuses_an_unknown_precision() -> None:
+    path, _ = resolve_model("scrfd-500m")
+    with pytest.raises(ModelLoadError, match="precision"):
+        open_engine(path, "openvino", precision="fp8")
+
+
+def test_litert_load_prints_no_delegate_line_and_keeps_other_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from anyedge.engines.litert import _native_noise_filtered
+
+    path, _ = resolve_model("blazeface-short")
+    code = ("from anyedge.engines import open_engine; import numpy as np; "
+            f"e = open_engine({str(path)!r}, 'litert'); e.run({{'input': np.zeros((1, 128, 128, 3), np.float32)}}); "
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+    assert r.returncode == 0 and r.stdout.strip() == "ok"
+    assert "XNNPACK" not in r.stderr, r.stderr
+    with _native_noise_filtered():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nsomething else\n")
+    err = capfd.readouterr().err
+    assert "something else" in err and "XNNPACK" not in err

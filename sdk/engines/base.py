@@ -7,7 +7,11 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["TensorSpec", "Engine", "check_feeds", "quantize_input", "dequantize_output"]
+__all__ = ["TensorSpec", "Engine", "PRECISIONS", "model_precision", "check_feeds", "quantize_input", "dequantize_output"]
+
+#: What ``engine.precision`` may say, most exact first. ``int8w``: int8 weights, float activations;
+#: ``int8-mixed``: int8 with some weighted layers kept in float; ``binary``: the bnn engine.
+PRECISIONS = ("fp32", "bf16", "fp16", "int8w", "int8-mixed", "int8", "binary")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Engine(Protocol):
     """What every engine adapter provides."""
 
     name: str
+    precision: str  # what actually runs: one of PRECISIONS
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
@@ -42,6 +47,29 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the engine's resources; the engine cannot run afterwards."""
         ...
+
+
+def model_precision(*, quantized: int, weight_only: int, floating: int, fp16_weights: bool,
+                    compute: str = "fp32", quantized_elsewhere: bool = False) -> str:
+    """Name the precision a model runs at from a count of its weighted layers (conv / matmul).
+
+    Args:
+        quantized: layers whose weights and activations are int8.
+        weight_only: layers with int8 weights and float activations.
+        floating: layers left in float.
+        fp16_weights: the float weights are stored as fp16.
+        compute: the precision the engine computes float layers in (``fp32``, ``bf16``, ``fp16``).
+        quantized_elsewhere: other ops (adds, pooling, resizes...) run on int8 tensors.
+    """
+    if quantized:
+        return "int8" if not (weight_only or floating) else "int8-mixed"
+    if quantized_elsewhere:  # every weighted layer kept in float, the rest still int8
+        return "int8-mixed"
+    if weight_only:
+        return "int8w"
+    if compute != "fp32":
+        return compute
+    return "fp16" if fp16_weights else "fp32"
 
 
 def check_feeds(inputs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) -> None:

@@ -40,6 +40,7 @@ class BnnEngine:
     """
 
     name = "bnn"
+    precision = "binary"  # 1-bit weights and activations, int8 first layer, integer scores
 
     def __init__(self, path: Path, *, kernels: str = "auto") -> None:
         if kernels not in _KERNELS:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from ..errors import EngineError, EngineUnavailableError, ModelLoadError
-from .base import TensorSpec, check_feeds
+from .base import TensorSpec, check_feeds, model_precision
 
 __all__ = ["LiteRTEngine", "load"]
 
@@ -29,6 +33,76 @@ def _interpreter_class() -> Any:
         raise EngineUnavailableError(
             "engine 'litert' is not installed: pip install ai-edge-litert"
         ) from e
+
+
+# Lines LiteRT's native code writes to fd 2 on every load; nothing a user can act on.
+_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+_FD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_noise_filtered() -> Iterator[None]:
+    """Drop LiteRT's native INFO line from fd 2; everything else written meanwhile is replayed.
+
+    The line comes from C++ (``TFLITE_LOG_PROD``), below Python's ``sys.stderr``, and no
+    option or environment variable of ai-edge-litert turns it off, so fd 2 is pointed at a
+    temporary file while the interpreter allocates its tensors.
+    """
+    fd = 2  # native code writes to descriptor 2 whatever sys.stderr is
+    with _FD_LOCK, tempfile.TemporaryFile() as tmp:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        saved = os.dup(fd)
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            rest = b"".join(line for line in tmp.read().splitlines(keepends=True)
+                            if line.rstrip(b"\r\n") not in _NOISE)
+            if rest:
+                os.write(fd, rest)
+
+
+_WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D"}
+_INT = (np.int8, np.uint8, np.int16, np.int4) if hasattr(np, "int4") else (np.int8, np.uint8, np.int16)
+
+
+def _precision(interp: Any) -> str:
+    """What the interpreter computes in, from each weighted op's operand types.
+
+    XNNPACK runs float graphs in fp32 on every CPU unless told to force fp16 (anyedge never
+    does), so the model's own types decide: fp16 weights behind DEQUANTIZE are expanded to fp32.
+    """
+    try:
+        ops = interp._get_ops_details()
+    except (AttributeError, ValueError, RuntimeError):
+        return "fp32"
+    producer = {int(o): op for op in ops for o in op["outputs"]}
+    quantized = weight_only = floating = 0
+    fp16 = False
+    for op in ops:
+        types = list(op.get("operand_types") or [])
+        if op["op_name"] not in _WEIGHTED or len(types) < 2:
+            continue
+        act, w = types[0], types[1]
+        src = producer.get(int(op["inputs"][1]))
+        if src is not None and src["op_name"] == "DEQUANTIZE" and src.get("operand_types"):
+            w = src["operand_types"][0]
+        if w in _INT and act in _INT:
+            quantized += 1
+        elif w in _INT:
+            weight_only += 1
+        else:
+            floating += 1
+            fp16 = fp16 or w is np.float16
+    elsewhere = any(op["op_name"] == "QUANTIZE" for op in ops)
+    return model_precision(quantized=quantized, weight_only=weight_only, floating=floating, fp16_weights=fp16,
+                           quantized_elsewhere=elsewhere)
 
 
 def _check_flatbuffer(path: Path) -> None:
@@ -78,7 +152,8 @@ class LiteRTEngine:
                 num_threads=threads if threads else None,
                 experimental_delegates=delegates,
             )
-            self._interp.allocate_tensors()
+            with _native_noise_filtered():
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelLoadError(f"LiteRT cannot load {path}: {e}") from e
         self._in = self._interp.get_input_details()
@@ -88,6 +163,7 @@ class LiteRTEngine:
         self.outputs = tuple(_spec(d, names) for d in self._out)
         self.path = path
         self._lock = threading.Lock()
+        self.precision = _precision(self._interp)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         check_feeds(self.inputs, feeds)
@@ -101,7 +177,8 @@ class LiteRTEngine:
                     d = self._in[i]
                     if tuple(arr.shape) != tuple(d["shape"]):
                         interp.resize_tensor_input(d["index"], arr.shape)
-                        interp.allocate_tensors()
+                        with _native_noise_filtered():
+                            interp.allocate_tensors()
                         self._in = interp.get_input_details()
                         self._out = interp.get_output_details()
                     interp.set_tensor(self._in[i]["index"], arr)

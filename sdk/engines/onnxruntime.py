@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import EngineError, ModelLoadError
-from .base import TensorSpec, check_feeds
+from .base import TensorSpec, check_feeds, model_precision
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,46 @@ _ORT_DTYPES = {
     "tensor(int32)": "int32",
     "tensor(int64)": "int64",
 }
+
+
+_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_INTEGER = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+
+
+def _precision(path: Path) -> str:
+    """What a model file computes in: QDQ int8 (whole or mixed), fp16 weights, or fp32.
+
+    ONNX Runtime's CPU provider computes float layers exactly as stored (fp32 stays fp32 on every
+    CPU; the arm64 bf16 fast-math GEMM is switched off in the session), so the file decides.
+    """
+    try:
+        import onnx
+    except ImportError:  # onnx is optional at run time: a coarse look at the bytes
+        data = path.read_bytes()
+        return "int8" if b"DequantizeLinear" in data or b"QLinearConv" in data else "fp32"
+    g = onnx.load(str(path), load_external_data=False).graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {t.name: t.data_type for t in g.initializer}
+    quantized = weight_only = floating = 0
+    fp16 = False
+    for n in g.node:
+        if n.op_type in _INTEGER:
+            quantized += 1
+            continue
+        if n.op_type not in _WEIGHTED or len(n.input) < 2:
+            continue
+        act, w = (producer.get(n.input[i]) for i in (0, 1))
+        w_int = w is not None and w.op_type == "DequantizeLinear"
+        if w_int and act is not None and act.op_type == "DequantizeLinear":
+            quantized += 1
+        elif w_int:
+            weight_only += 1
+        else:
+            floating += 1
+            fp16 = fp16 or inits.get(n.input[1]) == onnx.TensorProto.FLOAT16
+    elsewhere = any(n.op_type == "QuantizeLinear" for n in g.node)
+    return model_precision(quantized=quantized, weight_only=weight_only, floating=floating, fp16_weights=fp16,
+                           quantized_elsewhere=elsewhere)
 
 
 def _spec(arg: Any) -> TensorSpec:
@@ -61,6 +101,8 @@ class OnnxRuntimeEngine:
         # pre/post-processing (measured: 5 ms vs 1.8 ms letterbox at 640x640) and burns battery.
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+        # fp32 stays fp32: no bf16 fast-math GEMM (an opt-in on arm64 CPUs with bf16)
+        so.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
         wanted = list(providers or ["CPUExecutionProvider"])
         have = set(ort.get_available_providers())
         usable = [p for p in wanted if (p[0] if isinstance(p, tuple) else p) in have] or ["CPUExecutionProvider"]
@@ -74,6 +116,7 @@ class OnnxRuntimeEngine:
         self.inputs = tuple(_spec(a) for a in self._sess.get_inputs())
         self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
         self.providers = tuple(self._sess.get_providers())
+        self.precision = _precision(path)
         self.path = path
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

@@ -10,14 +10,36 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import EngineError, ModelLoadError
-from .base import TensorSpec, check_feeds
+from .base import TensorSpec, check_feeds, model_precision
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OpenVINOEngine", "load"]
+__all__ = ["OpenVINOEngine", "load", "cpu_supports", "port_name", "COMPUTE_PRECISIONS"]
+
+#: anyedge precision name -> OpenVINO ``INFERENCE_PRECISION_HINT``.
+COMPUTE_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+# OPTIMIZATION_CAPABILITIES entry that says the CPU plugin computes in that precision natively
+_CAPABILITY = {"bf16": "BF16", "fp16": "FP16", "fp32": "FP32"}
+_WEIGHTED = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
+_PASS_THROUGH = {"Convert", "Reshape", "Multiply", "Subtract", "Transpose", "Unsqueeze", "Squeeze"}
 
 
-def _port_name(port: Any) -> str:
+def cpu_supports(precision: str) -> bool:
+    """Whether OpenVINO's CPU plugin computes ``precision`` natively on this CPU.
+
+    ``bf16`` needs AVX-512 BF16 or AMX; this is what OpenVINO itself reports in
+    ``OPTIMIZATION_CAPABILITIES``, so it agrees with what the plugin will do.
+    """
+    import openvino as ov
+
+    try:
+        caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # no CPU plugin
+        return False
+    return _CAPABILITY.get(precision, precision.upper()) in {str(c).upper() for c in caps}
+
+
+def port_name(port: Any) -> str:
     """The model-level name of a port: OpenVINO may attach several (e.g. ``{"450", "score_8"}``)."""
     names = sorted(port.get_names())
     readable = [n for n in names if not n.isdigit()]
@@ -27,7 +49,36 @@ def _port_name(port: Any) -> str:
 def _spec(port: Any) -> TensorSpec:
     ps = port.get_partial_shape()
     shape = tuple(d.get_length() if d.is_static else -1 for d in ps)
-    return TensorSpec(_port_name(port), shape, np.dtype(port.get_element_type().to_dtype()).name)
+    return TensorSpec(port_name(port), shape, np.dtype(port.get_element_type().to_dtype()).name)
+
+
+def _source(node: Any, kinds: set[str]) -> Any:
+    """Walk up first inputs through decompression / reshaping ops to the node that feeds them."""
+    while node.get_type_name() in kinds and node.get_input_size():
+        node = node.input_value(0).get_node()
+    return node
+
+
+def _weighted_layers(model: Any) -> tuple[int, int, int, bool, bool]:
+    """``(quantized, weight_only, floating, fp16_weights, fake_quantize_anywhere)`` over conv / matmul ops."""
+    quantized = weight_only = floating = 0
+    fp16 = elsewhere = False
+    for op in model.get_ordered_ops():
+        elsewhere = elsewhere or op.get_type_name() == "FakeQuantize"
+        if op.get_type_name() not in _WEIGHTED or op.get_input_size() < 2:
+            continue
+        w = _source(op.input_value(1).get_node(), _PASS_THROUGH)
+        x = _source(op.input_value(0).get_node(), {"Convert"})
+        w_type = w.get_output_element_type(0).get_type_name() if w.get_type_name() == "Constant" else ""
+        w_int = w.get_type_name() == "FakeQuantize" or w_type in ("i8", "u8", "i4", "u4")
+        if w_int and x.get_type_name() == "FakeQuantize":
+            quantized += 1
+        elif w_int:
+            weight_only += 1
+        else:
+            floating += 1
+            fp16 = fp16 or w_type == "f16"
+    return quantized, weight_only, floating, fp16, elsewhere
 
 
 class OpenVINOEngine:
@@ -37,13 +88,22 @@ class OpenVINOEngine:
     idle requests (creating one when every request is busy) and returns it afterwards. A
     single thread keeps reusing the same request; ``n`` threads end up with ``n`` requests
     on one compiled model, which run in parallel.
+
+    Float layers run at ``precision`` (``"fp32"`` unless asked otherwise): OpenVINO's CPU
+    plugin would otherwise pick bf16 by itself on CPUs with AMX / AVX-512 BF16, and its GPU
+    plugin fp16, so the same model would give different faces on different machines.
+    ``engine.precision`` says what actually runs (``"int8"`` for a quantized IR).
     """
 
     name = "openvino"
 
     def __init__(self, path: Path, *, threads: int | None = None, device: str = "CPU",
-                 fallback_device: str | None = None) -> None:
+                 fallback_device: str | None = None, precision: str = "fp32") -> None:
         import openvino as ov
+
+        if precision not in COMPUTE_PRECISIONS:
+            raise ModelLoadError(f"OpenVINO precision must be one of {', '.join(COMPUTE_PRECISIONS)}, "
+                                 f"got {precision!r}")
 
         core = ov.Core()
         if fallback_device and device not in ("AUTO", *core.available_devices):
@@ -53,6 +113,8 @@ class OpenVINOEngine:
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads and device == "CPU":
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        if device in ("CPU", "GPU"):  # the NPU compiles to its own fixed precision
+            config["INFERENCE_PRECISION_HINT"] = COMPUTE_PRECISIONS[precision]
         if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
             raise ModelLoadError(f"OpenVINO IR {path} has no weights file {path.with_suffix('.bin').name}")
         try:
@@ -62,6 +124,18 @@ class OpenVINOEngine:
             raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e}") from e
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._idle.put(self._compiled.create_infer_request())
+        try:
+            hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+            compute = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint).lower()
+        except Exception:  # devices without the property (NPU) run float layers in fp16
+            compute = "f16" if device == "NPU" else "f32"
+        self.compute_precision = {v: k for k, v in COMPUTE_PRECISIONS.items()}.get(compute, compute)
+        if precision != "fp32" and self.compute_precision != precision:
+            log.warning("OpenVINO %s cannot compute in %s on this machine; it runs %s", device, precision,
+                        self.compute_precision)
+        q, w, f, fp16, elsewhere = _weighted_layers(model)
+        self.precision = model_precision(quantized=q, weight_only=w, floating=f, fp16_weights=fp16,
+                                         compute=self.compute_precision, quantized_elsewhere=elsewhere)
         self.inputs = tuple(_spec(p) for p in self._compiled.inputs)
         self.outputs = tuple(_spec(p) for p in self._compiled.outputs)
         self.device = device

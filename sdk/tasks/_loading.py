@@ -47,6 +47,8 @@ def _from_bundle(path: Path, task: str, input_spec: InputSpec | None,
     opts: dict[str, Any] = {}
     if m.engine == "openvino" and m.device:
         opts = {"device": m.device, "fallback_device": "CPU"}
+    if m.engine == "openvino" and m.precision == "bf16":
+        opts["precision"] = "bf16"  # bf16 is a compute precision the bundle asks for, not a file type
     elif m.engine == "onnxruntime" and m.providers:
         opts = {"providers": list(m.providers)}
     return ModelSpec(

@@ -132,6 +132,11 @@ class FaceDetector(Task):
                               family=family, input_spec=input_spec, decoder=decoder, **option_overrides)
 
     # -- pipeline ---------------------------------------------------------------------------
+    @property
+    def input_name(self) -> str:
+        """Name of the engine input :meth:`preprocess` fills (converters feed calibration by it)."""
+        return self._in.name
+
     def _resolve_input_size(self) -> tuple[int, int]:
         shape = self._in.shape
         spec = self.spec.input
