@@ -134,16 +134,43 @@ def _cmd_models(args: argparse.Namespace) -> int:
         rows.append({"name": name, "task": "activity_classification", "family": "bnn", "file": "bundle",
                      "license": "Apache-2.0 (anyedge's own)", "present": str(p) if p else None,
                      "fetchable": False, "source": "shipped inside the anyedge package"})
+    if args.precision:
+        for r in rows:
+            r["precision"] = _precisions(r) if r["present"] else {}
     if args.json:
         for r in rows:
             print(json.dumps(r))
         return EXIT_OK
-    print(f"{'name':20} {'task':24} {'family':11} {'present':8} {'licence':34} where to get it (when missing)")
+    print(f"{'name':20} {'task':24} {'family':14} {'present':8} {'licence':34} where to get it (when missing)")
     for r in rows:
         state = "yes" if r["present"] else ("fetch" if r["fetchable"] else "no")
         where = "" if r["present"] else r["source"]
-        print(f"{r['name']:20} {r['task']:24} {r['family']:11} {state:8} {r['license']:34} {where}".rstrip())
+        print(f"{r['name']:20} {r['task']:24} {r['family']:14} {state:8} {r['license']:34} {where}".rstrip())
+        if r.get("precision"):
+            runs = ", ".join(f"{e} {p}" for e, p in r["precision"].items())
+            print(f"{'':20} runs here at: {runs}")
     return EXIT_OK
+
+
+def _precisions(row: dict[str, Any]) -> dict[str, str]:
+    """Engine -> the precision a present model actually runs at there (``engine.precision``)."""
+    from .engines import engines_for, open_engine
+
+    path = Path(row["present"])
+    if path.is_dir():  # a bundle: its model file
+        from .bundle import load_bundle
+
+        path = load_bundle(path).model_path
+    out: dict[str, str] = {}
+    for name in engines_for(path):
+        try:
+            eng = open_engine(path, name)
+        except AnyEdgeError as e:
+            out[name] = f"cannot load ({e})"
+            continue
+        out[name] = str(getattr(eng, "precision", "unknown"))
+        eng.close()
+    return out
 
 
 # -- detect ---------------------------------------------------------------------------------
@@ -368,8 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the model registry and what is present here",
                        description="List every registered model, whether its file is here, and where a "
                                    "missing one is published.",
-                       epilog="example:\n  anyedge models\n  anyedge models --json | jq -r .name")
+                       epilog="example:\n  anyedge models\n  anyedge models --precision\n  anyedge models --json | jq -r .name")
     p.add_argument("--json", action="store_true", help="one JSON object per model (default: a table)")
+    p.add_argument("--precision", action="store_true",
+                   help="also open each present model on every installed engine that reads it and show the "
+                        "precision it runs at there (engine.precision; default: off, it loads every model)")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("detect", help="detect faces in images, folders of images, videos or a camera",

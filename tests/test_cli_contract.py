@@ -205,3 +205,13 @@ def test_packaged_sample_image_has_one_face_for_every_detector() -> None:
             with FaceDetector.create(m.name, channels="BGR") as det:
                 assert len(det.detect(img)) == 1, m.name
     assert np.asarray(img).shape == (256, 256, 3)
+
+
+def test_models_precision_shows_what_each_engine_runs() -> None:
+    """`models --precision` opens each present model: float ONNX files run at fp32 on every engine."""
+    r = run("models", "--precision", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {d["name"]: d for d in map(json.loads, r.stdout.splitlines())}
+    scrfd = rows["scrfd-500m"]["precision"]
+    assert set(scrfd) >= {"onnxruntime"} and set(scrfd.values()) == {"fp32"}
+    assert rows["bnn-racketsports"]["precision"] == {"bnn": "binary"}
