@@ -351,14 +351,11 @@ def test_export_c_refuses_a_foreign_folder_and_replaces_its_own(tmp_path, capsys
 
 # -- a converted bundle ------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def converted_bundle(tmp_path_factory) -> Path:
+def converted_bundle(tmp_path_factory, faces_calib) -> Path:
     from anyedge.converters.api import convert
 
-    calib = tmp_path_factory.mktemp("calib")
-    for f in sorted(WIDER.glob("*.jpg"))[::10]:
-        shutil.copy(f, calib / f.name)
     out = tmp_path_factory.mktemp("bundle") / "blazeface-gpu"
-    convert("blazeface-short", target="mobile-gpu", out=out, calibration=calib, show_progress=False)
+    convert("blazeface-short", target="mobile-gpu", out=out, calibration=faces_calib, show_progress=False)
     return out
 
 

@@ -191,11 +191,11 @@ def test_real_bench_run_writes_json_csv_png(tmp_path, images, capsys):
     assert "blazeface-short" in captured.out and "bench [" in captured.err  # table on stdout, progress on stderr
 
 
-def test_bundle_rows_compare_with_the_float_model(tmp_path, images):
+def test_bundle_rows_compare_with_the_float_model(tmp_path, images, faces_calib):
     from anyedge.converters.api import convert
 
     bundle = tmp_path / "bf-gpu"
-    convert("blazeface-short", target="mobile-gpu", out=bundle, calibration=images, show_progress=False)
+    convert("blazeface-short", target="mobile-gpu", out=bundle, calibration=faces_calib, show_progress=False)
     doc = run_bench(BenchConfig(models=(str(bundle),), engines=("litert",), runs=3, warmup=1, images=str(images)))
     _check_schema(doc)
     (row,) = doc["rows"]

@@ -162,13 +162,9 @@ def test_convert_without_images_names_the_calib_option(tmp_path: Path) -> None:
     assert not (tmp_path / "b").exists()
 
 
-def test_convert_json_for_an_openvino_target_is_pure_json(tmp_path: Path) -> None:
+def test_convert_json_for_an_openvino_target_is_pure_json(tmp_path: Path, faces_calib: Path) -> None:
     pytest.importorskip("nncf")
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for f in sorted(WIDER.glob("*.jpg"))[:6]:
-        (calib / f.name).write_bytes(f.read_bytes())
-    r = run("convert", "yunet-n-320", "--target", "intel-npu", "--calib", str(calib), "--out",
+    r = run("convert", "yunet-n-320", "--target", "intel-npu", "--calib", str(faces_calib), "--out",
             str(tmp_path / "bundle"), "--json", "-v")
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)  # the whole of stdout is one JSON document

@@ -23,7 +23,7 @@ from anyedge.errors import (
 )
 from anyedge.targets import TARGETS, get_target
 
-from .conftest import DATA, SMOKE, WIDER
+from .conftest import WIDER
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +31,6 @@ def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 real WIDER images: 20 calibrate, 10 are held back for the fidelity check."""
     d = tmp_path_factory.mktemp("calib")
     for f in sorted(WIDER.glob("*.jpg"))[::5]:
-        shutil.copy(f, d / f.name)
-    return d
-
-
-@pytest.fixture(scope="module")
-def faces_calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """61 real images with larger faces: BlazeFace short-range finds only 11 faces in the 10 WIDER
-    crowd images held back from ``calib_dir``, fewer than the gate needs; here 22 in 20."""
-    d = tmp_path_factory.mktemp("faces-calib")
-    files = [*sorted(WIDER.glob("*.jpg"))[::5], *(DATA / "faces" / "identities").glob("*/*"),
-             *(SMOKE / n for n in ("astronaut.png", "camera.png", "couple.jpg"))]
-    for f in files:
         shutil.copy(f, d / f.name)
     return d
 

@@ -311,7 +311,7 @@ def render_header(p: ModelParams) -> str:
         f"#define {U}_NUM_OUTPUTS {len(p.outputs)}",
         f"static const char *const {U}_OUTPUT_NAMES[{len(p.outputs)}] = {arr([_s(o.name) for o in p.outputs])};",
         f"static const char *const {U}_OUTPUT_DTYPES[{len(p.outputs)}] = {arr([_s(o.dtype) for o in p.outputs])};",
-        f"/* quantized outputs: aepost_dequantize_int8/uint8 with these (scale 0: already float32) */",
+        "/* quantized outputs: aepost_dequantize_int8/uint8 with these (scale 0: already float32) */",
         f"static const double {U}_OUTPUT_QUANT_SCALE[{len(p.outputs)}] = "
         f"{arr([_d(o.quantization[0]) if o.quantization else '0.0' for o in p.outputs])};",
         f"static const int32_t {U}_OUTPUT_QUANT_ZERO_POINT[{len(p.outputs)}] = "
