@@ -57,10 +57,12 @@ def decode(outputs: Mapping[str, np.ndarray], input_size: tuple[int, int], cfg: 
 
         raise ModelLoadError(f"blazeface: {len(raw)} boxes but {len(anchors)} anchors for input {w}x{h}")
     cand = np.flatnonzero(logits >= _logit_cut(score_threshold))
+    k = int(cfg.get("keypoints", 6))
+    if cand.size == 0:  # most frames: no anchor near the cut, nothing to score
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, k, 2), np.float32)
     cand_scores = _sigmoid(np.minimum(np.maximum(logits[cand], -100.0), 100.0))  # np.clip, cheaper
     ok = cand_scores >= score_threshold
     keep, kept_scores = cand[ok], cand_scores[ok]
-    k = int(cfg.get("keypoints", 6))
     if keep.size == 0:
         return np.zeros((0, 4), np.float32), kept_scores, np.zeros((0, k, 2), np.float32)
     r = raw[keep]

@@ -89,6 +89,7 @@ class FaceDetector(Task):
             float(opts.iou_threshold if opts.iou_threshold is not None else cfg.get("iou_threshold", 0.4)),
             int(cfg.get("keypoints", 0)),
         )
+        self._empty = FaceDetections.empty(self._thresholds[2])
         # Per-thread state: the reused letterbox canvas and input tensor (large per-frame
         # allocations cost page faults on every frame) and the last call's timing. A detector
         # shared by threads gives every thread its own buffers, so results never mix.
@@ -183,7 +184,7 @@ class FaceDetector(Task):
         thr, iou, k = self._thresholds
         boxes, scores, kps = self._decoder.decode(outputs, self.input_size, cfg, thr)
         if len(scores) == 0:
-            return FaceDetections.empty(k)
+            return self._empty  # shared by every faceless frame: its arrays hold no values to change
         if self._decoder.suppression == "weighted":
             boxes, scores, kps = weighted_nms(boxes, scores, kps, iou, self.options.max_faces)
         else:
