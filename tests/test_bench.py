@@ -148,6 +148,7 @@ def test_cosine_fidelity_for_embedders():
     f = cosine_fidelity(a, b)
     assert f["cosine_min"] == pytest.approx(np.sqrt(0.5), abs=1e-5) and f["n"] == 3
     assert f["cosine_mean"] == pytest.approx((2 + np.sqrt(0.5)) / 3, abs=1e-5)
+    assert f["cosine_min"] <= f["cosine_p5"] <= f["cosine_mean"]
     with pytest.raises(InputError, match="one shape"):
         cosine_fidelity(a, b[:2])
 
@@ -203,6 +204,35 @@ def test_bundle_rows_compare_with_the_float_model(tmp_path, images, faces_calib)
     assert row["size_bytes"] == sum(f.stat().st_size for f in bundle.iterdir())
     fid = row["fidelity"]
     assert "blazeface-short" in fid["reference"] and 0.0 <= fid["f1"] <= 1.0 and fid["images"] == 6
+
+
+def test_embedder_units_keep_to_their_engines_and_compare_with_the_float_model():
+    from anyedge.bench.runner import plan_units
+
+    notes: list[str] = []
+    units = plan_units(BenchConfig(models=("mobilefacenet-int8w",)), notes)
+    rows = [(u.model, u.engine, u.precision) for u in units if not u.extra.get("reference_only")]
+    assert rows == [("mobilefacenet-int8w", "litert", "int8w")]  # its settings allow LiteRT only
+    (ref,) = [u for u in units if u.extra.get("reference_only")]
+    assert ref.model == "mobilefacenet" and ref.is_reference and ref.kind == "face_embedding"
+    assert {u.ref_key for u in units} == {"mobilefacenet"}
+
+
+def test_embedder_rows_measure_cosine_to_the_float_model(tmp_path):
+    doc = run_bench(BenchConfig(models=("mobilefacenet-int8w",), engines=("litert",), runs=3, warmup=1,
+                                max_images=4))
+    _check_schema(doc)
+    (row,) = doc["rows"]
+    assert (row["model"], row["precision"], row["task"], row["input"]) == ("mobilefacenet-int8w", "int8w",
+                                                                          "face_embedding", "96x112")
+    fid = row["fidelity"]
+    assert "mobilefacenet litert" in fid["reference"] and fid["n"] == fid["crops"] >= 3  # aligned real faces
+    # int8 weights move the embeddings a little, never to another face
+    assert 0.9 < fid["cosine_min"] <= fid["cosine_p5"] <= fid["cosine_mean"] < 0.9999
+    report.write_csv(doc, tmp_path / "bench.csv")
+    (line,) = csv.DictReader((tmp_path / "bench.csv").open())
+    assert float(line["fidelity_cosine_mean"]) == fid["cosine_mean"]
+    assert "cos " in report.format_table(doc)
 
 
 def test_bnn_rows_time_kernels_and_measure_test_accuracy():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from anyedge.ops import image as image_ops
-from anyedge.ops.image import area_tables, letterbox, to_tensor
+from anyedge.ops.image import area_tables, letterbox, letterbox_tensor, to_tensor
 
 from .conftest import WIDER
 
@@ -73,6 +73,37 @@ def test_normalise_kernel_is_bit_identical_to_numpy(frames, monkeypatch, layout,
     want = to_tensor(img, layout=layout, channels="RGB", source_channels=source, mean=mean, std=std)
     assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
     assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("source", ["RGB", "BGR"])
+@pytest.mark.parametrize("size, mode, crop", [
+    ((128, 128), "letterbox", None),                           # BlazeFace on a square frame: the fused path
+    ((128, 96), "letterbox", (slice(0, 301), slice(0, 257))),  # aspect kept: padding right / bottom
+    ((192, 160), "stretch", (slice(10, 400), slice(3, 415, 2))),  # a strided view, both axes scaled
+    ((128, 64), "letterbox", (slice(0, 128), slice(0, 256))),  # integer factors: OpenCV's path
+    ((640, 640), "letterbox", None),                           # upscaling: bilinear, two passes
+])
+@pytest.mark.parametrize("mean, std", [(127.5, 127.5), ((104.0, 117.0, 123.0), (58.0, 57.0, 57.5)), (0.0, 1.0)])
+def test_fused_letterbox_tensor_is_bit_identical_to_two_passes(frames, layout, source, size, mode, crop, mean, std):
+    for img in frames[:3]:
+        img = img[crop] if crop else img
+        canvas, lb = letterbox(img, size, mode)
+        want = to_tensor(canvas, layout=layout, channels="RGB", source_channels=source, mean=mean, std=std)
+        out = np.full_like(want, np.nan)  # a reused buffer full of garbage: every value must be written
+        got, glb, _ = letterbox_tensor(img, size, mode, layout=layout, channels="RGB", source_channels=source,
+                                       mean=mean, std=std, out=out)
+        assert got is out and glb == lb
+        assert got.tobytes() == want.tobytes()
+
+
+def test_fused_letterbox_tensor_takes_the_kernel_for_blazeface(frames, monkeypatch):
+    calls = []
+    kernel = image_ops._kernels.area_resize_normalize
+    monkeypatch.setattr(image_ops._kernels, "area_resize_normalize", lambda *a: calls.append(1) or kernel(*a),
+                        raising=False)
+    _, _, canvas = letterbox_tensor(frames[0], (128, 128), layout="NHWC", channels="RGB", mean=127.5, std=127.5)
+    assert calls and canvas is None
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.2, 0.5, 0.75, 0.999, 1.0])

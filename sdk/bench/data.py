@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["IMAGE_SUFFIXES", "default_images", "list_images", "read_images", "synthetic_frame"]
+__all__ = ["IMAGE_SUFFIXES", "default_images", "default_face_photos", "list_images", "read_images",
+           "synthetic_frame", "face_crops"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -22,6 +23,50 @@ def default_images() -> Path | None:
         if cand.is_dir():
             return cand
     return None
+
+
+def default_face_photos() -> Path | None:
+    """``$ANYEDGE_DATA/faces/identities`` (portraits, one face each) when it exists."""
+    env = os.environ.get("ANYEDGE_DATA")
+    for root in ([Path(env)] if env else []) + [Path.cwd().parent / "shared" / "data"]:
+        cand = root / "faces" / "identities"
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def face_crops(folder: str | os.PathLike[str], geometry: object, limit: int | None = None,
+               detector: str = "scrfd-500m") -> np.ndarray:
+    """Aligned BGR crops ``(n, h, w, 3)`` of the largest face of every photo under ``folder``
+    (sub-folders included), found by ``detector`` and aligned to ``geometry`` (a
+    :class:`~anyedge.ops.align.CropGeometry`); photos without a face are skipped.
+
+    Raises:
+        InputError: the folder holds no photos, or no face was found in any.
+    """
+    import cv2
+
+    from ..ops.align import align_faces
+    from ..tasks.face_detector import FaceDetector
+
+    p = Path(folder)
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else []
+    if not files:
+        raise InputError(f"{p}: no photos to take face crops from")
+    crops = []
+    with FaceDetector.create(detector, channels="BGR", threads=1) as det:
+        for f in files[:limit] if limit else files:
+            img = cv2.imdecode(np.fromfile(str(f), dtype=np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                continue
+            faces = det.detect(img)
+            if len(faces):
+                b = faces.boxes
+                big = int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
+                crops.append(align_faces(img, faces.keypoints[big : big + 1], geometry)[0])
+    if not crops:
+        raise InputError(f"{p}: {detector} found no face in {len(files)} photos")
+    return np.stack(crops)
 
 
 def list_images(folder: str | os.PathLike[str], limit: int | None = None) -> list[Path]:

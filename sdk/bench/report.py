@@ -25,6 +25,7 @@ CSV_COLUMNS = (
     "engine_p90_ms", "engine_p99_ms", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
     "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
     "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
+    "fidelity_cosine_mean", "fidelity_cosine_p5",
     "fidelity_reference", "error",
 )
 
@@ -141,6 +142,8 @@ def format_table(doc: Mapping[str, Any]) -> str:
                 fid += f" IoU {f['mean_iou']:.3f}"
             if "agreement" in f:
                 fid += f" agree {f['agreement']:.3f}"
+            if "cosine_p5" in f:
+                fid += f" p5 {f['cosine_p5']:.3f}"
             if "kernel_ms" in r:
                 fid += f"  kernels {r['kernel_ms']['median'] * mul:.1f} {unit}"
             out.append(
@@ -153,9 +156,10 @@ def format_table(doc: Mapping[str, Any]) -> str:
         out.append("")
         out += [f"note: {n}" for n in doc["notes"]]
     out.append("")
-    out.append("call = the whole task call (detect / classify); engine = engine.run alone; x = call / engine "
+    out.append("call = the whole task call (detect / embed / classify); engine = engine.run alone; x = call / engine "
                "(medians of wall time; xcpu: of the calling thread's CPU time); "
                "ips = inferences/s of THR instances in THR threads; fidelity vs the float model (F1 at IoU 0.5), "
+               "embedders: cosine to the float model's embeddings (mean, p5 = 5th percentile), "
                "HAR: test-split accuracy")
     return "\n".join(out)
 
@@ -175,7 +179,7 @@ def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
             if f"{block}_{s}_ms" in CSV_COLUMNS and s in st:
                 out[f"{block}_{s}_ms"] = st[s]
     f = r.get("fidelity") or {}
-    for k in ("f1", "mean_iou", "accuracy", "agreement", "reference"):
+    for k in ("f1", "mean_iou", "accuracy", "agreement", "cosine_mean", "cosine_p5", "reference"):
         if k in f:
             out[f"fidelity_{k}"] = f[k]
     return out

@@ -87,20 +87,62 @@ def _wanted(engines: Sequence[str], available: Sequence[str]) -> list[str]:
     return [e for e in available if not engines or e in engines]
 
 
+# registry models whose float model is another registry entry: (float model, precision)
+FLOAT_MODEL_OF = {"mobilefacenet-int8w": ("mobilefacenet", "int8w")}
+
+
 def _detector_units(name: str, engines: Sequence[str]) -> list[Unit]:
-    """A registry model on every engine that reads it (its own engine first: the float reference)."""
+    """A registry model on every engine that reads it (its own engine first: the float reference).
+
+    Embedders run only on the engines their settings allow; a model with a float twin in the
+    registry (:data:`FLOAT_MODEL_OF`) is compared with that twin instead of being a reference.
+    """
     from ..engines import engines_for
     from ..registry import resolve_model
 
     path, info = resolve_model(name)
+    ref_key, precision = FLOAT_MODEL_OF.get(name, (name, "fp32"))
+    allowed = info.decoder.get("engines") if info.task == "face_embedding" else None
     units = []
-    for i, eng in enumerate(engines_for(path)):
-        units.append(Unit(info.task, name, name, eng, "fp32", path.stat().st_size, "registry",
-                          ref_key=name, is_reference=(i == 0)))
+    for i, eng in enumerate(e for e in engines_for(path) if not allowed or e in allowed):
+        units.append(Unit(info.task, name, name, eng, precision, path.stat().st_size, "registry",
+                          ref_key=ref_key, is_reference=(i == 0 and ref_key == name)))
     for u in units:  # the float reference runs even when its engine is not wanted, but makes no row
         if engines and u.engine not in engines:
             u.extra["reference_only"] = True
     return [u for u in units if u.is_reference or not u.extra.get("reference_only")]
+
+
+def _crop_jobs(units: Sequence[Unit], cfg: BenchConfig, tmp: str, notes: list[str]) -> dict[str, dict[str, Any]]:
+    """Job fields of every embedder unit: its aligned crops, made once per crop geometry here in
+    the parent (the rows' processes then load no detector)."""
+    import numpy as np
+
+    from ..registry import REGISTRY
+    from ..tasks.face_embedder import EmbedderSettings
+    from .data import default_face_photos, face_crops
+
+    out: dict[str, dict[str, Any]] = {}
+    made: dict[str, dict[str, Any]] = {}
+    folder = default_face_photos() or (Path(cfg.images) if cfg.images else None)
+    for u in units:
+        if u.kind != "face_embedding" or u.model in out:
+            continue
+        geo = EmbedderSettings.from_mapping(REGISTRY[u.model].decoder, u.model).geometry
+        if geo.name not in made:
+            fields: dict[str, Any] = {"crop_size": list(geo.size)}
+            if folder is None:
+                notes.append("no face photos: embedders timed on a stand-in crop, no embedder fidelity")
+            else:
+                try:
+                    path = Path(tmp) / f"crops-{geo.name}.npz"
+                    np.savez(path, crops=face_crops(folder, geo, cfg.max_images))
+                    fields["crops"] = str(path)
+                except Exception as e:  # no detector here, no faces: timing on a stand-in crop
+                    notes.append(f"no face crops for the embedders ({e}): timed on a stand-in crop, no fidelity")
+            made[geo.name] = fields
+        out[u.model] = made[geo.name]
+    return out
 
 
 def _bundle_units(path: Path, engines: Sequence[str]) -> list[Unit]:
@@ -161,7 +203,7 @@ def _har_units(name: str, engines: Sequence[str], notes: list[str]) -> list[Unit
 
 
 def present_models() -> list[str]:
-    """Every registered face detector whose file is on this machine, then the packaged HAR models."""
+    """Every registered model (detectors, embedders) whose file is on this machine, then the packaged HAR models."""
     from ..registry import PACKAGED_BUNDLES, find_model_file, list_models
 
     return [m.name for m in list_models() if find_model_file(m) is not None] + list(PACKAGED_BUNDLES)
@@ -264,6 +306,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
     refs: dict[str, tuple[str, str]] = {}
     jobs: list[tuple[Unit | None, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="anyedge-bench-") as tmp:
+        crop_fields = _crop_jobs(units, cfg, tmp, notes)
         for k, u in enumerate(units):
             ref_file = str(Path(tmp) / f"ref{k}.npz")
             if u.is_reference:
@@ -271,7 +314,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             for j, t in enumerate(cfg.threads[:1] if u.extra.get("reference_only") else cfg.threads):
                 job = {"kind": u.kind, "model": u.model, "engine": u.engine, "precision": u.precision,
                        "threads": int(t), "runs": cfg.runs, "warmup": cfg.warmup, "images": cfg.images,
-                       "max_images": cfg.max_images, "fidelity": j == 0, **u.extra,
+                       "max_images": cfg.max_images, "fidelity": j == 0, **u.extra, **crop_fields.get(u.model, {}),
                        "result": str(Path(tmp) / f"row{k}_{t}.json")}
                 if j == 0 and u.is_reference:
                     job["save_reference"] = ref_file

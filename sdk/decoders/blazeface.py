@@ -16,8 +16,13 @@ __all__ = ["decode"]
 
 @lru_cache(maxsize=8)
 def _anchors(size: tuple[int, int], strides: tuple[int, ...], min_scale: float, max_scale: float,
-             interp: float) -> np.ndarray:
-    return ssd_anchors(size, strides, min_scale, max_scale, interp)
+             interp: float) -> tuple[np.ndarray, np.ndarray]:
+    """The anchors, and their centres in input pixels (``anchors * (w, h)``, made once)."""
+    anchors = ssd_anchors(size, strides, min_scale, max_scale, interp)
+    centres = anchors * np.array(size, np.float32)
+    anchors.flags.writeable = False
+    centres.flags.writeable = False
+    return anchors, centres
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -25,6 +30,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
 
 
+@lru_cache(maxsize=32)
 def _logit_cut(score_threshold: float) -> float:
     """A logit below which no score can reach the threshold (with room for float32 rounding).
 
@@ -44,22 +50,24 @@ def decode(outputs: Mapping[str, np.ndarray], input_size: tuple[int, int], cfg: 
     raw = np.asarray(require(outputs, names["boxes"], "blazeface"), np.float32).reshape(-1, 16)
     logits = np.asarray(require(outputs, names["scores"], "blazeface"), np.float32).reshape(-1)
     w, h = input_size
-    anchors = _anchors((w, h), tuple(cfg["strides"]), cfg["min_scale"], cfg["max_scale"],
-                       cfg.get("interpolated_scale_aspect_ratio", 1.0))
+    anchors, centres = _anchors((w, h), tuple(cfg["strides"]), cfg["min_scale"], cfg["max_scale"],
+                                cfg.get("interpolated_scale_aspect_ratio", 1.0))
     if len(anchors) != len(raw):
         from ..errors import ModelLoadError
 
         raise ModelLoadError(f"blazeface: {len(raw)} boxes but {len(anchors)} anchors for input {w}x{h}")
     cand = np.flatnonzero(logits >= _logit_cut(score_threshold))
-    cand_scores = _sigmoid(np.clip(logits[cand], -100.0, 100.0))
+    k = int(cfg.get("keypoints", 6))
+    if cand.size == 0:  # most frames: no anchor near the cut, nothing to score
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, k, 2), np.float32)
+    cand_scores = _sigmoid(np.minimum(np.maximum(logits[cand], -100.0), 100.0))  # np.clip, cheaper
     ok = cand_scores >= score_threshold
     keep, kept_scores = cand[ok], cand_scores[ok]
-    k = int(cfg.get("keypoints", 6))
     if keep.size == 0:
         return np.zeros((0, 4), np.float32), kept_scores, np.zeros((0, k, 2), np.float32)
     r = raw[keep]
     # anchor centres are normalised; offsets are in input pixels (x_scale = width etc.)
-    ctr = anchors[keep] * np.array([w, h], np.float32)
+    ctr = centres[keep]
     c = ctr + r[:, :2]
     half = r[:, 2:4] / 2
     boxes = np.concatenate([c - half, c + half], axis=1)

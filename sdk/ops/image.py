@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["MAX_PIXELS", "check_image", "as_rgb", "Letterbox", "letterbox", "to_tensor", "area_tables"]
+__all__ = ["MAX_PIXELS", "check_image", "as_rgb", "Letterbox", "letterbox", "to_tensor", "letterbox_tensor",
+           "area_tables"]
 
 MAX_PIXELS = 100_000_000  # 100 MP: beyond this an edge device should tile, not resize
 
@@ -78,8 +79,10 @@ class Letterbox:
     def boxes_to_source(self, boxes: np.ndarray) -> np.ndarray:
         """Map ``(n, 4)`` xyxy network-input boxes to clipped source-pixel boxes."""
         b = self.to_source(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
-        b[:, 0::2] = np.clip(b[:, 0::2], 0, self.src_w)
-        b[:, 1::2] = np.clip(b[:, 1::2], 0, self.src_h)
+        # clip with ufuncs in place: np.clip's values, without its wrapper's per-call cost
+        for v, hi in ((b[:, 0::2], self.src_w), (b[:, 1::2], self.src_h)):
+            np.maximum(v, 0, out=v)
+            np.minimum(v, hi, out=v)
         return b
 
 
@@ -136,6 +139,15 @@ def _area_resize(image: np.ndarray, nw: int, nh: int, out: np.ndarray) -> bool:
     return True
 
 
+def _placement(w: int, h: int, size: tuple[int, int], mode: str) -> tuple[int, int]:
+    """The resized image's ``(width, height)`` inside ``size``: stretched, or aspect kept."""
+    tw, th = size
+    if mode == "stretch":
+        return tw, th
+    s = min(tw / w, th / h)
+    return max(1, min(tw, round(w * s))), max(1, min(th, round(h * s)))
+
+
 def letterbox(
     image: np.ndarray, size: tuple[int, int], mode: str = "letterbox", canvas: np.ndarray | None = None,
     fast: bool = False,
@@ -153,11 +165,7 @@ def letterbox(
 
     tw, th = size
     h, w = image.shape[:2]
-    if mode == "stretch":
-        nw, nh = tw, th
-    else:
-        s = min(tw / w, th / h)
-        nw, nh = max(1, min(tw, round(w * s))), max(1, min(th, round(h * s)))
+    nw, nh = _placement(w, h, size, mode)
     interp = cv2.INTER_AREA if (nw < w or nh < h) and not fast else cv2.INTER_LINEAR
     if not image.flags.c_contiguous and not (image.strides[1] == 3 and image.strides[2] == 1):
         image = np.ascontiguousarray(image)
@@ -181,6 +189,83 @@ def _constants(mean: object, std: object) -> tuple[np.ndarray, np.ndarray, bool]
 
 
 _cached_constants = lru_cache(maxsize=32)(_constants)  # made once per model's mean/std
+
+
+@lru_cache(maxsize=32)
+def _normalise_table(mean: object, std: object) -> np.ndarray:
+    """``(3, 256)`` float32: ``(float(v) - mean[c]) * inv_std[c]`` for every grey level ``v``, by
+    the same float32 operations as :func:`to_tensor` (so a lookup equals computing it)."""
+    m, inv, scale = _constants(mean, std)
+    levels = np.arange(256, dtype=np.float32)
+    lut = np.empty((3, 256), np.float32)
+    for c in range(3):
+        np.subtract(levels, m[c], out=lut[c], dtype=np.float32)
+        if scale:
+            lut[c] *= inv[c]
+    lut.flags.writeable = False
+    return lut
+
+
+@lru_cache(maxsize=64)
+def _fused_plan(w: int, h: int, size: tuple[int, int], mode: str, fast: bool, mean: object,
+                std: object) -> tuple | None:
+    """Everything :func:`letterbox_tensor` needs for one frame size, made once; ``None`` when
+    the fused kernel does not apply (upscaling, integer factors, bilinear, no kernels)."""
+    nw, nh = _placement(w, h, size, mode)
+    if _kernels is None or fast or nw > w or nh > h or (nw == w and nh == h) or (w % nw == 0 and h % nh == 0):
+        return None
+    ys, yc, yw = area_tables(h, nh)
+    xs, _, xw = area_tables(w, nw)
+    return ys, yc, yw, xs, xw, _normalise_table(mean, std), Letterbox(nw / w, nh / h, 0.0, 0.0, w, h)
+
+
+def letterbox_tensor(
+    image: np.ndarray,
+    size: tuple[int, int],
+    mode: str = "letterbox",
+    *,
+    layout: str,
+    channels: str,
+    source_channels: str = "RGB",
+    mean: float | tuple[float, ...],
+    std: float | tuple[float, ...],
+    out: np.ndarray | None = None,
+    canvas: np.ndarray | None = None,
+    fast: bool = False,
+) -> tuple[np.ndarray, Letterbox, np.ndarray | None]:
+    """:func:`letterbox` then :func:`to_tensor` in one call, fused into one pass where it can be.
+
+    A non-integer area downscale (a camera or photo frame into a small network such as
+    BlazeFace's 128x128) is resized and normalised straight into ``out`` by the compiled
+    kernel: no uint8 canvas, no second pass, the same tensor bit for bit. Every other case
+    letterboxes into ``canvas`` and normalises it, as the two functions do.
+
+    Returns:
+        ``(tensor, letterbox, canvas)``: ``tensor`` is ``out`` when it fits (else a new array),
+        ``canvas`` the uint8 buffer used (``None`` on the fused path) to pass back next time.
+    """
+    if layout not in ("NCHW", "NHWC"):
+        raise InputError(f"layout must be NCHW or NHWC, got {layout!r}")
+    h, w = image.shape[:2]
+    try:
+        plan = _fused_plan(w, h, tuple(size), mode, bool(fast), mean, std)
+    except TypeError:  # a list mean/std is not hashable: take the two-pass path
+        plan = None
+    if plan is not None:
+        ys, yc, yw, xs, xw, lut, lb = plan
+        tw, th = size
+        shape = (1, 3, th, tw) if layout == "NCHW" else (1, th, tw, 3)
+        if out is None or out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            out = np.empty(shape, np.float32)
+        if image.strides[1] != 3 or image.strides[2] != 1:
+            image = np.ascontiguousarray(image)
+        _kernels.area_resize_normalize(image, ys, yc, yw, xs, xw, lut, channels != source_channels,
+                                       layout == "NCHW", out)
+        return out, lb, None
+    canvas, lb = letterbox(image, size, mode, canvas=canvas, fast=fast)
+    out = to_tensor(canvas, layout=layout, channels=channels, source_channels=source_channels, mean=mean,
+                    std=std, out=out)
+    return out, lb, canvas
 
 
 def to_tensor(

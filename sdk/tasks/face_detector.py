@@ -12,7 +12,7 @@ import numpy as np
 
 from ..engines.base import quantize_input
 from ..errors import InputError
-from ..ops.image import check_image, letterbox, to_tensor
+from ..ops.image import check_image, letterbox_tensor
 from ..ops.nms import nms, weighted_nms
 from ..registry import InputSpec
 from ..results import FaceDetections
@@ -83,6 +83,13 @@ class FaceDetector(Task):
             raise InputError(f"{spec.name}: a face detector needs one input, the model has {len(engine.inputs)}")
         self._in = engine.inputs[0]
         self.input_size = self._resolve_input_size()
+        cfg, opts = spec.decoder, self.options  # both frozen: the thresholds are settled once
+        self._thresholds = (
+            float(opts.score_threshold if opts.score_threshold is not None else cfg.get("score_threshold", 0.5)),
+            float(opts.iou_threshold if opts.iou_threshold is not None else cfg.get("iou_threshold", 0.4)),
+            int(cfg.get("keypoints", 0)),
+        )
+        self._empty = FaceDetections.empty(self._thresholds[2])
         # Per-thread state: the reused letterbox canvas and input tensor (large per-frame
         # allocations cost page faults on every frame) and the last call's timing. A detector
         # shared by threads gives every thread its own buffers, so results never mix.
@@ -166,26 +173,27 @@ class FaceDetector(Task):
         assert spec is not None
         img, order = check_image(image, channels or self.options.channels)
         buf = self._local
-        canvas, lb = letterbox(img, self.input_size, spec.resize, canvas=getattr(buf, "canvas", None),
-                               fast=self.options.fast_resize)
-        tensor = to_tensor(canvas, layout=spec.layout, channels=spec.channels, source_channels=order,
-                           mean=spec.mean, std=spec.std, out=getattr(buf, "tensor", None))
-        buf.canvas, buf.tensor = canvas, tensor
+        # one fused pass straight into this thread's input tensor where the resize allows it
+        tensor, lb, canvas = letterbox_tensor(
+            img, self.input_size, spec.resize, layout=spec.layout, channels=spec.channels, source_channels=order,
+            mean=spec.mean, std=spec.std, out=getattr(buf, "tensor", None), canvas=getattr(buf, "canvas", None),
+            fast=self.options.fast_resize)
+        buf.tensor = tensor
+        if canvas is not None:
+            buf.canvas = canvas
         return quantize_input(self._in, tensor), lb
 
     def decode(self, outputs: Mapping[str, np.ndarray], letterbox: Any) -> FaceDetections:
         """Raw outputs -> thresholded, suppressed faces in source pixels."""
         cfg = self.spec.decoder
-        thr = self.options.score_threshold if self.options.score_threshold is not None else cfg.get("score_threshold", 0.5)
-        iou = self.options.iou_threshold if self.options.iou_threshold is not None else cfg.get("iou_threshold", 0.4)
-        k = int(cfg.get("keypoints", 0))
-        boxes, scores, kps = self._decoder.decode(outputs, self.input_size, cfg, float(thr))
+        thr, iou, k = self._thresholds
+        boxes, scores, kps = self._decoder.decode(outputs, self.input_size, cfg, thr)
         if len(scores) == 0:
-            return FaceDetections.empty(k)
+            return self._empty  # shared by every faceless frame: its arrays hold no values to change
         if self._decoder.suppression == "weighted":
-            boxes, scores, kps = weighted_nms(boxes, scores, kps, float(iou), self.options.max_faces)
+            boxes, scores, kps = weighted_nms(boxes, scores, kps, iou, self.options.max_faces)
         else:
-            keep = nms(boxes, scores, float(iou), self.options.max_faces)
+            keep = nms(boxes, scores, iou, self.options.max_faces)
             boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
         src_boxes = letterbox.boxes_to_source(boxes)
         src_kps = letterbox.to_source(kps) if kps.size else kps.reshape(len(boxes), k, 2)
