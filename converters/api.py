@@ -1,4 +1,4 @@
-"""``convert()``: a float face detector -> a verified bundle for one target.
+"""``convert()``: a float face detector or face embedder -> a verified bundle for one target.
 
 Steps: resolve the model and the target's recipe for its format (refusing pairs that cannot
 work, up front); read calibration images through the task's own preprocessing; run the float

@@ -183,14 +183,16 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("convert", help="quantize / compile a model for a target and write a bundle",
                        epilog="examples:\n  anyedge convert scrfd-500m --target arm-cpu --calib images/ --out scrfd.zip\n"
-                              "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json")
+                              "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json
+  anyedge convert mobilefacenet --target arm-cpu --out mfn-arm   # face crops from WIDER, pairs from faces/")
     p.add_argument("model", help="registry name or model file")
     p.add_argument("--target", required=True, choices=[*TARGETS, "host"],
                    help="target profile (required); 'host' builds every candidate this machine can run (each "
                         "installed engine x precision), times and gates each, and keeps the fastest that passes")
     p.add_argument("--out", required=True, help="bundle directory, or a path ending in .zip")
     p.add_argument("--calib", default=None,
-                   help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present)")
+                   help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present); for a "
+                        "face embedder, the faces SCRFD finds there are aligned into calibration crops")
     p.add_argument("--max-drop", type=float, default=None,
                    help="allowed drop vs the float model: F1 for detectors (default 0.05); 5th-percentile cosine "
                         "and verification accuracy for face embedders (default 0.02)")
@@ -205,7 +207,8 @@ def add_parsers(sub: Any) -> None:
                    help="static input WIDTHxHEIGHT, e.g. 320x320 (default: the model's own size)")
     p.add_argument("--family", default=None, help="decoder family for a bare model file (default: from the registry)")
     p.add_argument("--max-calibration", type=int, default=100,
-                   help="use at most N calibration images; every third is held back (default: %(default)s)")
+                   help="use at most N calibration images (face embedders: N aligned face crops); every third "
+                        "image is held back (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object (default: text)")
     p.set_defaults(func=_cmd_convert)
 
