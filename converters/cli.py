@@ -183,8 +183,9 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("convert", help="quantize / compile a model for a target and write a bundle",
                        epilog="examples:\n  anyedge convert scrfd-500m --target arm-cpu --calib images/ --out scrfd.zip\n"
-                              "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json
-  anyedge convert mobilefacenet --target arm-cpu --out mfn-arm   # face crops from WIDER, pairs from faces/")
+                              "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json\n"
+                              "  anyedge convert mobilefacenet --target arm-cpu --out mfn-arm  "
+                              "# faces in WIDER calibrate; faces/pairs.csv held back")
     p.add_argument("model", help="registry name or model file")
     p.add_argument("--target", required=True, choices=[*TARGETS, "host"],
                    help="target profile (required); 'host' builds every candidate this machine can run (each "
