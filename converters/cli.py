@@ -120,8 +120,9 @@ def _print_embedder(path: Any, m: dict[str, Any], fid: dict[str, Any]) -> int:
 
 def _host_table(host: dict[str, Any]) -> str:
     """The ``--target host`` measurement, one row per candidate that passed the gate."""
+    gated = "F1" if any("f1" in (r["fidelity"] or {}) for r in host["table"]) else "cos p5"
     lines = [f"host     {host.get('note', '')}",
-             f"  {'':2}{'engine':11} {'precision':10} {'float':>5} {'F1':>7} {'engine ms':>9} {'x float':>7} "
+             f"  {'':2}{'engine':11} {'precision':10} {'float':>5} {gated:>7} {'engine ms':>9} {'x float':>7} "
              f"{'detect ms':>9} {'x float':>7} {'bytes':>10}"]
     for i, r in enumerate(host["table"]):
         sp, f = r["speed"], r["fidelity"] or {}
