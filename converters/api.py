@@ -251,6 +251,10 @@ def convert(
         raise ConversionError("pairs= (verification pairs) only applies to face embedders")
     host = target == "host"
     spec = resolve_spec(model, task=task_name, family=family)
+    if task_name == "face_embedding" and input_size is not None and tuple(input_size) != tuple(spec.input.size):
+        raise UnsupportedTargetError(f"{spec.name} embeds {spec.input.size[0]}x{spec.input.size[1]} aligned crops "
+                                     f"(its crop geometry); --input-size {input_size[0]}x{input_size[1]} would "
+                                     "not match it")
     suffix = spec.path.suffix.lower()
     if host:
         recipes = _host_recipes(suffix)
@@ -286,7 +290,7 @@ def convert(
 
             job = prepare_embedder(spec, max_drop, Path(tmp), calib_files, held_files, pairs, max_calibration,
                                    show_progress)
-            calib_files = job.calib_sources
+            calib_files = list(dict.fromkeys(job.calib_sources))  # the images the crops came from
         else:
             job = _prepare(spec, max_drop, Path(tmp), input_size, calib_files, held_files, show_progress)
         try:
