@@ -154,3 +154,25 @@ def test_tampered_embedder_bundle_refused(bundles: dict, tmp_path: Path) -> None
     f.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="sha256"):
         FaceEmbedder.create(path)
+
+
+def test_bundle_on_the_command_line(bundles: dict, tmp_path: Path) -> None:
+    """``--embedder BUNDLE`` for verify and gallery enrol/identify; the float model's gallery refuses it."""
+    from .test_cli_contract import run
+
+    if not bundles:
+        pytest.skip("no engine reads .tflite here")
+    b = str(next(iter(bundles.values()))[0])
+    p1, p2 = [sorted(p.iterdir()) for p in sorted(IDS.iterdir())[:2]]
+    r = run("verify", str(p1[0]), str(p1[1]), "--embedder", b, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["same"] is True and doc["threshold"] == 0.37
+    db = str(tmp_path / "g.db")
+    assert run("gallery", "enroll", "p1", str(p1[0]), "--db", db, "--embedder", b).returncode == 0
+    r = run("gallery", "identify", str(p1[2]), str(p2[0]), "--db", db, "--embedder", b, "--json")
+    assert r.returncode == 0, r.stderr
+    names = [json.loads(x)["faces"][0]["name"] for x in r.stdout.splitlines()]
+    assert names == ["p1", None]
+    r = run("gallery", "identify", str(p1[2]), "--db", db, "--json")  # float embedder: another sha256
+    assert r.returncode != 0 and "embedder" in r.stderr
