@@ -110,7 +110,8 @@ def _print_embedder(path: Any, m: dict[str, Any], fid: dict[str, Any]) -> int:
     for a in fid["attempts"]:
         g = a.get("fidelity")
         if g:
-            ver = f"  verification {g['verification']:.4f} (float {g['verification_float']:.4f})" if "verification" in g else ""
+            ver = (f"  verification {g['verification']:.4f} (float {g['verification_float']:.4f})"
+                   if "verification" in g else "")
             print(f"  {'PASS' if a['passed'] else 'fail'} {a['engine']:11} {a['remedy']:24} cosine mean "
                   f"{g['cosine_mean']:.4f}  p5 {g['cosine_p5']:.4f}  min {g['cosine_min']:.4f}{ver}")
         else:
