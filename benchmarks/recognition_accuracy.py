@@ -11,7 +11,12 @@ Laplacian) of the aligned crops, sharp and blurred, behind the gallery's quality
 In each photo the largest detected face is used. Note: the default thresholds were chosen on
 these same pairs (cross-validated); with 6 people every figure here is a rough estimate.
 
-    python benchmarks/recognition_accuracy.py [--embedders a,b] [--detectors a,b] [--out DIR]
+``--embedders`` also takes converted bundles (``anyedge convert mobilefacenet --target ...``):
+for each, the cosine of its embeddings to the float model's on the same SCRFD crops (mean, 5th
+percentile), its size and its embed latency next to the float model on the same engine (medians
+of a rotating round robin, one thread; noisy on a shared machine, compare the ratios).
+
+    python benchmarks/recognition_accuracy.py [--embedders a,b,BUNDLE] [--detectors a,b] [--no-flip] [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,12 +39,47 @@ def largest(faces):  # noqa: ANN001, ANN201
     return int(np.argmax(area))
 
 
+def conversion_row(name: str, bundle: str, float_name: str, crops: list, float_ref: np.ndarray,
+                   rounds: int = 15) -> dict:
+    """Cosine to float, size, and embed latency vs the float model on the bundle's engine."""
+    import statistics
+    import time
+
+    from anyedge.bundle import load_bundle
+    from anyedge.registry import resolve_model
+    from anyedge.tasks.face_embedder import FaceEmbedder
+
+    b = load_bundle(bundle)
+    size = sum((Path(bundle) / f).stat().st_size for f in b.manifest["files"])
+    fsize = resolve_model(float_name)[0].stat().st_size
+    with FaceEmbedder.create(bundle, threads=1) as q:
+        v = q.embed(np.stack(crops))
+        with FaceEmbedder.create(float_name, engine=q.engine.name, threads=1) as fl:
+            models = [q, fl]
+            times: list[list[float]] = [[], []]
+            one = crops[0]
+            for i in range(rounds + 2):
+                for j in ((0, 1) if i % 2 else (1, 0)):
+                    t = time.perf_counter()
+                    models[j].embed(one)
+                    if i >= 2:
+                        times[j].append((time.perf_counter() - t) * 1e3)
+    cos = (v * float_ref).sum(1)
+    ms, fms = statistics.median(times[0]), statistics.median(times[1])
+    return {"embedder": name, "engine": q.engine.name, "cosine_mean": float(cos.mean()),
+            "cosine_p5": float(np.percentile(cos, 5)), "cosine_min": float(cos.min()), "bytes": size,
+            "size_vs_float": size / fsize, "embed_ms": ms, "float_embed_ms_same_engine": fms,
+            "latency_vs_float": ms / fms}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--embedders", default="mobilefacenet,mobilefacenet-int8w")
     ap.add_argument("--detectors", default="scrfd-500m,blazeface-short,blazeface-full")
     ap.add_argument("--faces", default=str(SHARED / "data" / "faces"))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-flip", action="store_true", help="skip the flip-averaged runs")
+    ap.add_argument("--float", default="mobilefacenet", help="float reference for bundles (default mobilefacenet)")
     args = ap.parse_args()
     use_shared_models()
 
@@ -98,12 +138,24 @@ def main() -> int:
                         **{f"offset_{n}": float(np.median(off[:, i])) for i, n in
                            enumerate(["reye", "leye", "nose", "rmouth", "lmouth"])}})
 
+    from anyedge.registry import REGISTRY
+
+    def label(name: str) -> str:
+        if name in REGISTRY:
+            return name
+        from anyedge.bundle import load_bundle
+
+        m = load_bundle(name).manifest
+        return f"{Path(name).name} ({m.get('target')}, {m.get('engine')} {m.get('precision')})"
+
     rows = []
     engine_rows = []
     sharp_rows = []
-    for emb_name in args.embedders.split(","):
-        for flip in (False, True):
-            with FaceEmbedder.create(emb_name, flip=flip) as emb:
+    conv_rows = []
+    for emb_path in args.embedders.split(","):
+        emb_name = label(emb_path)
+        for flip in ((False,) if args.no_flip else (False, True)):
+            with FaceEmbedder.create(emb_path, flip=flip) as emb:
                 thr = emb.threshold
                 vecs: dict[str, dict[str, np.ndarray]] = {}
                 for det_name in kps:
@@ -112,10 +164,12 @@ def main() -> int:
                 if not flip:  # engine agreement and the BlazeFace embedding cosine, once per embedder
                     crops = [align_face(images[p], k, emb.geometry) for p, k in kps["scrfd-500m"].items()]
                     base = np.stack([vecs["scrfd-500m"][p] for p in kps["scrfd-500m"]])
-                    ref_name = args.embedders.split(",")[0]
+                    ref_name = args.float
                     with FaceEmbedder.create(ref_name) as fl:
                         float_ref = fl.embed(np.stack(crops))
-                    for eng in engines_for(resolve_model(emb_name)[0]):
+                    if emb_path not in REGISTRY:
+                        conv_rows.append(conversion_row(emb_name, emb_path, ref_name, crops, float_ref))
+                    for eng in (engines_for(resolve_model(emb_name)[0]) if emb_path in REGISTRY else []):
                         # the constructor, not create(): measure engines the registry does not allow too
                         other = FaceEmbedder(emb.spec, open_engine(emb.spec.path, eng), FaceEmbedderOptions())
                         with other:
@@ -131,7 +185,7 @@ def main() -> int:
                         d = m["detector"]
                         common = [p for p in files if p in vecs["scrfd-500m"] and p in vecs[d]]
                         m[f"cos_{emb_name}"] = float(np.median([vecs["scrfd-500m"][p] @ vecs[d][p] for p in common]))
-                    if emb_name == args.embedders.split(",")[0]:
+                    if emb_path == args.embedders.split(",")[0]:
                         for blur in (0, 3, 7):
                             lv = []
                             for c in crops:
@@ -183,13 +237,17 @@ def main() -> int:
         print("\n## BlazeFace 6 -> 5 keypoint mapping vs SCRFD (median offset in inter-ocular distances; "
               "median cosine of the two embeddings of a photo)\n")
         print(markdown_table(mapping, list(mapping[0])))
-    print("\n## Engines (cosine to the default engine's embeddings of the same SCRFD crops)\n")
-    print(markdown_table(engine_rows, list(engine_rows[0])))
+    if engine_rows:
+        print("\n## Engines (cosine to the default engine's embeddings of the same SCRFD crops)\n")
+        print(markdown_table(engine_rows, list(engine_rows[0])))
+    if conv_rows:
+        print("\n## Converted embedders vs float (same SCRFD crops; latency: medians, 1 thread, side by side)\n")
+        print(markdown_table(conv_rows, list(conv_rows[0])))
     if sharp_rows:
         print("\n## Variance of the Laplacian of aligned crops (grey), sharp and Gaussian-blurred\n")
         print(markdown_table(sharp_rows, list(sharp_rows[0])))
     jpath, _ = write_results("recognition_accuracy", rows, {"mapping": mapping, "engines": engine_rows,
-                                                             "sharpness": sharp_rows},
+                                                             "sharpness": sharp_rows, "converted": conv_rows},
                              Path(args.out) if args.out else None)
     print(f"\nwritten {jpath}", file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""``convert()``: a float face detector -> a verified bundle for one target.
+"""``convert()``: a float face detector or face embedder -> a verified bundle for one target.
 
 Steps: resolve the model and the target's recipe for its format (refusing pairs that cannot
 work, up front); read calibration images through the task's own preprocessing; run the float
@@ -33,7 +33,7 @@ from anyedge.targets import TARGETS, Recipe, get_target
 
 from .backends import BACKENDS, Backend, Source, get_backend
 from .calibration import list_images, progress, read_bgr, split_images
-from .fidelity import MIN_REFERENCE_FACES, DetectionEvaluator
+from .fidelity import MIN_REFERENCE_FACES, DetectionEvaluator, EmbeddingEvaluator
 from .remedy import FLOAT_STEPS, PRECISIONS, Attempt, precision_chain, search
 
 __all__ = ["ConversionResult", "convert", "PRECISIONS", "MIN_REFERENCE_FACES"]
@@ -76,14 +76,58 @@ class _DetectionTask:
     def outputs(task: Any, images: Sequence[np.ndarray]) -> list[Any]:
         return [task.detect(img) for img in images]
 
+    @staticmethod
+    def tensor(task: Any, image: np.ndarray) -> tuple[np.ndarray, Any]:
+        x, lb = task.preprocess(image)
+        return x.copy(), lb  # preprocess returns the task's own buffer, reused next call
+
+    @staticmethod
+    def from_raw(task: Any, raw: Mapping[str, np.ndarray], meta: Any) -> Any:
+        return task.decode(raw, meta)
+
+
+class _EmbeddingTask:
+    """What the converter needs from the face embedding task, through its public API only.
+
+    Its inputs are aligned RGB face crops in the embedder's geometry; its output per crop is the
+    raw embedding (normalised by the evaluator).
+    """
+
+    evaluator_type = EmbeddingEvaluator
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.input_size = tuple(spec.input.size)
+
+    def open(self, path: Path, engine: str, engine_options: Mapping[str, Any] | None = None,
+             threads: int | None = None) -> Any:
+        from anyedge.tasks.face_embedder import FaceEmbedder
+
+        return FaceEmbedder.create(path, family=self.spec.family, engine=engine, threads=threads,
+                                   engine_options=dict(engine_options or {}))
+
+    @staticmethod
+    def outputs(task: Any, crops: Sequence[np.ndarray]) -> np.ndarray:
+        return task.embed(np.stack(crops))
+
+    @staticmethod
+    def tensor(task: Any, crop: np.ndarray) -> tuple[np.ndarray, Any]:
+        return task.preprocess(crop), None
+
+    @staticmethod
+    def from_raw(task: Any, raw: Mapping[str, np.ndarray], _meta: Any) -> np.ndarray:
+        name = task.settings.output
+        v = raw[name] if name in raw else next(iter(raw.values()))
+        return np.asarray(v, np.float32).reshape(-1)
+
 
 @dataclass
 class _Job:
     """Everything one conversion needs, gathered once."""
 
     spec: Any
-    task: _DetectionTask
-    evaluator: DetectionEvaluator
+    task: _DetectionTask | _EmbeddingTask
+    evaluator: DetectionEvaluator | EmbeddingEvaluator
     reference: Any  # the float task on the source format's own engine
     work: Path
     input_shape: list[int]
@@ -92,6 +136,8 @@ class _Job:
     held_reference: list[Any]
     show: bool
     attempts: list[Attempt] = field(default_factory=list)
+    calib_sources: list[Path] = field(default_factory=list)  # the images the calibration inputs came from
+    data: dict[str, Any] = field(default_factory=dict)  # task-specific provenance for the manifest
 
     def source(self, recipe: Recipe, settings: Mapping[str, Any]) -> Source:
         return Source(self.spec.path, self.reference.input_name, self.input_shape if recipe.static_shape else None,
@@ -115,13 +161,10 @@ class _Job:
     def own_search(self, backend: Backend) -> Attempt:
         """The backend's own float-layer search, judged by the same evaluator, then re-checked here."""
         ref = self.reference
-        held = []
-        for img in self.held_images:
-            x, lb = ref.preprocess(img)
-            held.append((x.copy(), lb))  # preprocess returns the task's own buffer, reused next call
+        held = [self.task.tensor(ref, img) for img in self.held_images]
 
         def score(run: Any) -> float:
-            got = [ref.decode(run(x), lb) for x, lb in held]
+            got = [self.task.from_raw(ref, run(x), meta) for x, meta in held]
             return self.evaluator.score(self.held_reference, got).value
 
         try:
@@ -149,14 +192,23 @@ def convert(
     target: str,
     out: str | os.PathLike[str],
     calibration: str | os.PathLike[str] | None,
-    max_drop: float = 0.05,
+    max_drop: float | None = None,
     precision: str | None = None,
     input_size: tuple[int, int] | None = None,
     family: str | None = None,
     max_calibration: int = 100,
     show_progress: bool = True,
+    pairs: str | os.PathLike[str] | None = None,
 ) -> ConversionResult:
-    """Convert a face detector for ``target`` and write a verified bundle.
+    """Convert a face detector or face embedder for ``target`` and write a verified bundle.
+
+    Face embedders (``mobilefacenet``, or a file with ``family="mobilefacenet"``) go through the
+    same backends, remedy loop and manifest; their calibration and held-back inputs are aligned
+    face crops (every face SCRFD finds in the calibration images, aligned on its 5 keypoints),
+    and the gate is :class:`~.fidelity.EmbeddingEvaluator`: the 5th-percentile cosine of
+    converted to float embeddings ``>= 1 - max_drop`` and, with ``pairs``, verification accuracy
+    within ``max_drop`` of the float model's. An input no operator reads (MobileFaceNet's
+    training-only ``target``) is stripped from the converted model.
 
     Args:
         model: registry name or model file (then ``family`` is required).
@@ -165,12 +217,17 @@ def convert(
         out: bundle directory to create, or a path ending in ``.zip``.
         calibration: folder of real images; 2 in 3 calibrate, every third is held back for
             the fidelity check (which needs at least ``MIN_REFERENCE_FACES`` faces there).
-        max_drop: largest allowed F1 drop against the float model (gate: F1 >= 1 - max_drop).
+        max_drop: largest allowed drop against the float model: F1 for detectors (default
+            0.05), 5th-percentile cosine and verification accuracy for embedders (default 0.02,
+            so the 5th percentile, and with it the mean, stays >= 0.98).
         precision: ``int8`` (weights and activations), ``int8w`` (int8 weights only), ``bf16``
             (bf16 compute, OpenVINO on CPUs that have it), ``fp16`` or ``fp32``; default: the
             target's first choice for this format. With ``host``: the most aggressive to try.
         input_size: ``(width, height)`` for the static shape (default: the model's size).
-        max_calibration: at most this many calibration images.
+        max_calibration: at most this many calibration images (embedders: face crops).
+        pairs: embedders only: a CSV with columns ``file_a, file_b, same`` (paths relative to
+            the CSV); those photos are held back (never calibrate) and verification accuracy on
+            their pairs is part of the gate.
 
     Returns:
         The bundle, its path and the report stored in its manifest.
@@ -183,12 +240,21 @@ def convert(
     """
     from anyedge.tasks._loading import resolve_spec
 
+    task_name = _task_of(model, family)
+    if max_drop is None:
+        max_drop = 0.02 if task_name == "face_embedding" else 0.05
     if not 0.0 <= max_drop < 1.0:
         raise ConversionError(f"max_drop must be in [0, 1), got {max_drop}")
     if precision is not None and precision not in PRECISIONS:
         raise UnsupportedTargetError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if pairs is not None and task_name != "face_embedding":
+        raise ConversionError("pairs= (verification pairs) only applies to face embedders")
     host = target == "host"
-    spec = resolve_spec(model, task="face_detection", family=family)
+    spec = resolve_spec(model, task=task_name, family=family)
+    if task_name == "face_embedding" and input_size is not None and tuple(input_size) != tuple(spec.input.size):
+        raise UnsupportedTargetError(f"{spec.name} embeds {spec.input.size[0]}x{spec.input.size[1]} aligned crops "
+                                     f"(its crop geometry); --input-size {input_size[0]}x{input_size[1]} would "
+                                     "not match it")
     suffix = spec.path.suffix.lower()
     if host:
         recipes = _host_recipes(suffix)
@@ -214,11 +280,19 @@ def convert(
         raise CalibrationError("a calibration folder of real images is needed (pass --calib DIR; it also feeds "
                                "the fidelity check)")
     calib_files, held_files = split_images(list_images(calibration))
-    calib_files = calib_files[:max_calibration]
+    if task_name == "face_detection":
+        calib_files = calib_files[:max_calibration]
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anyedge-convert-") as tmp:
-        job = _prepare(spec, max_drop, Path(tmp), input_size, calib_files, held_files, show_progress)
+        if task_name == "face_embedding":
+            from .embedding_data import prepare_embedder
+
+            job = prepare_embedder(spec, max_drop, Path(tmp), calib_files, held_files, pairs, max_calibration,
+                                   show_progress)
+            calib_files = list(dict.fromkeys(job.calib_sources))  # the images the crops came from
+        else:
+            job = _prepare(spec, max_drop, Path(tmp), input_size, calib_files, held_files, show_progress)
         try:
             if host:
                 chosen, recipe, host_report = _host(job, recipes, precision or "int8")
@@ -231,9 +305,11 @@ def convert(
                 summary = "; ".join(
                     f"{a.engine} {a.label()}: " + (f"{a.fidelity.metric} {a.fidelity.value:.3f}" if a.fidelity
                                                    else a.error or "failed") for a in job.attempts)
+                what = "F1" if task_name == "face_detection" else "cosine (5th percentile) and verification"
                 raise FidelityError(
-                    f"no conversion of {spec.name} for {target} kept F1 >= {1 - max_drop:.3f} against the float "
-                    f"model ({summary}); nothing was written. Raise --max-drop or choose a higher precision.")
+                    f"no conversion of {spec.name} for {target} kept {what} >= {1 - max_drop:.3f} against the "
+                    f"float model ({summary}); nothing was written. Raise --max-drop or choose a higher "
+                    "precision.")
             speed = (host_report["table"][host_report["chosen"]]["speed"] if host_report
                      else _speed(job, [(chosen, recipe)])[0])
         finally:
@@ -251,6 +327,20 @@ def convert(
         else:
             bundle = write_bundle(out, files_out, manifest)
     return ConversionResult(bundle=bundle, path=out, report=manifest["fidelity"])
+
+
+def _task_of(model: str | os.PathLike[str], family: str | None) -> str:
+    """``face_embedding`` for a registered embedder or an embedder family, else ``face_detection``."""
+    from anyedge.registry import REGISTRY
+
+    info = REGISTRY.get(os.fspath(model))
+    if info is not None and info.task in ("face_detection", "face_embedding"):
+        return info.task
+    if info is not None:
+        raise UnsupportedTargetError(f"{info.name} is a {info.task} model; convert takes face detectors and "
+                                     "face embedders")
+    embedders = {m.family for m in REGISTRY.values() if m.task == "face_embedding"}
+    return "face_embedding" if family in embedders else "face_detection"
 
 
 def _check_out(out: Path) -> None:
@@ -325,7 +415,7 @@ def _speed(job: _Job, cands: Sequence[tuple[Attempt, Recipe]], runs: int = 15) -
             if att.engine not in floats:
                 floats[att.engine] = stack.enter_context(job.task.open(job.spec.path, att.engine, {}, threads=1))
         timed = models + list(floats.values())
-        inputs = [m.preprocess(job.held_images[0])[0].copy() for m in timed]
+        inputs = [job.task.tensor(m, job.held_images[0])[0] for m in timed]
         eng: list[list[float]] = [[] for _ in timed]
         task: list[list[float]] = [[] for _ in timed]
         for i in range(runs + 2):
@@ -335,7 +425,7 @@ def _speed(job: _Job, cands: Sequence[tuple[Attempt, Recipe]], runs: int = 15) -
                 t = time.perf_counter()
                 timed[j].run_engine(inputs[j])
                 t1 = time.perf_counter()
-                timed[j].detect(img)
+                job.task.outputs(timed[j], [img])
                 t2 = time.perf_counter()
                 if i >= 2:
                     eng[j].append((t1 - t) * 1e3)
@@ -404,7 +494,18 @@ def _host(job: _Job, recipes: Mapping[str, Recipe], start: str) -> tuple[Attempt
                          "table": table}
 
 
-# -- manifest (the one place a face-detector bundle's manifest is written) ----------------------
+# -- manifest (the one place a converted face bundle's manifest is written) ----------------------
+def _input_names(chosen: Attempt) -> set[str]:
+    """Input names of the chosen artifact, read by its own engine."""
+    from anyedge.engines import open_engine
+
+    eng = open_engine(next(iter(chosen.files.values())), chosen.engine)
+    try:
+        return {s.name for s in eng.inputs}
+    finally:
+        eng.close()
+
+
 def _tool_versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -424,11 +525,12 @@ def _manifest(job: _Job, target: str, recipe: Recipe, requested: str, chosen: At
     from anyedge.registry import REGISTRY
 
     spec = job.spec
+    embedder = spec.task == "face_embedding"
     w, h = job.task.input_size  # type: ignore[misc]
     input_spec = replace(spec.input, size=(w, h), dynamic=False) if recipe.static_shape else spec.input
     source_bytes = spec.path.stat().st_size
     out_bytes = sum(p.stat().st_size for p in chosen.files.values())
-    from anyedge.manifest import Manifest, ModelCard
+    from anyedge.manifest import Embedding, Manifest, ModelCard
 
     info = REGISTRY.get(spec.name)
     extra: dict[str, Any] = {
@@ -446,8 +548,8 @@ def _manifest(job: _Job, target: str, recipe: Recipe, requested: str, chosen: At
             "metric": job.evaluator.description,
             "max_drop": job.evaluator.max_drop,
             "gate": round(1.0 - job.evaluator.max_drop, 4),
-            "gate_f1": round(1.0 - job.evaluator.max_drop, 4),
-            "min_reference_faces": job.evaluator.min_reference,
+            ("gate_cosine_p5" if embedder else "gate_f1"): round(1.0 - job.evaluator.max_drop, 4),
+            ("min_reference_crops" if embedder else "min_reference_faces"): job.evaluator.min_reference,
             "passed": True,
             "chosen": chosen.to_dict(),
             "attempts": [a.to_dict() for a in job.attempts],
@@ -458,11 +560,26 @@ def _manifest(job: _Job, target: str, recipe: Recipe, requested: str, chosen: At
     }
     if host is not None:
         extra["host"] = dict(host)
+    extra.update(job.data)
+    task_parts: dict[str, Any] = {"decoder": dict(spec.decoder)}
+    if embedder:
+        from anyedge.tasks.face_embedder import EmbedderSettings
+
+        st = EmbedderSettings.from_mapping(spec.decoder, spec.name)
+        stripped = sorted(set(st.extra_inputs or {}) - _input_names(chosen))
+        task_parts = {"embedding": Embedding(st.embedding_dim, st.threshold)}
+        extra["embedder"] = {
+            "output": st.output,
+            "extra_inputs": {k: v for k, v in (st.extra_inputs or {}).items() if k not in stripped},
+            "stripped_inputs": stripped,
+            "threshold_source": f"the float {spec.name}'s default, kept: {st.threshold_source}; the gate held "
+                                "this model's verification accuracy at the float-chosen threshold",
+        }
     return Manifest(
-        model=ModelCard(spec.name, spec.family, "face_detection", license=info.license if info else None),
+        model=ModelCard(spec.name, spec.family, spec.task, license=info.license if info else None),
         model_file=next(iter(chosen.files)),
         input=input_spec,
-        decoder=dict(spec.decoder),
+        **task_parts,
         target=target,
         engine=chosen.engine,
         device=recipe.device,

@@ -17,6 +17,20 @@ def _default_calibration() -> str | None:
     return str(cand) if cand.is_dir() else None
 
 
+def _pairs(args: argparse.Namespace) -> str | None:
+    """``--pairs``, or for a face embedder the shared ``faces/pairs.csv`` when it is there."""
+    if args.pairs:
+        return str(args.pairs)
+    from anyedge.registry import REGISTRY
+
+    info = REGISTRY.get(args.model)
+    if (info is not None and info.task == "face_embedding") or args.family in ("mobilefacenet", "arcface"):
+        data = os.environ.get("ANYEDGE_DATA") or str(Path.cwd().parent / "shared" / "data")
+        cand = Path(data) / "faces" / "pairs.csv"
+        return str(cand) if cand.is_file() else None
+    return None
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -36,7 +50,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                                "(a folder of photos like the ones the model will see)")
     res = convert(args.model, target=args.target, out=args.out, calibration=calib, max_drop=args.max_drop,
                   precision=args.precision, input_size=args.input_size, family=args.family,
-                  max_calibration=args.max_calibration, show_progress=not args.json)
+                  max_calibration=args.max_calibration, show_progress=not args.json, pairs=_pairs(args))
     m = res.bundle.manifest
     if args.json:
         print(json.dumps({"bundle": str(res.path), "target": m["target"], "engine": m["engine"],
@@ -44,6 +58,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                           "fidelity": res.report, "speed_here": m.get("speed_here"), "host": m.get("host")}))
         return 0
     fid = res.report
+    if m["model"]["task"] == "face_embedding":
+        return _print_embedder(res.path, m, fid)
     print(f"bundle   {res.path}")
     print(f"target   {m['target']} ({m['engine']}{', device ' + m['device'] if m.get('device') else ''})")
     kept = m.get("float_layers") or []
@@ -73,15 +89,46 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_embedder(path: Any, m: dict[str, Any], fid: dict[str, Any]) -> int:
+    crops = m.get("crops", {})
+    print(f"bundle   {path}")
+    print(f"target   {m['target']} ({m['engine']}{', device ' + m['device'] if m.get('device') else ''})")
+    print(f"precision {m['precision']} (asked {m['requested_precision']}; remedy: {m['remedy']})")
+    print(f"size     {m['bytes']:,} bytes vs float {m['source']['bytes']:,} (x{m['size_ratio']:.2f})")
+    stripped = (m.get("embedder") or {}).get("stripped_inputs") or []
+    if stripped:
+        print(f"inputs   stripped (no operator reads them): {', '.join(stripped)}")
+    print(f"fidelity gate cosine p5 (and verification accuracy drop) >= {fid['gate']} on "
+          f"{crops.get('held_back_crops')} held-back crops, {crops.get('pairs') or 0} pairs; "
+          f"{crops.get('calibration_crops')} calibration crops")
+    sp = m.get("speed_here") or {}
+    if sp:
+        print(f"speed    {sp['engine_ms']:.2f} ms vs float {sp['float_engine_ms']:.2f} ms per engine call here "
+              f"(x{sp['ratio']:.2f}, 1 thread, {sp['machine']})")
+    if m.get("host"):
+        print(_host_table(m["host"]))
+    for a in fid["attempts"]:
+        g = a.get("fidelity")
+        if g:
+            ver = (f"  verification {g['verification']:.4f} (float {g['verification_float']:.4f})"
+                   if "verification" in g else "")
+            print(f"  {'PASS' if a['passed'] else 'fail'} {a['engine']:11} {a['remedy']:24} cosine mean "
+                  f"{g['cosine_mean']:.4f}  p5 {g['cosine_p5']:.4f}  min {g['cosine_min']:.4f}{ver}")
+        else:
+            print(f"  fail {a['engine']:11} {a['remedy']:24} {a.get('error', '')[:100]}")
+    return 0
+
+
 def _host_table(host: dict[str, Any]) -> str:
     """The ``--target host`` measurement, one row per candidate that passed the gate."""
+    gated = "F1" if any("f1" in (r["fidelity"] or {}) for r in host["table"]) else "cos p5"
     lines = [f"host     {host.get('note', '')}",
-             f"  {'':2}{'engine':11} {'precision':10} {'float':>5} {'F1':>7} {'engine ms':>9} {'x float':>7} "
+             f"  {'':2}{'engine':11} {'precision':10} {'float':>5} {gated:>7} {'engine ms':>9} {'x float':>7} "
              f"{'detect ms':>9} {'x float':>7} {'bytes':>10}"]
     for i, r in enumerate(host["table"]):
         sp, f = r["speed"], r["fidelity"] or {}
         lines.append(f"  {'->' if i == host['chosen'] else '  '}{r['engine']:11} {r['precision']:10} "
-                     f"{r['float_layers']:5d} {f.get('f1', float('nan')):7.4f} {sp['engine_ms']:9.2f} "
+                     f"{r['float_layers']:5d} {f.get('f1', f.get('value', float('nan'))):7.4f} {sp['engine_ms']:9.2f} "
                      f"{sp['ratio']:7.2f} {sp['task_ms']:9.2f} {sp['task_ratio']:7.2f} {r['bytes']:10,}")
     return "\n".join(lines)
 
@@ -104,7 +151,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if "fidelity" in m and "chosen" in m["fidelity"]:
         c = m["fidelity"]["chosen"]
         g = c.get("fidelity") or c.get("agreement") or {}
-        print(f"  fidelity   F1 {g.get('f1')}  mean IoU {g.get('mean_iou')}  (gate {m['fidelity'].get('gate_f1')})")
+        if "cosine_p5" in g:
+            print(f"  fidelity   cosine mean {g.get('cosine_mean')}  p5 {g.get('cosine_p5')}  verification "
+                  f"{g.get('verification')}  (gate {m['fidelity'].get('gate')})")
+        else:
+            print(f"  fidelity   F1 {g.get('f1')}  mean IoU {g.get('mean_iou')}  (gate {m['fidelity'].get('gate_f1')})")
     for name, digest in m["files"].items():
         print(f"  file       {name}  sha256 {digest[:16]}...")
     print(f"  runs here  {_runs_here(args.bundle, model['task'])}")
@@ -134,15 +185,24 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("convert", help="quantize / compile a model for a target and write a bundle",
                        epilog="examples:\n  anyedge convert scrfd-500m --target arm-cpu --calib images/ --out scrfd.zip\n"
-                              "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json")
+                              "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json\n"
+                              "  anyedge convert mobilefacenet --target arm-cpu --out mfn-arm  "
+                              "# faces in WIDER calibrate; faces/pairs.csv held back")
     p.add_argument("model", help="registry name or model file")
     p.add_argument("--target", required=True, choices=[*TARGETS, "host"],
                    help="target profile (required); 'host' builds every candidate this machine can run (each "
                         "installed engine x precision), times and gates each, and keeps the fastest that passes")
     p.add_argument("--out", required=True, help="bundle directory, or a path ending in .zip")
     p.add_argument("--calib", default=None,
-                   help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present)")
-    p.add_argument("--max-drop", type=float, default=0.05, help="allowed F1 drop vs the float model (default 0.05)")
+                   help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present); for a "
+                        "face embedder, the faces SCRFD finds there are aligned into calibration crops")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="allowed drop vs the float model: F1 for detectors (default 0.05); 5th-percentile cosine "
+                        "and verification accuracy for face embedders (default 0.02)")
+    p.add_argument("--pairs", default=None,
+                   help="face embedders: CSV of labelled pairs (file_a, file_b, same; paths relative to it); those "
+                        "photos are held back and verification accuracy is gated (default: $ANYEDGE_DATA/faces/"
+                        "pairs.csv when present)")
     p.add_argument("--precision", default=None, choices=["int8", "int8w", "bf16", "fp16", "fp32"],
                    help="most aggressive precision to try (default: the target's first; with --target host: int8); "
                         "bf16 needs a CPU with AMX / AVX-512 BF16")
@@ -150,7 +210,8 @@ def add_parsers(sub: Any) -> None:
                    help="static input WIDTHxHEIGHT, e.g. 320x320 (default: the model's own size)")
     p.add_argument("--family", default=None, help="decoder family for a bare model file (default: from the registry)")
     p.add_argument("--max-calibration", type=int, default=100,
-                   help="use at most N calibration images; every third is held back (default: %(default)s)")
+                   help="use at most N calibration images (face embedders: N aligned face crops); every third "
+                        "image is held back (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object (default: text)")
     p.set_defaults(func=_cmd_convert)
 

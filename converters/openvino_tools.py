@@ -24,13 +24,18 @@ def _ov() -> Any:
 
 
 def read_model(src: Path, input_shape: Sequence[int] | None) -> Any:
-    """Read ``src`` with OpenVINO's frontends and fix its input shape when one is given."""
+    """Read ``src`` with OpenVINO's frontends, drop inputs nothing reads, fix the input shape when given."""
     ov = _ov()
     try:
         model = ov.convert_model(str(src))
     except Exception as e:
         raise ConversionError(f"OpenVINO cannot read {src.name}: {e}") from e
     _fold_fp16_constants(model)
+    for param in list(model.get_parameters()):
+        # an input nothing reads cannot change an output (MobileFaceNet's training-only ``target``)
+        if not param.output(0).get_target_inputs() and len(model.get_parameters()) > 1:
+            log.info("%s: stripping input %s (no operation reads it)", src.name, param.get_friendly_name())
+            model.remove_parameter(param)
     if input_shape is not None:
         if len(model.inputs) != 1:
             raise ConversionError(f"{src.name}: expected one input, found {len(model.inputs)}")

@@ -35,7 +35,10 @@ def _schema() -> tuple[Any, Any]:
 
 
 def prepare_tflite(src: Path, dst: Path) -> Path:
-    """Float32 weights, real operator codes and a SignatureDef; numerically the same model."""
+    """Float32 weights, real operator codes and a SignatureDef; numerically the same model.
+
+    Inputs that no operator reads are dropped (they cannot change any output).
+    """
     schema, fbu = _schema()
     try:
         m = fbu.read_model(str(src))
@@ -62,6 +65,11 @@ def prepare_tflite(src: Path, dst: Path) -> Path:
                 continue
         kept.append(op)
     sg.operators = _fold_activations(m, schema, kept, sg)
+    read = {i for op in sg.operators for i in op.inputs if i >= 0}
+    unused = [sg.tensors[i].name for i in sg.inputs if i not in read and i not in sg.outputs]
+    if unused:  # an input no operator reads cannot change an output (MobileFaceNet's training ``target``)
+        log.info("%s: stripping input(s) no operator reads: %s", src.name, ", ".join(map(str, unused)))
+        sg.inputs = [i for i in sg.inputs if i in read or i in sg.outputs]
     used = set(sg.inputs) | set(sg.outputs)
     for op in sg.operators:
         used |= {i for i in op.inputs if i >= 0} | set(op.outputs)
