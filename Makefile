@@ -19,11 +19,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.demo-installed: pyproject.toml $(wildcard setup.py) | $(BIN)/python
+$(VENV)/.demo-installed: pyproject.toml $(wildcard setup.py) $(wildcard sdk/ops/*.pyx targets/bnn/*.pyx) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[openvino,demo]"
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml $(wildcard setup.py) | $(BIN)/python
+$(VENV)/.test-installed: pyproject.toml $(wildcard setup.py) $(wildcard sdk/ops/*.pyx targets/bnn/*.pyx) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[all]"
 	touch $@ $(VENV)/.demo-installed
 

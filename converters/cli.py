@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from anyedge.cli_args import size_arg
+
 __all__ = ["add_parsers"]
 
 
@@ -30,13 +32,6 @@ def _pairs(args: argparse.Namespace) -> str | None:
         return str(cand) if cand.is_file() else None
     return None
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return w, h
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -206,7 +201,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--precision", default=None, choices=["int8", "int8w", "bf16", "fp16", "fp32"],
                    help="most aggressive precision to try (default: the target's first; with --target host: int8); "
                         "bf16 needs a CPU with AMX / AVX-512 BF16")
-    p.add_argument("--input-size", type=_size, default=None,
+    p.add_argument("--input-size", type=size_arg, default=None,
                    help="static input WIDTHxHEIGHT, e.g. 320x320 (default: the model's own size)")
     p.add_argument("--family", default=None, help="decoder family for a bare model file (default: from the registry)")
     p.add_argument("--max-calibration", type=int, default=100,

@@ -270,6 +270,21 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     return Bundle(root=root, manifest=raw, info=manifest)
 
 
+def replace_directory(tmp: Path, out: Path) -> None:
+    """Move the finished directory ``tmp`` to ``out``, replacing what is there by renames only.
+
+    ``tmp`` must be on ``out``'s filesystem (make it in ``out.parent``). An existing ``out`` is
+    first renamed aside, so ``out`` never holds a mix of old and new files.
+    """
+    if out.exists():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        os.replace(out, old / "x")
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
 def write_bundle(
     out: str | os.PathLike[str],
     files: Mapping[str, str | os.PathLike[str] | bytes],
@@ -315,13 +330,7 @@ def write_bundle(
         full = Manifest.from_json({**body, "files": digests, "sizes": sizes}, require_hash=False).to_json()
         full["manifest_sha256"] = manifest_digest(full)
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False, default=_json_default) + "\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, old / "b")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .cli_args import size_arg
 from .errors import InputError
 
 __all__ = ["FrameSource", "open_source", "DropQueue", "LiveSummary", "run_live", "add_parsers"]
@@ -427,13 +428,6 @@ def _gallery_labeller(gallery: str, args: argparse.Namespace) -> Callable[[np.nd
     return live_labeller(gallery, detector_model=args.model)  # type: ignore[return-value]
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return w, h
-
 
 def _status_line(stats: dict[str, Any]) -> str:
     return (f"{stats['fps']:6.1f} fps | latency {stats['latency_ms']:7.1f} ms (max {stats['latency_max_ms']:.0f}) "
@@ -542,7 +536,7 @@ def add_parsers(sub: Any) -> None:
                         "frame rate like a camera)")
     p.add_argument("--frames", type=int, default=None, help="stop after N processed frames (default: no limit)")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: no limit)")
-    p.add_argument("--size", type=_size, default=(640, 480),
+    p.add_argument("--size", type=size_arg, default=(640, 480),
                    help="camera capture WIDTHxHEIGHT (default: 640x480)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for a source to open (default: %(default)s)")

@@ -14,15 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import size_arg
+
 __all__ = ["add_parsers"]
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return w, h
 
 
 def add_parsers(sub: Any) -> None:
@@ -44,7 +39,7 @@ def add_parsers(sub: Any) -> None:
                    help="folder to write; must not exist, be empty, or hold an earlier export-c output (replaced)")
     p.add_argument("--family", default=None,
                    help="decoder family of a bare model file: blazeface, scrfd, yunet, retinaface or ultraface")
-    p.add_argument("--input-size", type=_size, default=None, metavar="WxH",
+    p.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
                    help="network input for models with a dynamic input (default: the model's default size)")
     p.add_argument("--name", default=None,
                    help="C identifier of the model: the header is NAME.h, the constants NAME_* (default: from the model name)")

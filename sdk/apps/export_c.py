@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
+from ..bundle import replace_directory
 from ..errors import InputError, ModelLoadError
 
 __all__ = [
@@ -427,13 +428,7 @@ def export_c(model: str | os.PathLike[str], out: str | os.PathLike[str], *, fami
         (tmp / header).write_text(render_header(params))
         written.append(header)
         (tmp / ".anyedge-export").write_text("written by anyedge export-c\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
