@@ -152,6 +152,12 @@ class Task:
         """
         opts = cls.make_options(options, **option_overrides)
         spec = resolve_spec(model, task=cls.TASK, family=family, input_spec=input_spec, decoder=decoder)
+        return cls.from_spec(spec, engine, opts, engine_options)
+
+    @classmethod
+    def from_spec(cls: type[T], spec: ModelSpec, engine: str | None, opts: Any,
+                  engine_options: Mapping[str, Any] | None = None) -> T:
+        """Open the engine for a resolved ``spec`` and build the task; the engine is closed if that fails."""
         eng = cls.open_engine(spec, engine, opts, engine_options)
         try:
             return cls(spec, eng, opts)

@@ -266,12 +266,7 @@ class FaceEmbedder(Task):
                 f"{spec.name} is only validated on {', '.join(allowed)}: its embeddings on {engine} drift from "
                 "the reference (see the registry note); use another engine or the float model")
         spec = replace(spec, extra={**spec.extra, "sha256": digest})
-        eng = cls.open_engine(spec, engine, opts, engine_options)
-        try:
-            return cls(spec, eng, opts)
-        except BaseException:
-            eng.close()
-            raise
+        return cls.from_spec(spec, engine, opts, engine_options)
 
     # -- properties ---------------------------------------------------------------------
     @property
