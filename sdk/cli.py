@@ -190,16 +190,9 @@ def _iter_inputs(paths: Sequence[str]) -> Iterator[tuple[str, Path]]:
 
 
 def _read_image(path: Path) -> Any:
-    import cv2
-    import numpy as np
+    from .ops.image import read_image
 
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise InputError(f"{path}: not a readable image")
-    return img
+    return read_image(path)
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:

@@ -24,16 +24,9 @@ _DEFAULT_EMBEDDER = "mobilefacenet"
 
 
 def _read_bgr(path: str | Path) -> np.ndarray:
-    import cv2
+    from .ops.image import read_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
-    data = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise InputError(f"{p}: not a readable image")
-    return img
+    return read_image(path)
 
 
 def _pipeline(args: argparse.Namespace, embedder: str, gallery: Any = None) -> Any:

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["MAX_PIXELS", "check_image", "as_rgb", "Letterbox", "letterbox", "to_tensor", "letterbox_tensor",
-           "area_tables"]
+__all__ = ["MAX_PIXELS", "read_image", "check_image", "as_rgb", "Letterbox", "letterbox", "to_tensor",
+           "letterbox_tensor", "area_tables"]
 
 MAX_PIXELS = 100_000_000  # 100 MP: beyond this an edge device should tile, not resize
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file (any path, non-ASCII too) into a BGR ``uint8`` ``(H, W, 3)`` array.
+
+    Raises:
+        InputError: no such file, or not a readable image.
+    """
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    data = np.fromfile(str(p), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise InputError(f"{p}: not a readable image")
+    return img
 
 
 def as_rgb(image: object, channels: str = "RGB") -> np.ndarray:
