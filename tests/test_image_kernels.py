@@ -99,11 +99,34 @@ def test_fused_letterbox_tensor_is_bit_identical_to_two_passes(frames, layout, s
 
 def test_fused_letterbox_tensor_takes_the_kernel_for_blazeface(frames, monkeypatch):
     calls = []
-    kernel = image_ops._kernels.area_resize_normalize
-    monkeypatch.setattr(image_ops._kernels, "area_resize_normalize", lambda *a: calls.append(1) or kernel(*a),
-                        raising=False)
+    kernel = image_ops._kernels.AreaResizeNormalize
+
+    def spy(*a):
+        calls.append(1)
+        return kernel(*a)
+
+    image_ops._fused_plan.cache_clear()
+    monkeypatch.setattr(image_ops._kernels, "AreaResizeNormalize", spy, raising=False)
     _, _, canvas = letterbox_tensor(frames[0], (128, 128), layout="NHWC", channels="RGB", mean=127.5, std=127.5)
+    image_ops._fused_plan.cache_clear()
     assert calls and canvas is None
+
+
+def test_prepared_kernel_refuses_tables_and_arrays_that_do_not_fit(frames):
+    ys, yc, yw = area_tables(416, 128)
+    xs, xc, xw = area_tables(416, 128)
+    m = np.full(3, 127.5, np.float32)
+    inv = np.full(3, 1 / 127.5, np.float32)
+    make = image_ops._kernels.AreaResizeNormalize
+    k = make(416, 416, ys, yc, yw, xs, xc, xw, m, inv, False, False, 128, 128)
+    with pytest.raises(ValueError, match="416, 416, 3"):
+        k(np.zeros((400, 416, 3), np.uint8), np.empty((1, 128, 128, 3), np.float32))
+    with pytest.raises(ValueError, match="does not match"):
+        k(np.zeros((416, 416, 3), np.uint8), np.empty((1, 3, 128, 128), np.float32))
+    with pytest.raises(ValueError, match="outside"):  # tables for a taller image than it is built for
+        make(300, 416, ys, yc, yw, xs, xc, xw, m, inv, False, False, 128, 128)
+    with pytest.raises(ValueError, match="inside"):
+        make(416, 416, ys, yc, yw, xs, xc, xw, m, inv, False, False, 100, 128)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.2, 0.5, 0.75, 0.999, 1.0])

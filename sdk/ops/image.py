@@ -211,32 +211,21 @@ def _constants(mean: object, std: object) -> tuple[np.ndarray, np.ndarray, bool]
 _cached_constants = lru_cache(maxsize=32)(_constants)  # made once per model's mean/std
 
 
-@lru_cache(maxsize=32)
-def _normalise_table(mean: object, std: object) -> np.ndarray:
-    """``(3, 256)`` float32: ``(float(v) - mean[c]) * inv_std[c]`` for every grey level ``v``, by
-    the same float32 operations as :func:`to_tensor` (so a lookup equals computing it)."""
-    m, inv, scale = _constants(mean, std)
-    levels = np.arange(256, dtype=np.float32)
-    lut = np.empty((3, 256), np.float32)
-    for c in range(3):
-        np.subtract(levels, m[c], out=lut[c], dtype=np.float32)
-        if scale:
-            lut[c] *= inv[c]
-    lut.flags.writeable = False
-    return lut
-
-
 @lru_cache(maxsize=64)
-def _fused_plan(w: int, h: int, size: tuple[int, int], mode: str, fast: bool, mean: object,
-                std: object) -> tuple | None:
-    """Everything :func:`letterbox_tensor` needs for one frame size, made once; ``None`` when
-    the fused kernel does not apply (upscaling, integer factors, bilinear, no kernels)."""
+def _fused_plan(w: int, h: int, size: tuple[int, int], mode: str, fast: bool, mean: object, std: object,
+                swap: bool, nchw: bool) -> tuple | None:
+    """The prepared compiled kernel :func:`letterbox_tensor` runs for one frame size, and the
+    letterbox; ``None`` when the fused kernel does not apply (upscaling, integer factors,
+    bilinear, no kernels)."""
     nw, nh = _placement(w, h, size, mode)
     if _kernels is None or fast or nw > w or nh > h or (nw == w and nh == h) or (w % nw == 0 and h % nh == 0):
         return None
     ys, yc, yw = area_tables(h, nh)
-    xs, _, xw = area_tables(w, nw)
-    return ys, yc, yw, xs, xw, _normalise_table(mean, std), Letterbox(nw / w, nh / h, 0.0, 0.0, w, h)
+    xs, xc, xw = area_tables(w, nw)
+    m, inv, _ = _constants(mean, std)
+    tw, th = size
+    kernel = _kernels.AreaResizeNormalize(h, w, ys, yc, yw, xs, xc, xw, m, inv, swap, nchw, th, tw)
+    return kernel, Letterbox(nw / w, nh / h, 0.0, 0.0, w, h)
 
 
 def letterbox_tensor(
@@ -267,20 +256,20 @@ def letterbox_tensor(
     if layout not in ("NCHW", "NHWC"):
         raise InputError(f"layout must be NCHW or NHWC, got {layout!r}")
     h, w = image.shape[:2]
+    nchw = layout == "NCHW"
     try:
-        plan = _fused_plan(w, h, tuple(size), mode, bool(fast), mean, std)
+        plan = _fused_plan(w, h, tuple(size), mode, bool(fast), mean, std, channels != source_channels, nchw)
     except TypeError:  # a list mean/std is not hashable: take the two-pass path
         plan = None
     if plan is not None:
-        ys, yc, yw, xs, xw, lut, lb = plan
+        kernel, lb = plan
         tw, th = size
-        shape = (1, 3, th, tw) if layout == "NCHW" else (1, th, tw, 3)
+        shape = (1, 3, th, tw) if nchw else (1, th, tw, 3)
         if out is None or out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             out = np.empty(shape, np.float32)
         if image.strides[1] != 3 or image.strides[2] != 1:
             image = np.ascontiguousarray(image)
-        _kernels.area_resize_normalize(image, ys, yc, yw, xs, xw, lut, channels != source_channels,
-                                       layout == "NCHW", out)
+        kernel(image, out)
         return out, lb, None
     canvas, lb = letterbox(image, size, mode, canvas=canvas, fast=fast)
     out = to_tensor(canvas, layout=layout, channels=channels, source_channels=source_channels, mean=mean,
