@@ -126,7 +126,8 @@ class BuildExt(build_ext):
 
 
 _PYX = {"anyedge.targets.bnn._kernels": Path("targets/bnn/_kernels.pyx"),
-        "anyedge.ops._resize": Path("sdk/ops/_resize.pyx")}  # image preprocessing (optional: cv2 fallback)
+        "anyedge.ops._resize": Path("sdk/ops/_resize.pyx"),  # image preprocessing (optional: cv2 fallback)
+        "anyedge.ops._decode": Path("sdk/ops/_decode.pyx")}  # BlazeFace post-processing (optional: numpy)
 
 
 def _extensions() -> list[Extension]:

@@ -57,6 +57,14 @@ class FaceDetections:
         object.__setattr__(self, "keypoints", k)
 
     @classmethod
+    def _made(cls, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray) -> "FaceDetections":
+        """For arrays anyedge's own post-processing made with the right dtypes and shapes: no
+        checks, no copies (the per-frame path)."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(boxes=boxes, scores=scores, keypoints=keypoints)
+        return obj
+
+    @classmethod
     def empty(cls, num_keypoints: int = 0) -> "FaceDetections":
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
                    np.zeros((0, num_keypoints, 2), np.float32))

@@ -24,6 +24,10 @@ class DecoderEntry:
     family: str
     decode: Callable[[Mapping[str, np.ndarray], tuple[int, int], Mapping, float], Decoded]
     suppression: str  # "nms" or "weighted"
+    # prepare(input_size, cfg, score_threshold, iou_threshold, max_faces) -> faces(outputs, letterbox)
+    # giving (boxes, scores, keypoints) in source pixels, suppressed and filtered, or None for
+    # no face: a compiled whole post-processing, where the family has one and it is built
+    prepare: Callable | None = None
 
 
 def require(outputs: Mapping[str, np.ndarray], name: str, family: str) -> np.ndarray:
@@ -40,7 +44,7 @@ def _table() -> dict[str, DecoderEntry]:
     from . import blazeface, retinaface, scrfd, ultraface, yunet
 
     return {
-        "blazeface": DecoderEntry("blazeface", blazeface.decode, "weighted"),
+        "blazeface": DecoderEntry("blazeface", blazeface.decode, "weighted", blazeface.prepare),
         "scrfd": DecoderEntry("scrfd", scrfd.decode, "nms"),
         "yunet": DecoderEntry("yunet", yunet.decode, "nms"),
         "retinaface": DecoderEntry("retinaface", retinaface.decode, "nms"),

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from ..ops.anchors import ssd_anchors
 from . import Decoded, require
 
-__all__ = ["decode"]
+__all__ = ["decode", "prepare"]
+
+try:  # compiled at install time; without it the numpy path below gives the same faces
+    from ..ops import _decode as _kernel
+except ImportError:  # pragma: no cover - depends on the build
+    _kernel = None
 
 
 @lru_cache(maxsize=8)
@@ -73,3 +78,39 @@ def decode(outputs: Mapping[str, np.ndarray], input_size: tuple[int, int], cfg: 
     boxes = np.concatenate([c - half, c + half], axis=1)
     kps = r[:, 4 : 4 + 2 * k].reshape(-1, k, 2) + ctr[:, None, :]
     return boxes, kept_scores, kps
+
+
+def prepare(input_size: tuple[int, int], cfg: Mapping, score_threshold: float, iou_threshold: float,
+            max_faces: int | None) -> Callable | None:
+    """The whole post-processing of one detector in one compiled call per frame, or ``None``
+    without the compiled kernels.
+
+    The returned ``faces(outputs, letterbox)`` gives ``(boxes, scores, keypoints)`` in source
+    pixels, suppressed by weighted blending and with empty boxes dropped (what :func:`decode`,
+    :func:`anyedge.ops.nms.weighted_nms` and the letterbox mapping give), or ``None`` when no
+    anchor reaches the threshold.
+    """
+    if _kernel is None:
+        return None
+    names = cfg.get("outputs", {"boxes": "regressors", "scores": "classificators"})
+    boxes_name, scores_name = names["boxes"], names["scores"]
+    w, h = input_size
+    _, centres = _anchors((w, h), tuple(cfg["strides"]), cfg["min_scale"], cfg["max_scale"],
+                          cfg.get("interpolated_scale_aspect_ratio", 1.0))
+    cut, k, limit = _logit_cut(score_threshold), int(cfg.get("keypoints", 6)), int(max_faces or 0)
+    run = _kernel.blazeface_faces
+
+    def faces(outputs: Mapping[str, np.ndarray], lb) -> tuple | None:  # noqa: ANN001 - a Letterbox
+        try:
+            return run(outputs[boxes_name], outputs[scores_name], centres, cut, score_threshold, iou_threshold,
+                       limit, k, lb.scale_x, lb.scale_y, lb.pad_x, lb.pad_y, lb.src_w, lb.src_h)
+        except KeyError:
+            require(outputs, boxes_name, "blazeface")
+            require(outputs, scores_name, "blazeface")
+            raise
+        except (ValueError, BufferError) as e:
+            from ..errors import ModelLoadError
+
+            raise ModelLoadError(f"{e} (input {w}x{h})") from None
+
+    return faces

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Mapping, TypeVar
 import numpy as np
 
 from ..engines import Engine, open_engine
+from ..engines.base import dequantize_output
 from ..errors import InputError
 from ..registry import InputSpec
 from ._loading import ModelSpec, resolve_spec
@@ -168,8 +169,6 @@ class Task:
     # -- running ----------------------------------------------------------------------------
     def run_engine(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:
         """One engine call on the model's inputs in order; outputs by name, dequantized to float32."""
-        from ..engines.base import dequantize_output
-
         specs = self.engine.inputs
         if len(inputs) != len(specs):
             raise InputError(f"{self.spec.name} takes {len(specs)} input(s), got {len(inputs)}")
