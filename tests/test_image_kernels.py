@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -144,3 +148,78 @@ def test_blazeface_logit_cut_keeps_exactly_the_full_sigmoid_faces(frames, thresh
             keep = np.flatnonzero(full >= threshold)
             np.testing.assert_array_equal(scores, full[keep])
             assert len(boxes) == len(kps) == len(keep)
+
+
+def _toolchains():
+    from anyedge.targets.bnn import cbuild
+
+    out = []
+    for name, make in (("host", cbuild.host_toolchain), ("aarch64", cbuild.aarch64_toolchain),
+                       ("riscv64", cbuild.riscv_toolchain)):
+        chain = make()
+        if chain is None and name != "host" and not os.environ.get("CI"):
+            out.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name} cross gcc / qemu not installed")))
+        else:
+            out.append(name)  # CI installs the cross compilers and qemu: there a missing one fails
+    return out
+
+
+@pytest.fixture(scope="module")
+def image_check(tmp_path_factory):
+    """tests/c/image_check.c built per toolchain (the C of the fused kernel, sdk/ops/ae_image.h)."""
+    from anyedge.targets.bnn import cbuild
+
+    built: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    root = Path(__file__).resolve().parents[1]
+
+    def get(name: str):
+        if name not in built:
+            chain = {"host": cbuild.host_toolchain, "aarch64": cbuild.aarch64_toolchain,
+                     "riscv64": cbuild.riscv_toolchain}[name]()
+            assert chain is not None, f"no {name} toolchain (CI installs gcc-aarch64-linux-gnu, gcc-riscv64-linux-gnu, qemu-user)"
+            exe = tmp_path_factory.mktemp(f"image-check-{name}") / "image_check"
+            subprocess.run([chain.cc, "-std=c11", "-O3", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+                            *chain.flags, f"-I{root / 'sdk' / 'ops'}", str(root / "tests" / "c" / "image_check.c"),
+                            "-o", str(exe)], check=True, capture_output=True, text=True)
+            built[name] = (exe, chain.runner)
+        return built[name]
+
+    return get
+
+
+@pytest.mark.parametrize("chain", _toolchains())
+def test_fused_kernel_gives_the_same_tensor_on_every_cpu(frames, image_check, tmp_path, chain):
+    """The C behind the fused resize, built for this host and (under qemu) for aarch64 and
+    riscv64: the same tensor as the installed kernel, bit for bit."""
+    exe, runner = image_check(chain)
+    cases = [  # (crop, size, mode, layout, source order, mean, std)
+        (None, (128, 128), "letterbox", "NHWC", "BGR", 127.5, 127.5),  # BlazeFace on a BGR frame
+        ((slice(0, 301), slice(0, 257)), (128, 96), "letterbox", "NCHW", "RGB", (104.0, 117.0, 123.0),
+         (58.0, 57.0, 57.5)),
+        ((slice(3, 400), slice(0, 410)), (192, 160), "stretch", "NHWC", "RGB", 0.0, 1.0),
+    ]
+    for k, (crop, size, mode, layout, order, mean, std) in enumerate(cases):
+        img = np.ascontiguousarray(frames[k][crop] if crop else frames[k])
+        want, lb, canvas = letterbox_tensor(img, size, mode, layout=layout, channels="RGB", source_channels=order,
+                                            mean=mean, std=std)
+        assert canvas is None  # the fused kernel made it
+        h, w = img.shape[:2]
+        nw, nh = round(w * lb.scale_x), round(h * lb.scale_y)
+        ys, yc, yw = area_tables(h, nh)
+        xs, _, xw = area_tables(w, nw)
+        m, inv, _ = image_ops._constants(mean, std)
+        chan = [2 - s if order != "RGB" else s for s in range(3)]
+        blob = b"".join([
+            np.asarray([h, w, nh, nw, size[1], size[0], yw.shape[1], xw.shape[1], int(layout == "NCHW")],
+                       "<i8").tobytes(),
+            ys.astype("<i4").tobytes(), yc.astype("<i4").tobytes(), yw.astype("<f4").tobytes(),
+            xs.astype("<i4").tobytes(), xw.astype("<f4").tobytes(),
+            m[chan].astype("<f4").tobytes(), inv[chan].astype("<f4").tobytes(), np.asarray(chan, "<i4").tobytes(),
+            img.tobytes(),
+        ])
+        (tmp_path / "in.bin").write_bytes(blob)
+        subprocess.run([*runner, str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")], check=True,
+                       timeout=300)
+        got = np.frombuffer((tmp_path / "out.bin").read_bytes(), "<f4")
+        assert got.size == want.size
+        assert got.tobytes() == want.astype("<f4").tobytes(), f"case {k} on {chain}"
