@@ -104,9 +104,32 @@ def test_a_frame_without_candidates_is_the_shared_empty_result():
         assert len(faces) == 0 and faces.keypoints.shape == (0, 6, 2)
 
 
+def test_outputs_of_another_dtype_give_the_same_faces(frames):
+    with FaceDetector.create("blazeface-short", engine="litert", channels="BGR", threads=1) as det:
+        seen = 0
+        for img in frames[:20]:
+            x, lb = det.preprocess(img)
+            outs = det.run_engine(x)
+            want = det.decode(outs, lb)
+            for dtype in (np.float64, np.float16):
+                other = {k: v.astype(dtype) for k, v in outs.items()}
+                numpy_path = _numpy_faces(det, other, lb)
+                got = det.decode(other, lb)
+                assert len(got) == len(numpy_path)
+                np.testing.assert_allclose(got.boxes, numpy_path.boxes, atol=1e-3)
+                if dtype is np.float64:
+                    assert len(got) == len(want)
+            # a strided view (not contiguous) as well
+            view = {"regressors": np.asfortranarray(outs["regressors"][0])[None],
+                    "classificators": outs["classificators"]}
+            assert len(det.decode(view, lb)) == len(want)
+            seen += len(want)
+        assert seen > 0
+
+
 @pytest.mark.parametrize("outs, match", [
-    ({"regressors": np.zeros((1, 896, 16), np.float64), "classificators": np.zeros((1, 896, 1), np.float32)},
-     "float32"),
+    ({"regressors": np.full((1, 896, 16), "x"), "classificators": np.zeros((1, 896, 1), np.float32)},
+     "could not convert"),
     ({"regressors": np.zeros((1, 500, 16), np.float32), "classificators": np.zeros((1, 500, 1), np.float32)},
      "500 scores"),
     ({"regressors": np.zeros((1, 896, 3), np.float32), "classificators": np.zeros((1, 896, 1), np.float32)},

@@ -10,7 +10,7 @@ anchor order (numpy sums eight or more weights pairwise), so scores and coordina
 relative); the faces found are the same.
 """
 
-from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyObject_GetBuffer, PyBuffer_Release
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyObject_GetBuffer, PyBuffer_Release
 from libc.math cimport expf, fabsf
 from libc.stdlib cimport free, malloc, qsort
 
@@ -63,7 +63,7 @@ cdef inline float _iou(const float *a, const float *b) noexcept nogil:
 
 
 cdef const float *_floats(object obj, Py_buffer *view, Py_ssize_t *n, str name) except NULL:
-    PyObject_GetBuffer(obj, view, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT)
+    PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     fmt = view.format if view.format != NULL else b"B"
     if view.itemsize != 4 or fmt not in (b"f", b"<f", b"=f"):
         PyBuffer_Release(view)
