@@ -105,7 +105,10 @@ def prepare(input_size: tuple[int, int], cfg: Mapping, score_threshold: float, i
                    lb.scale_x, lb.scale_y, lb.pad_x, lb.pad_y, lb.src_w, lb.src_h)
 
     def faces(outputs: Mapping[str, np.ndarray], lb) -> tuple | None:  # noqa: ANN001 - a Letterbox
-        reg, cls = require(outputs, boxes_name, "blazeface"), require(outputs, scores_name, "blazeface")
+        try:
+            reg, cls = outputs[boxes_name], outputs[scores_name]
+        except KeyError:  # say which outputs the model has
+            reg, cls = require(outputs, boxes_name, "blazeface"), require(outputs, scores_name, "blazeface")
         try:
             return call(reg, cls, lb)  # the engines' float32 arrays, as they are
         except (ValueError, BufferError, TypeError):
