@@ -100,22 +100,21 @@ def prepare(input_size: tuple[int, int], cfg: Mapping, score_threshold: float, i
     cut, k, limit = _logit_cut(score_threshold), int(cfg.get("keypoints", 6)), int(max_faces or 0)
     run = _kernel.blazeface_faces
 
-    def call(regressors: object, classificators: object, lb) -> tuple | None:  # noqa: ANN001 - a Letterbox
-        return run(regressors, classificators, centres, cut, score_threshold, iou_threshold, limit, k,
-                   lb.scale_x, lb.scale_y, lb.pad_x, lb.pad_y, lb.src_w, lb.src_h)
-
     def faces(outputs: Mapping[str, np.ndarray], lb) -> tuple | None:  # noqa: ANN001 - a Letterbox
         try:
             reg, cls = outputs[boxes_name], outputs[scores_name]
         except KeyError:  # say which outputs the model has
             reg, cls = require(outputs, boxes_name, "blazeface"), require(outputs, scores_name, "blazeface")
-        try:
-            return call(reg, cls, lb)  # the engines' float32 arrays, as they are
+        try:  # the engines' float32 arrays, as they are
+            return run(reg, cls, centres, cut, score_threshold, iou_threshold, limit, k,
+                       lb.scale_x, lb.scale_y, lb.pad_x, lb.pad_y, lb.src_w, lb.src_h)
         except (ValueError, BufferError, TypeError):
-            pass  # another dtype or layout (outputs made elsewhere): as numpy's decode takes them
-        try:
-            return call(np.ascontiguousarray(reg, np.float32), np.ascontiguousarray(cls, np.float32), lb)
-        except (ValueError, TypeError) as e:
+            pass
+        try:  # another dtype or layout (outputs made elsewhere): taken as numpy's decode takes them
+            reg, cls = np.ascontiguousarray(reg, np.float32), np.ascontiguousarray(cls, np.float32)
+            return run(reg, cls, centres, cut, score_threshold, iou_threshold, limit, k,
+                       lb.scale_x, lb.scale_y, lb.pad_x, lb.pad_y, lb.src_w, lb.src_h)
+        except (ValueError, BufferError, TypeError) as e:
             from ..errors import ModelLoadError
 
             raise ModelLoadError(f"{e} (input {w}x{h})") from None
