@@ -424,9 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="detect faces on a sample image with every installed engine",
                        description="Time every face detector on every installed engine on one image "
-                                   "(a sample image ships with anyedge).",
+                                   "(default: the smoke photo in $ANYEDGE_DATA when present, else NASA's "
+                                   "public-domain astronaut portrait, fetched once from the scikit-image "
+                                   "wheel on PyPI into the cache).",
                        epilog="examples:\n  anyedge demo\n  anyedge demo --models yunet,scrfd-500m --runs 50")
-    p.add_argument("--image", default=None, help="image to use (default: the packaged sample photo)")
+    p.add_argument("--image", default=None,
+                   help="image to use (default: $ANYEDGE_DATA's smoke photo, else the fetched sample photo)")
     p.add_argument("--models", default=None,
                    help="comma-separated model names (default: every face detector present or fetchable)")
     p.add_argument("--runs", type=_positive_int, default=20, help="timed runs per model (default: %(default)s)")

