@@ -150,14 +150,17 @@ def test_blazeface_logit_cut_keeps_exactly_the_full_sigmoid_faces(frames, thresh
             assert len(boxes) == len(kps) == len(keep)
 
 
-def _toolchains():
+def _chain(name: str):
     from anyedge.targets.bnn import cbuild
 
+    return {"host": cbuild.host_toolchain, "aarch64": cbuild.aarch64_toolchain,
+            "riscv64": cbuild.riscv_toolchain}[name]()
+
+
+def _toolchains():
     out = []
-    for name, make in (("host", cbuild.host_toolchain), ("aarch64", cbuild.aarch64_toolchain),
-                       ("riscv64", cbuild.riscv_toolchain)):
-        chain = make()
-        if chain is None and name != "host" and not os.environ.get("CI"):
+    for name in ("host", "aarch64", "riscv64"):
+        if name != "host" and _chain(name) is None and not os.environ.get("CI"):
             out.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name} cross gcc / qemu not installed")))
         else:
             out.append(name)  # CI installs the cross compilers and qemu: there a missing one fails
@@ -167,15 +170,12 @@ def _toolchains():
 @pytest.fixture(scope="module")
 def image_check(tmp_path_factory):
     """tests/c/image_check.c built per toolchain (the C of the fused kernel, sdk/ops/ae_image.h)."""
-    from anyedge.targets.bnn import cbuild
-
     built: dict[str, tuple[Path, tuple[str, ...]]] = {}
     root = Path(__file__).resolve().parents[1]
 
     def get(name: str):
         if name not in built:
-            chain = {"host": cbuild.host_toolchain, "aarch64": cbuild.aarch64_toolchain,
-                     "riscv64": cbuild.riscv_toolchain}[name]()
+            chain = _chain(name)
             assert chain is not None, f"no {name} toolchain (CI installs gcc-aarch64-linux-gnu, gcc-riscv64-linux-gnu, qemu-user)"
             exe = tmp_path_factory.mktemp(f"image-check-{name}") / "image_check"
             subprocess.run([chain.cc, "-std=c11", "-O3", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",

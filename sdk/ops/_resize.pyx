@@ -40,8 +40,6 @@ cdef extern from "ae_image.h":
     void ae_prefetch(const uint8_t *row, Py_ssize_t stride, Py_ssize_t n, Py_ssize_t len) nogil
     void ae_vsum(const uint8_t *row, Py_ssize_t stride, const float *w, Py_ssize_t n, Py_ssize_t len,
                  float *buf) nogil
-    void ae_row(const float *buf, const int32_t *xs, const float *xw, const float *xw4, Py_ssize_t maxc,
-                Py_ssize_t nw, const float mean[3], const float inv[3], float *const out[3], Py_ssize_t step) nogil
     int ae_u8(float a) nogil
 
 

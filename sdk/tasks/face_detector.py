@@ -82,10 +82,6 @@ class FaceDetector(Task):
         if len(engine.inputs) != 1:
             raise InputError(f"{spec.name}: a face detector needs one input, the model has {len(engine.inputs)}")
         self._in = engine.inputs[0]
-        # float in, float out (most models): the engine's arrays are used as they are
-        self._plain = (self._in.dtype == "float32" and self._in.quantization is None
-                       and all(o.dtype == "float32" for o in engine.outputs))
-        self._out_names = tuple(o.name for o in engine.outputs)
         self.input_size = self._resolve_input_size()
         cfg, opts = spec.decoder, self.options  # both frozen: the thresholds are settled once
         self._thresholds = (
@@ -189,7 +185,7 @@ class FaceDetector(Task):
         buf.tensor = tensor
         if canvas is not None:
             buf.canvas = canvas
-        return (tensor if self._plain else quantize_input(self._in, tensor)), lb
+        return quantize_input(self._in, tensor), lb
 
     def decode(self, outputs: Mapping[str, np.ndarray], letterbox: Any) -> FaceDetections:
         """Raw outputs -> thresholded, suppressed faces in source pixels."""
@@ -228,10 +224,7 @@ class FaceDetector(Task):
         t0 = time.perf_counter()
         x, lb = self.preprocess(image, channels)
         t1 = time.perf_counter()
-        if self._plain:  # run_engine without its per-output dequantize step
-            outs = dict(zip(self._out_names, self.engine.run({self._in.name: x})))
-        else:
-            outs = self.run_engine(x)
+        outs = self.run_engine(x)
         t2 = time.perf_counter()
         faces = self.decode(outs, lb)
         t3 = time.perf_counter()
