@@ -100,3 +100,20 @@ def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Pat
     h = run(anyedge, "har", "classify", str(har_file("RacketSports", "test")), "--json")
     assert h.returncode == 0, h.stderr
     assert len(h.stdout.splitlines()) == 152
+
+
+def test_ci_entry_point_runs_the_tests_with_ci_set(tmp_path: Path) -> None:
+    """``.ci/run`` exports ``CI=1``, so the tests' skip guards turn into failures there."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    seen = tmp_path / "make-env"
+    for tool in ("gcc", "riscv64-linux-gnu-gcc", "qemu-riscv64", "aarch64-linux-gnu-gcc", "qemu-aarch64"):
+        (stubs / tool).write_text("#!/bin/sh\nexit 0\n")
+    (stubs / "make").write_text(f'#!/bin/sh\necho "$@ CI=${{CI:-unset}}" > {seen}\n')
+    for f in stubs.iterdir():
+        f.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = f"{stubs}{os.pathsep}{env.get('PATH', '')}"
+    r = subprocess.run(["bash", str(ROOT / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert seen.read_text().split() == ["test", "CI=1"]
