@@ -211,6 +211,21 @@ def test_empty_calibration_folder(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.parametrize("out", ["new/deeper/b.zip", "new/deeper/b"])
+@pytest.mark.parametrize("via", ["api", "cli"])
+def test_failed_convert_leaves_no_folder_behind(out: str, via: str, tmp_path: Path) -> None:
+    from anyedge.cli import main
+
+    (tmp_path / "empty").mkdir()
+    if via == "api":
+        with pytest.raises(CalibrationError, match="no images"):
+            convert("yunet", target="arm-cpu", out=tmp_path / out, calibration=tmp_path / "empty")
+    else:
+        assert main(["convert", "yunet", "--target", "arm-cpu", "--calib", str(tmp_path / "empty"),
+                     "--out", str(tmp_path / out)]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
 def test_unsupported_model_target_pair_names_who_can_take_it(calib_dir, tmp_path: Path) -> None:
     out = tmp_path / "b"
     with pytest.raises(UnsupportedTargetError, match="arm-cpu") as e:
