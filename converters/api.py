@@ -483,8 +483,9 @@ def _host(job: _Job, recipes: Mapping[str, Recipe], start: str) -> tuple[Attempt
             job.attempts.append(Attempt(engine, start, error=f"{type(e).__name__}: {e}"))
             continue
         for p in precision_chain(start, backend.precisions):
-            # plain precisions only: a float-layer search costs a conversion per layer, per engine
-            got = job.run(backend, [p], float_layers=False)
+            # int8 that fails the gate gets its float-layer remedy, as a fixed target does; every
+            # other precision is tried plainly (each is its own candidate here)
+            got = job.run(backend, [p], float_layers=p == "int8")
             if got is not None:
                 rows.append((got, recipe))
     table: list[dict[str, Any]] = []
