@@ -317,15 +317,21 @@ def convert(
         manifest = _manifest(job, target, recipe, precision or "measured", chosen, calibration, calib_files,
                              held_files, time.perf_counter() - t0, speed, host_report)
         files_out = chosen.files
-        if out.suffix.lower() == ".zip":
-            staging = Path(tmp) / "bundle"
-            write_bundle(staging, files_out, manifest)
-            zip_bundle(staging, out)
-            from anyedge.bundle import load_bundle
+        created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # deepest first
+        try:
+            if out.suffix.lower() == ".zip":
+                staging = Path(tmp) / "bundle"
+                write_bundle(staging, files_out, manifest)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                zip_bundle(staging, out)
+                from anyedge.bundle import load_bundle
 
-            bundle = load_bundle(out)
-        else:
-            bundle = write_bundle(out, files_out, manifest)
+                bundle = load_bundle(out)
+            else:
+                bundle = write_bundle(out, files_out, manifest)
+        except BaseException:
+            _remove_empty(created)
+            raise
     return ConversionResult(bundle=bundle, path=out, report=manifest["fidelity"])
 
 
@@ -351,10 +357,17 @@ def _check_out(out: Path) -> None:
 
         if out.exists() and not is_bundle_zip(out):  # refuse before converting, not after
             raise ConversionError(f"{out} exists and is not an anyedge bundle; refusing to overwrite it")
-        if not out.parent.exists():
-            out.parent.mkdir(parents=True)
     elif out.exists() and not (out / "manifest.json").is_file():
         raise ConversionError(f"{out} exists and is not a bundle; refusing to overwrite it")
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders a failed write created (deepest first), where nothing else was put in them."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def _resolved(recipe: Recipe) -> dict[str, Any]:
@@ -470,8 +483,9 @@ def _host(job: _Job, recipes: Mapping[str, Recipe], start: str) -> tuple[Attempt
             job.attempts.append(Attempt(engine, start, error=f"{type(e).__name__}: {e}"))
             continue
         for p in precision_chain(start, backend.precisions):
-            # plain precisions only: a float-layer search costs a conversion per layer, per engine
-            got = job.run(backend, [p], float_layers=False)
+            # int8 that fails the gate gets its float-layer remedy, as a fixed target does; every
+            # other precision is tried plainly (each is its own candidate here)
+            got = job.run(backend, [p], float_layers=p == "int8")
             if got is not None:
                 rows.append((got, recipe))
     table: list[dict[str, Any]] = []

@@ -37,7 +37,6 @@ __all__ = [
     "ClassificationEvaluator",
     "MIN_REFERENCE_FACES",
     "face_fidelity",
-    "output_error",
     "rank_layers",
 ]
 
@@ -218,17 +217,6 @@ class ClassificationEvaluator:
             metrics.update(accuracy_float=float(np.mean(r1 == labels)), accuracy=float(np.mean(c1 == labels)))
             value = min(value, 1.0 - max(0.0, metrics["accuracy_float"] - metrics["accuracy"]))
         return Fidelity("top1_agreement", value, 1.0 - self.max_drop, metrics)
-
-
-def output_error(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]]) -> float:
-    """Relative squared error of all raw outputs, summed over inputs: ||y' - y||^2 / ||y||^2."""
-    num = den = 0.0
-    for ref, cand in zip(reference, candidate):
-        for a, b in zip(ref, cand):
-            a = np.asarray(a, np.float64)
-            num += float(np.sum((np.asarray(b, np.float64).reshape(a.shape) - a) ** 2))
-            den += float(np.sum(a * a))
-    return num / max(den, 1e-12)
 
 
 def rank_layers(layers: Sequence[str], error_of: Callable[[str], float], progress: Callable[..., Any],

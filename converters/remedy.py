@@ -19,7 +19,7 @@ from anyedge.errors import AnyEdgeError, ConversionError
 from .backends import Backend
 from .fidelity import Fidelity, rank_layers
 
-__all__ = ["PRECISIONS", "Attempt", "Candidate", "search", "precision_chain"]
+__all__ = ["PRECISIONS", "Attempt", "search", "precision_chain"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,6 @@ class Attempt:
         return d
 
 
-Candidate = Attempt  # a passing attempt, with its files
 Evaluate = Callable[[Attempt], Attempt]  # runs the artifact in attempt.files, sets fidelity or error
 
 

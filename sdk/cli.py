@@ -447,16 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _subcommand_hooks() -> list[Any]:
     """Subcommands that live with their task (converters, HAR, live streams): one line each."""
     hooks = []
-    try:
-        from .converters.cli import add_parsers as conv
-        hooks.append(conv)
-    except ImportError:
-        pass
-    try:
-        from .har.cli import add_har_parser
-        hooks.append(add_har_parser)
-    except ImportError:
-        pass
+    from .converters.cli import add_parsers as conv  # convert, targets, inspect
+    hooks.append(conv)
+    from .har.cli import add_har_parser  # anyedge har
+    hooks.append(add_har_parser)
     from .recognition_cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
     hooks.append(recognition)
     from .live import add_parsers as live  # anyedge run

@@ -418,11 +418,8 @@ def run_live(
 # -- anyedge run ----------------------------------------------------------------------------
 def _gallery_labeller(gallery: str, args: argparse.Namespace) -> Callable[[np.ndarray, Any], list[str]]:
     """Names for the detected faces of a frame, from face recognition's gallery."""
-    try:
-        from .tasks.face_pipeline import live_labeller
-    except ImportError:
-        raise InputError("--gallery needs face recognition (anyedge.tasks.face_pipeline), which this anyedge "
-                         "installation does not include; run without --gallery to detect only") from None
+    from .tasks.face_pipeline import live_labeller
+
     if not Path(gallery).exists():
         raise InputError(f"--gallery {gallery}: no such gallery")
     return live_labeller(gallery, detector_model=args.model)  # type: ignore[return-value]
@@ -528,7 +525,7 @@ def add_parsers(sub: Any) -> None:
                    help="JSON lines on stdout: one per frame, a stats line per second, a summary at the end "
                         "(default: a live status line on stderr and a summary on stdout)")
     p.add_argument("--gallery", default=None,
-                   help="face gallery for names on the faces (needs anyedge's face recognition; default: none)")
+                   help="face gallery for names on the faces (anyedge gallery enroll fills one; default: none)")
     p.add_argument("--queue", type=int, default=1, help="frames held between capture and inference, 1 or 2 "
                                                         "(default: %(default)s)")
     p.add_argument("--every-frame", action="store_true",

@@ -141,6 +141,16 @@ def _pos_int(x: Any) -> int:
     return _int(x, "")
 
 
+#: the largest input side a manifest may ask for (a 4096x4096 RGB float32 tensor is 192 MiB)
+MAX_INPUT_SIDE = 4096
+
+
+def _input_side(x: Any) -> int:
+    if _int(x, "") > MAX_INPUT_SIDE:
+        raise _fail("", f"at most {MAX_INPUT_SIDE}", x)
+    return x
+
+
 def _pos_num(x: Any) -> float:
     return _num(x, "", positive=True)
 
@@ -278,7 +288,8 @@ def _input_from_json(d: Any) -> InputSpec:
     d = _obj(d, "input")
     size = d.get("size")
     if size is not None:
-        size = tuple(_list(size, "input.size", "positive ints (width, height)", _pos_int, length=2))
+        size = tuple(_list(size, "input.size", f"positive ints (width, height) up to {MAX_INPUT_SIDE}", _input_side,
+                           length=2))
 
     def mean_std(key: str, default: float, positive: bool) -> Any:
         v = d.get(key, default)

@@ -240,3 +240,12 @@ def test_models_precision_shows_what_each_engine_runs() -> None:
     scrfd = rows["scrfd-500m"]["precision"]
     assert set(scrfd) >= {"onnxruntime"} and set(scrfd.values()) == {"fp32"}
     assert rows["bnn-racketsports"]["precision"] == {"bnn": "binary"}
+
+
+@pytest.mark.parametrize("module", ["anyedge.converters.cli", "anyedge.har.cli"])
+def test_a_command_whose_module_fails_to_import_fails_loudly(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from anyedge import cli
+
+    monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+    with pytest.raises(ImportError, match=module):  # not a parser that silently lacks the command
+        cli.build_parser()

@@ -211,6 +211,21 @@ def test_empty_calibration_folder(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.parametrize("out", ["new/deeper/b.zip", "new/deeper/b"])
+@pytest.mark.parametrize("via", ["api", "cli"])
+def test_failed_convert_leaves_no_folder_behind(out: str, via: str, tmp_path: Path) -> None:
+    from anyedge.cli import main
+
+    (tmp_path / "empty").mkdir()
+    if via == "api":
+        with pytest.raises(CalibrationError, match="no images"):
+            convert("yunet", target="arm-cpu", out=tmp_path / out, calibration=tmp_path / "empty")
+    else:
+        assert main(["convert", "yunet", "--target", "arm-cpu", "--calib", str(tmp_path / "empty"),
+                     "--out", str(tmp_path / out)]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
 def test_unsupported_model_target_pair_names_who_can_take_it(calib_dir, tmp_path: Path) -> None:
     out = tmp_path / "b"
     with pytest.raises(UnsupportedTargetError, match="arm-cpu") as e:
@@ -381,6 +396,26 @@ def test_every_remedy_failing_writes_nothing(faces_calib, tmp_path: Path, monkey
 
 
 # -- --target host: measured, not guessed -----------------------------------------------------------
+def test_host_target_remedies_int8_that_fails_the_gate(faces_calib, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain int8's own F1 sets the gate just above it: the host table holds the remedied int8."""
+    from anyedge.converters import api
+
+    only = _int8_only("arm-cpu", monkeypatch, ".tflite")
+    monkeypatch.setattr(api, "_MIXED_STEPS", (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    plain = convert("blazeface-short", target=only, out=tmp_path / "plain", calibration=faces_calib, max_drop=0.5,
+                    show_progress=False).report["chosen"]
+    assert plain["remedy"] == "int8" and plain["fidelity"]["f1"] < 0.999
+    every_engine = api._host_recipes
+    monkeypatch.setattr(api, "_host_recipes", lambda suffix: {"litert": every_engine(suffix)["litert"]})
+    res = convert("blazeface-short", target="host", out=tmp_path / "host", calibration=faces_calib,
+                  max_drop=1.0 - plain["fidelity"]["f1"] - 1e-3, show_progress=False)
+    attempts = res.report["attempts"]
+    assert attempts[0]["remedy"] == "int8" and not attempts[0]["passed"]
+    mixed = [r for r in res.bundle.manifest["host"]["table"] if r["precision"] == "int8-mixed"]
+    assert len(mixed) == 1 and mixed[0]["float_layers"] >= 1 and mixed[0]["fidelity"]["passed"]
+    assert mixed[0]["fidelity"]["f1"] > plain["fidelity"]["f1"]
+
+
 @pytest.mark.parametrize("model", ["blazeface-short", "scrfd-500m"])
 def test_host_target_keeps_the_fastest_passing_candidate(model, calib_dir, faces_calib, tmp_path) -> None:
     res = convert(model, target="host", out=tmp_path / "b", calibration=_calib_for(model, calib_dir, faces_calib),

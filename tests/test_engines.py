@@ -115,6 +115,38 @@ def test_openvino_compiles_float_models_at_f32_by_default() -> None:
     assert eng.compute_precision == "fp32" and eng.precision == "fp32"
 
 
+@pytest.mark.skipif("openvino" not in available_engines(), reason="OpenVINO is not installed")
+@pytest.mark.parametrize("device", ["AUTO", "MULTI:CPU", "HETERO:CPU", "AUTO:CPU"])
+def test_openvino_meta_devices_keep_the_fp32_pin(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openvino as ov
+
+    compiled_with: list[tuple[str, dict]] = []
+    real = ov.Core.compile_model
+
+    def spy(self, model, device_name=None, config=None, *a, **kw):  # records what the engine asks for, then compiles
+        compiled_with.append((device_name, dict(config or {})))
+        return real(self, model, device_name, config, *a, **kw)
+
+    monkeypatch.setattr(ov.Core, "compile_model", spy)
+    path, _ = resolve_model("scrfd-500m")
+    cpu, meta = open_engine(path, "openvino"), open_engine(path, "openvino", device=device)
+    (_, config), = [c for c in compiled_with if c[0] == device]
+    # the pin is asked for on the CPU the meta device lands on (on any CPU, bf16 or not) ...
+    assert config["DEVICE_PROPERTIES"]["CPU"]["INFERENCE_PRECISION_HINT"] == "f32", config
+    # ... the compiled model holds it, and the engine reports what runs
+    hint = meta._compiled.get_property("DEVICE_PROPERTIES")["CPU"]["INFERENCE_PRECISION_HINT"]
+    assert hint.get_type_name() == "f32"
+    assert meta.execution_devices == ("CPU",) and meta.compute_precision == "fp32" and meta.precision == "fp32"
+    # the same bits as the CPU device at fp32 (bf16 would move SCRFD's scores by ~1e-2)
+    spec = cpu.inputs[0]
+    assert spec.shape[:2] in ((-1, 3), (1, 3)), spec.shape
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 320, 320)).astype(np.float32)
+    for a, b in zip(cpu.run({spec.name: x}), meta.run({spec.name: x})):
+        np.testing.assert_array_equal(a, b)
+    cpu.close()
+    meta.close()
+
+
 def _bf16_reason() -> str:
     if "openvino" not in available_engines():
         return "OpenVINO is not installed"
@@ -139,6 +171,14 @@ def test_openvino_bf16_is_reported_and_within_the_gate(wider_images) -> None:
     agreement = face_fidelity(ref, got)
     assert agreement.reference_faces >= 20
     assert agreement.f1 >= 0.95  # the default conversion gate (max_drop 0.05)
+
+
+@pytest.mark.skipif(bool(_bf16_reason()), reason=_bf16_reason() or "-")
+def test_openvino_meta_device_reports_the_precision_its_device_runs() -> None:
+    path, _ = resolve_model("scrfd-500m")
+    eng = open_engine(path, "openvino", device="AUTO", precision="bf16")
+    assert eng.compute_precision == "bf16" and eng.precision == "bf16"  # read back, not assumed
+    eng.close()
 
 
 @pytest.mark.skipif("openvino" not in available_engines(), reason="OpenVINO is not installed")

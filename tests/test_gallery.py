@@ -78,16 +78,43 @@ def test_other_connections_changes_are_seen(tmp_path: Path) -> None:
 
 def test_concurrent_readers_and_one_writer(tmp_path: Path) -> None:
     v = _vecs(200)
+    names = ["seed"] + [f"p{i % 50}" for i in range(1, 200)]  # row i of the gallery is v[i], of names[i]
+    queries = v[::50]
+    scores = v @ queries.T  # (200, 4)
+
+    def expected(m: int) -> list[list[tuple[str, float]]]:
+        """The 3 best people per query when the gallery holds the first m rows."""
+        out = []
+        for col in scores[:m].T:
+            best: dict[str, float] = {}
+            for name, s in zip(names[:m], col):
+                best[name] = max(best.get(name, -2.0), float(s))
+            out.append(sorted(best.items(), key=lambda t: -t[1])[:3])
+        return out
+
+    def matches(hits: list[list], want: list[list[tuple[str, float]]]) -> bool:
+        return all([h.name for h in got] == [n for n, _ in exp]
+                   and np.allclose([h.score for h in got], [s for _, s in exp], atol=1e-5)
+                   for got, exp in zip(hits, want))
+
     errors: list[BaseException] = []
+    reads = [0]
     with Gallery(tmp_path / "g.db", ID) as g:
         g.add("seed", v[:1])
         stop = threading.Event()
 
         def read() -> None:
             try:
+                last = 0
                 while not stop.is_set():
-                    for hits in g.search(v[:4], k=3):
-                        assert hits and all(-1.01 <= h.score <= 1.01 for h in hits)
+                    before = len(g)
+                    hits = g.search(queries, k=3)
+                    after = len(g)
+                    assert last <= before <= after, (last, before, after)  # the count never goes back
+                    last = after
+                    # each read is one snapshot: the gallery's first m rows, every name with its own vectors
+                    assert any(matches(hits, expected(m)) for m in range(before, after + 1)), (before, after, hits)
+                    reads[0] += 1
             except BaseException as e:  # noqa: BLE001
                 errors.append(e)
 
@@ -95,12 +122,13 @@ def test_concurrent_readers_and_one_writer(tmp_path: Path) -> None:
         for t in readers:
             t.start()
         for i in range(1, 200):
-            g.add(f"p{i % 50}", v[i:i + 1])
+            g.add(names[i], v[i:i + 1])
         stop.set()
         for t in readers:
             t.join()
-        assert not errors, errors
-        assert len(g) == 200 and g.identify(v[150], 0.99)[0] == "p0"
+        assert not errors, errors[0]
+        assert reads[0] > 0 and len(g) == 200 and g.identify(v[150], 0.99)[0] == "p0"
+        assert matches(g.search(queries, k=3), expected(200))
 
 
 def test_embedder_mismatch_and_bad_files(tmp_path: Path) -> None:

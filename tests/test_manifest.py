@@ -133,6 +133,15 @@ def test_malformed_fields_name_the_field(face_bundle: Path, path: str, value: An
         load_bundle(face_bundle)
 
 
+@pytest.mark.parametrize("size", [[4097, 320], [320, 100_000], [10**9, 10**9]])
+def test_input_size_is_capped(face_bundle: Path, size: list[int]) -> None:
+    _reseal(face_bundle, _set("input.size", size))
+    with pytest.raises(BundleError, match=r"input.size: expected a list of 2 positive ints \(width, height\) up to 4096"):
+        load_bundle(face_bundle)
+    _reseal(face_bundle, _set("input.size", [4096, 4096]))  # the cap itself is allowed
+    assert load_bundle(face_bundle).info.input.size == (4096, 4096)
+
+
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [

@@ -83,10 +83,6 @@ def _short_precision(p: str) -> str:
     return "binary" if p.startswith("binary") else p
 
 
-def _wanted(engines: Sequence[str], available: Sequence[str]) -> list[str]:
-    return [e for e in available if not engines or e in engines]
-
-
 # registry models whose float model is another registry entry: (float model, precision)
 FLOAT_MODEL_OF = {"mobilefacenet-int8w": ("mobilefacenet", "int8w")}
 

@@ -146,13 +146,6 @@ class TaskBench:
         raise NotImplementedError
 
 
-def _engine_precision(engine: Any, fallback: str) -> str:
-    # engines say which precision they really ran at once `engine.precision` lands; until then
-    # (and for engines that do not say) the model's own precision is the best knowledge.
-    p = getattr(engine, "precision", None)
-    return str(p) if p else fallback
-
-
 class DetectorBench(TaskBench):
     """Face detectors: the whole ``detect()`` vs ``engine.run`` on the same images; F1 / IoU vs float."""
 
@@ -184,7 +177,7 @@ class DetectorBench(TaskBench):
     def describe(self, inst: Any) -> dict[str, Any]:
         w, h = inst.input_size
         return {"task": "face_detection", "input": f"{w}x{h}",
-                "engine_precision": _engine_precision(inst.engine, self.job["precision"])}
+                "engine_precision": inst.engine.precision}
 
     def fidelity(self, inst: Any) -> dict[str, Any]:
         from ..ops.metrics import detection_agreement
@@ -249,7 +242,7 @@ class EmbedderBench(TaskBench):
     def describe(self, inst: Any) -> dict[str, Any]:
         w, h = inst.geometry.size
         return {"task": "face_embedding", "input": f"{w}x{h}",
-                "engine_precision": _engine_precision(inst.engine, self.job["precision"])}
+                "engine_precision": inst.engine.precision}
 
     def fidelity(self, inst: Any) -> dict[str, Any]:
         if not self.job.get("crops"):
@@ -303,7 +296,7 @@ class HarBench(TaskBench):
 
     def describe(self, inst: Any) -> dict[str, Any]:
         return {"task": "activity_classification", "input": f"{inst.window}x{inst.channels}",
-                "engine_precision": _engine_precision(inst.engine, self.job["precision"])}
+                "engine_precision": inst.engine.precision}
 
     def fidelity(self, inst: Any) -> dict[str, Any]:
         pred = np.array([r.label for r in inst.classify_batch(self.x)])
@@ -344,7 +337,7 @@ class HarFloatBench(TaskBench):
 
     def describe(self, inst: Any) -> dict[str, Any]:
         return {"task": "activity_classification", "input": f"{self.x.shape[1]}x{self.x.shape[2]}",
-                "engine_precision": _engine_precision(inst, "fp32"), "size_bytes": self.path.stat().st_size}
+                "engine_precision": inst.precision, "size_bytes": self.path.stat().st_size}
 
     def fidelity(self, inst: Any) -> dict[str, Any]:
         pred = np.array(self.twin.labels)[np.argmax(inst.run({"x": np.ascontiguousarray(self.x)})[0], axis=1)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -81,8 +81,85 @@ def _weighted_layers(model: Any) -> tuple[int, int, int, bool, bool]:
     return quantized, weight_only, floating, fp16, elsewhere
 
 
+#: device specs that spread a model over other devices (``AUTO``, ``MULTI:GPU,CPU``, ``HETERO:NPU,CPU``)
+_META_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+# the lowest precision first: bf16 keeps 8 mantissa bits, fp16 11, fp32 24
+_LEAST_PRECISE = ("bf16", "fp16", "fp32")
+
+
+def _device_targets(device: str, available: Sequence[str]) -> list[str]:
+    """The devices a device spec can compile on: ``"AUTO"`` -> every device here,
+    ``"MULTI:GPU,CPU"`` / ``"AUTO:GPU(2),CPU"`` -> ``["GPU", "CPU"]``, ``"CPU"`` -> ``["CPU"]``."""
+    kind, _, rest = device.partition(":")
+    if kind.upper() not in _META_DEVICES:
+        return [device]
+    if not rest:
+        return list(available)
+    names = [d.split("(")[0].strip() for d in rest.split(",")]
+    return [d for d in names if d and not d.startswith("-")]  # AUTO:-GPU excludes the GPU
+
+
+def _present(device: str, available: Sequence[str]) -> bool:
+    return device in available or any(a.split(".")[0] == device for a in available)
+
+
+def _compile_config(device: str, available: Sequence[str], threads: int | None, hint: str) -> dict[str, Any]:
+    """Compile settings that pin the float precision on every CPU or GPU the spec can land on.
+
+    A meta device (``AUTO``, ``MULTI``, ``HETERO``) ignores a top-level precision hint for the
+    devices it picks, so each of those gets its own in ``DEVICE_PROPERTIES``.
+    """
+    def own(d: str) -> dict[str, Any]:
+        kind = d.split(".")[0].upper()
+        props: dict[str, Any] = {}
+        if kind in ("CPU", "GPU"):  # the NPU compiles to its own fixed precision
+            props["INFERENCE_PRECISION_HINT"] = hint
+        if threads and kind == "CPU":
+            props["INFERENCE_NUM_THREADS"] = int(threads)
+        return props
+
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if device.partition(":")[0].upper() not in _META_DEVICES:
+        return {**config, **own(device)}
+    per_device = {d: own(d) for d in _device_targets(device, available)}
+    return {**config, "DEVICE_PROPERTIES": {d: p for d, p in per_device.items() if p}}
+
+
+def _what_runs(compiled: Any, device: str) -> tuple[tuple[str, ...], str]:
+    """``(execution devices, float compute precision)`` as the compiled model reports them.
+
+    A meta device's compiled model has no precision hint of its own; its ``DEVICE_PROPERTIES``
+    hold each execution device's. Devices without the property (the NPU) compute float layers in
+    fp16. Over several devices the least precise one is reported.
+    """
+    by_type = {v: k for k, v in COMPUTE_PRECISIONS.items()}
+
+    def name(hint: Any) -> str:
+        t = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint).lower()
+        return by_type.get(t, t)
+
+    try:
+        execution = tuple(str(d).strip("()") for d in compiled.get_property("EXECUTION_DEVICES"))
+    except Exception:  # noqa: BLE001 - a plugin without the property runs on the device asked for
+        execution = (device,)
+    try:
+        return execution, name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    except Exception:  # noqa: BLE001 - a meta device or the NPU
+        pass
+    try:
+        per_device = dict(compiled.get_property("DEVICE_PROPERTIES"))
+    except Exception:  # noqa: BLE001
+        per_device = {}
+    found = set()
+    for d in execution:
+        hint = (per_device.get(d) or {}).get("INFERENCE_PRECISION_HINT")
+        found.add(name(hint) if hint is not None else ("fp16" if d.split(".")[0] == "NPU" else "fp32"))
+    return execution, min(found, key=lambda p: _LEAST_PRECISE.index(p) if p in _LEAST_PRECISE else -1)
+
+
 class OpenVINOEngine:
-    """A model compiled by OpenVINO for ``device`` (``"CPU"`` by default, ``"NPU"``, ``"GPU"``).
+    """A model compiled by OpenVINO for ``device`` (``"CPU"`` by default, ``"NPU"``, ``"GPU"``, or a
+    meta device: ``"AUTO"``, ``"MULTI:GPU,CPU"``, ``"HETERO:NPU,CPU"``).
 
     Thread-safe: an infer request is not reentrant, so ``run`` borrows one from a pool of
     idle requests (creating one when every request is busy) and returns it afterwards. A
@@ -91,8 +168,10 @@ class OpenVINOEngine:
 
     Float layers run at ``precision`` (``"fp32"`` unless asked otherwise): OpenVINO's CPU
     plugin would otherwise pick bf16 by itself on CPUs with AMX / AVX-512 BF16, and its GPU
-    plugin fp16, so the same model would give different faces on different machines.
-    ``engine.precision`` says what actually runs (``"int8"`` for a quantized IR).
+    plugin fp16, so the same model would give different faces on different machines. The pin
+    holds for every CPU or GPU a meta device can pick. ``engine.execution_devices`` and
+    ``engine.compute_precision`` are read back from the compiled model; ``engine.precision``
+    says what actually runs (``"int8"`` for a quantized IR).
     """
 
     name = "openvino"
@@ -106,15 +185,12 @@ class OpenVINOEngine:
                                  f"got {precision!r}")
 
         core = ov.Core()
-        if fallback_device and device not in ("AUTO", *core.available_devices):
+        available = list(core.available_devices)
+        if fallback_device and not any(_present(d, available) for d in _device_targets(device, available)):
             log.warning("OpenVINO device %s is not present (have %s); running on %s",
-                        device, ", ".join(core.available_devices), fallback_device)
+                        device, ", ".join(available), fallback_device)
             device = fallback_device
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if threads and device == "CPU":
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        if device in ("CPU", "GPU"):  # the NPU compiles to its own fixed precision
-            config["INFERENCE_PRECISION_HINT"] = COMPUTE_PRECISIONS[precision]
+        config = _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision])
         if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
             raise ModelLoadError(f"OpenVINO IR {path} has no weights file {path.with_suffix('.bin').name}")
         try:
@@ -124,12 +200,7 @@ class OpenVINOEngine:
             raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e}") from e
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._idle.put(self._compiled.create_infer_request())
-        try:
-            hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-            compute = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint).lower()
-        except Exception:  # devices without the property (NPU) run float layers in fp16
-            compute = "f16" if device == "NPU" else "f32"
-        self.compute_precision = {v: k for k, v in COMPUTE_PRECISIONS.items()}.get(compute, compute)
+        self.execution_devices, self.compute_precision = _what_runs(self._compiled, device)
         if precision != "fp32" and self.compute_precision != precision:
             log.warning("OpenVINO %s cannot compute in %s on this machine; it runs %s", device, precision,
                         self.compute_precision)
