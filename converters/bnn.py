@@ -26,7 +26,7 @@ import numpy as np
 
 from ..bundle import Bundle, write_bundle
 from ..errors import ConversionError, ModelLoadError
-from ..manifest import Manifest, ModelCard, ScoreOutput, Window
+from ..manifest import BNN_PRECISION, Manifest, ModelCard, ScoreOutput, Window
 from ..targets.bnn.format import BnnLayer, BnnModel, serialize_bnn, words_for
 from ..targets.bnn.reference import pack_bits
 
@@ -253,7 +253,7 @@ def write_bnn_bundle(
         model_file=MODEL_FILE,
         engine="bnn",
         target="bnn",
-        precision="binary (int8 first layer)",
+        precision=BNN_PRECISION,
         labels=tuple(labels),
         window=Window(model.window, model.channels, tuple(channel_names) if channel_names else None,
                       sample_rate_hz),
