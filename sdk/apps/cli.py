@@ -19,6 +19,15 @@ from ..cli_args import size_arg
 __all__ = ["add_parsers"]
 
 
+def _c_name(text: str) -> str:
+    """``--name``: a C identifier the generated header can use; a reserved one is a usage error."""
+    from ..targets.ctext import reserved_reason
+
+    why = reserved_reason(text)
+    if why is not None:
+        raise argparse.ArgumentTypeError(f"expected a C identifier that is not reserved, got {text!r}: {why}")
+    return text
+
 
 def add_parsers(sub: Any) -> None:
     """Add ``export-c`` to an argparse sub-parser set."""
@@ -41,8 +50,10 @@ def add_parsers(sub: Any) -> None:
                    help="decoder family of a bare model file: blazeface, scrfd, yunet, retinaface or ultraface")
     p.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
                    help="network input for models with a dynamic input (default: the model's default size)")
-    p.add_argument("--name", default=None,
-                   help="C identifier of the model: the header is NAME.h, the constants NAME_* (default: from the model name)")
+    p.add_argument("--name", type=_c_name, default=None,
+                   help="C identifier of the model: the header is NAME.h, the constants NAME_* (default: from the "
+                        "model name); C/C++ keywords, names starting with _ and the C libraries' aepost*/aebnn* "
+                        "names are refused")
     p.add_argument("--engine", default=None,
                    help="engine used to read the model's tensor names and order (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
