@@ -19,15 +19,6 @@ from ..cli_args import size_arg
 __all__ = ["add_parsers"]
 
 
-def _c_name(text: str) -> str:
-    """``--name``: a C identifier the generated header can use; a reserved one is a usage error."""
-    from ..targets.ctext import reserved_reason
-
-    why = reserved_reason(text)
-    if why is not None:
-        raise argparse.ArgumentTypeError(f"expected a C identifier that is not reserved, got {text!r}: {why}")
-    return text
-
 
 def add_parsers(sub: Any) -> None:
     """Add ``export-c`` to an argparse sub-parser set."""
@@ -50,7 +41,7 @@ def add_parsers(sub: Any) -> None:
                    help="decoder family of a bare model file: blazeface, scrfd, yunet, retinaface or ultraface")
     p.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
                    help="network input for models with a dynamic input (default: the model's default size)")
-    p.add_argument("--name", type=_c_name, default=None,
+    p.add_argument("--name", default=None,
                    help="C identifier of the model: the header is NAME.h, the constants NAME_* (default: from the "
                         "model name); C/C++ keywords, names starting with _ and the C libraries' aepost*/aebnn* "
                         "names are refused")
@@ -61,8 +52,11 @@ def add_parsers(sub: Any) -> None:
 
 
 def _cmd_export_c(args: argparse.Namespace) -> int:
+    from ..targets.ctext import check_c_ident
     from .export_c import export_c
 
+    if args.name is not None:
+        check_c_ident(args.name)  # a bad --name is the only line on stderr
     print(f"export-c: reading {args.model} ...", file=sys.stderr)
     res = export_c(args.model, args.out, family=args.family, input_size=args.input_size, name=args.name,
                    engine=args.engine)
