@@ -5,10 +5,10 @@ come from a bundle (model name, file names, labels, manifest fields) or from a m
 (tensor names). Anything read from a bundle is untrusted, so every such string goes through
 here:
 
-* :func:`c_string` makes a string literal of printable ASCII only: a quote, a backslash, a
-  ``?`` (trigraphs under ``-std=c99``), control characters (newline, NUL...) and every byte of
-  non-ASCII UTF-8 become three-digit octal escapes, so the literal means exactly the original
-  bytes and cannot end early or start a new line.
+* :func:`c_string` makes a string literal of printable ASCII only: a quote and a backslash are
+  escaped (``\\"``, ``\\\\``); a ``?`` (trigraphs under ``-std=c99``), control characters
+  (newline, NUL...) and every byte of non-ASCII UTF-8 become three-digit octal escapes, so the
+  literal means exactly the original bytes and cannot end early or start a new line.
 * :func:`c_comment` makes text for inside ``/* ... */``: the same escapes, and ``*/`` / ``/*``
   broken apart, so the comment cannot be closed (or nested) by the text.
 * :func:`c_ident` derives an identifier from a free name (a model name); :func:`check_c_ident`
@@ -42,19 +42,21 @@ _STD_NAMES = re.compile(r"u?int(8|16|32|64|ptr|max|_least\d+|_fast\d+)_t|U?INT\w
 # the C libraries' own names: anyedge_post.h (aepost_*, AEPOST_*) and anyedge_bnn.h (aebnn_*, AEBNN_*)
 _LIBRARY_PREFIXES = ("aepost", "aebnn")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PRINTABLE = frozenset(range(0x20, 0x7F)) - {ord("\\"), ord('"'), ord("?")}
+# each byte of the UTF-8 text: printable ASCII as itself, backslash and quote escaped, ? and everything else
+# (control characters, NUL, bytes of non-ASCII characters) as a three-digit octal escape
+_BYTE = [chr(b) if 0x20 <= b < 0x7F and b != ord("?") else f"\\{b:03o}" for b in range(256)]
+_BYTE[ord("\\")], _BYTE[ord('"')] = "\\\\", '\\"'
 
 
 def _escape(text: str) -> str:
-    """``text`` as UTF-8, printable ASCII kept, every other byte (and ``\\ " ?``) as ``\\ooo``."""
-    return "".join(chr(b) if b in _PRINTABLE else f"\\{b:03o}"
-                   for b in str(text).encode("utf-8", "surrogatepass"))
+    return "".join(_BYTE[b] for b in str(text).encode("utf-8", "surrogatepass"))
 
 
 def c_string(text: str) -> str:
     """A C string literal holding exactly the UTF-8 bytes of ``text``, written in printable ASCII.
 
-    For example ``a"b`` becomes ``"a\\042b"`` and ``??/`` becomes ``"\\077\\077/"``.
+    For example ``a"b`` becomes ``"a\\"b"``, ``??/`` becomes ``"\\077\\077/"`` and ``é`` becomes
+    ``"\\303\\251"``.
     """
     return f'"{_escape(text)}"'
 
