@@ -244,7 +244,8 @@ def model_params(spec: Any, engine_inputs: Sequence[Any], engine_outputs: Sequen
     return ModelParams(
         name=spec.name, ident=c_ident(spec.name) if ident is None else check_c_ident(ident), family=family,
         model_file=Path(spec.path).name, engine=engine, input_w=w, input_h=h, layout=spec.input.layout,
-        channels=spec.input.channels, resize=spec.input.resize, mean=_triple(spec.input.mean), std=_triple(spec.input.std), keypoints=k,
+        channels=spec.input.channels, resize=spec.input.resize, mean=_triple(spec.input.mean),
+        std=_triple(spec.input.std), keypoints=k,
         score_threshold=float(cfg.get("score_threshold", 0.5)), iou_threshold=float(cfg.get("iou_threshold", 0.4)),
         strides=strides, anchors_per_cell=per_cell, interpolated_scale_aspect_ratio=interp, min_sizes=min_sizes,
         variance=(variance[0], variance[1]), n_priors=n_priors, max_candidates=n,
@@ -292,7 +293,8 @@ def render_header(p: ModelParams) -> str:
         f"#define {U}_INPUT_NAME {c_string(p.input.name)}",
         f"#define {U}_INPUT_W {p.input_w}",
         f"#define {U}_INPUT_H {p.input_h}",
-        f"#define {U}_INPUT_LAYOUT {c_string(p.layout)} /* {'(1, 3, H, W)' if p.layout == 'NCHW' else '(1, H, W, 3)'} */",
+        f"#define {U}_INPUT_LAYOUT {c_string(p.layout)} "
+        f"/* {'(1, 3, H, W)' if p.layout == 'NCHW' else '(1, H, W, 3)'} */",
         f"#define {U}_INPUT_CHANNELS {c_string(p.channels)} /* the order the network was trained on */",
         f"#define {U}_INPUT_RESIZE {c_string(p.resize)}",
         f"#define {U}_INPUT_DTYPE {c_string(p.input.dtype)}",
@@ -302,7 +304,8 @@ def render_header(p: ModelParams) -> str:
         "/* outputs, in the model's own order */",
         f"#define {U}_NUM_OUTPUTS {len(p.outputs)}",
         f"static const char *const {U}_OUTPUT_NAMES[{len(p.outputs)}] = {arr([c_string(o.name) for o in p.outputs])};",
-        f"static const char *const {U}_OUTPUT_DTYPES[{len(p.outputs)}] = {arr([c_string(o.dtype) for o in p.outputs])};",
+        f"static const char *const {U}_OUTPUT_DTYPES[{len(p.outputs)}] = "
+        f"{arr([c_string(o.dtype) for o in p.outputs])};",
         "/* quantized outputs: aepost_dequantize_int8/uint8 with these (scale 0: already float32) */",
         f"static const double {U}_OUTPUT_QUANT_SCALE[{len(p.outputs)}] = "
         f"{arr([_d(o.quantization[0]) if o.quantization else '0.0' for o in p.outputs])};",
