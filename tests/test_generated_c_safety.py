@@ -130,6 +130,13 @@ def _face_bundle(out: Path, **fields: Any) -> Path:
     return out
 
 
+def _copy(bundle: Path, out: Path) -> Path:
+    out.mkdir()
+    for f in bundle.iterdir():
+        (out / f.name).write_bytes(f.read_bytes())
+    return out
+
+
 def _reseal(bundle: Path, field: str, value: Any) -> None:
     """Edit one manifest field and seal the digest again, as a bundle author can."""
     m = json.loads((bundle / "manifest.json").read_text())
@@ -153,10 +160,7 @@ ENUMS = ["target", "engine", "precision", "device", "model.family"]
 @pytest.mark.parametrize("payload", ["injection", "newline", "trigraph", "nul", "non-ascii"])
 @pytest.mark.parametrize("field", ENUMS)
 def test_manifest_enum_with_anything_else_is_refused_naming_the_field(face_bundle, tmp_path, field, payload):
-    bundle = tmp_path / "b"
-    bundle.mkdir()
-    for f in face_bundle.iterdir():
-        (bundle / f.name).write_bytes(f.read_bytes())
+    bundle = _copy(face_bundle, tmp_path / "b")
     _reseal(bundle, field, PAYLOADS[payload])
     with pytest.raises(BundleError, match=rf"manifest\.json: {re.escape(field)}: expected "):
         load_bundle(bundle)
@@ -197,10 +201,7 @@ def test_every_value_a_converter_writes_validates():
 
 
 def test_export_c_refuses_a_bundle_whose_target_is_c(face_bundle, tmp_path, capsys):
-    bundle = tmp_path / "b"
-    bundle.mkdir()
-    for f in face_bundle.iterdir():
-        (bundle / f.name).write_bytes(f.read_bytes())
+    bundle = _copy(face_bundle, tmp_path / "b")
     _reseal(bundle, "target", PAYLOADS["injection"])
     rc = cli_main(["export-c", str(bundle), "--out", str(tmp_path / "e")])
     out, err = capsys.readouterr()
@@ -248,7 +249,7 @@ def test_export_c_header_holds_the_model_file_name_exactly(tmp_path, capsys, pay
     assert got == _put(member)
 
 
-def test_render_header_holds_any_tensor_name_and_provenance_exactly(tmp_path, capsys):
+def test_render_header_holds_any_tensor_name_and_provenance_exactly(tmp_path):
     """Tensor names come from the model file, which a bundle author writes too."""
     p = export_c("yunet-n-320", tmp_path / "e", name="det").params
     names = list(PAYLOADS.values())
@@ -291,38 +292,38 @@ def test_export_c_name_that_is_usable_compiles(tmp_path, capsys):
 # -- anyedge har export-c ------------------------------------------------------------------------
 
 
-def _har_header(out: Path, name: str, labels: list[str]) -> tuple[Path, str]:
-    """``anyedge har export-c`` of the shipped RacketSports network renamed and relabelled:
-    (header, the identifier it chose)."""
+@pytest.fixture(scope="module")
+def racketsports() -> tuple[Any, float]:
+    """The shipped RacketSports network and its score scale."""
+    from anyedge.targets.bnn.format import read_bnn
+
+    shipped = load_bundle(packaged_bundle("bnn-racketsports"))
+    return read_bnn(shipped.model_path), shipped.info.output.score_scale
+
+
+def _har_header(out: Path, net: tuple[Any, float], name: str, labels: list[str]) -> tuple[Path, str]:
+    """``anyedge har export-c`` of ``net`` renamed and relabelled: (header, the identifier it chose)."""
     from anyedge.converters.bnn import write_bnn_bundle
 
-    write_bnn_bundle(BNN.model, out / "b", name=name, labels=labels, score_scale=BNN.score_scale)
+    write_bnn_bundle(net[0], out / "b", name=name, labels=labels, score_scale=net[1])
     header = out / "model.h"
     assert cli_main(["har", "export-c", "--model", str(out / "b"), "--out", str(header)]) == 0
     ident = re.search(r"static const char \*const aebnn_(\w+)_labels\[", header.read_text()).group(1)
     return header, ident
 
 
-class BNN:
-    from anyedge.targets.bnn.format import read_bnn
-
-    _shipped = load_bundle(packaged_bundle("bnn-racketsports"))
-    model = read_bnn(_shipped.model_path)
-    score_scale = _shipped.info.output.score_scale
-
-
 @pytest.mark.parametrize("payload", sorted(NAMES))
-def test_har_export_c_header_is_inert_and_holds_the_labels_exactly(tmp_path, capsys, payload):
-    labels = [f"{NAMES[payload]}{i}" for i in range(BNN.model.n_classes)]
+def test_har_export_c_header_is_inert_and_holds_the_labels_exactly(tmp_path, capsys, racketsports, payload):
+    labels = [f"{NAMES[payload]}{i}" for i in range(racketsports[0].n_classes)]
     (tmp_path / "x").mkdir()
-    header, ident = _har_header(tmp_path / "x", NAMES[payload], labels)
+    header, ident = _har_header(tmp_path / "x", racketsports, NAMES[payload], labels)
     capsys.readouterr()
     _inert(header.read_text())
     body = (f"    unsigned i;\n    for (i = 0; i < {len(labels)}u; i++) put(aebnn_{ident}_labels[i]);\n"
             f"    (void)AEBNN_DEFAULT_MODEL;")
     assert _run_c(body, ["anyedge_bnn.h", "model.h"], [BNN_DIR, tmp_path / "x"], tmp_path) == _put(*labels)
-    # the name only reaches the comment (on its line) and the identifier: apart from those, a plain name's header
+    # the name only reaches the comment (on its line) and the identifier: otherwise a plain name's header
     (tmp_path / "p").mkdir()
-    plain, plain_ident = _har_header(tmp_path / "p", "plain", labels)
+    plain, plain_ident = _har_header(tmp_path / "p", racketsports, "plain", labels)
     assert _code(header, ident) == _code(plain, plain_ident)
     assert len(header.read_text().splitlines()) == len(plain.read_text().splitlines())
