@@ -2,9 +2,9 @@
 
 Every bundle (face detection, BNN activity classification, face embedding) carries one
 ``manifest.json`` parsed here, once, into a frozen :class:`Manifest`. Parsing checks types,
-ranges, the known tasks and families, and that the manifest pins its own digest; anything
-wrong is a :class:`~anyedge.errors.BundleError` that names the field, e.g.
-``decoder.strides: expected a list of positive ints, got 'x'``.
+ranges, the known tasks, families, engines, targets, precisions and devices, and that the
+manifest pins its own digest; anything wrong is a :class:`~anyedge.errors.BundleError` that
+names the field, e.g. ``decoder.strides: expected a list of positive ints, got 'x'``.
 
 JSON layout (schema version 1; ``format`` carries the version as ``anyedge-bundle/1``)::
 
@@ -46,12 +46,14 @@ __all__ = [
     "TASKS",
     "FAMILIES",
     "EMBEDDER_SIZES",
+    "BNN_PRECISION",
     "ModelCard",
     "Window",
     "ScoreOutput",
     "Embedding",
     "Manifest",
     "manifest_digest",
+    "known_targets",
     "safe_member",
 ]
 
@@ -68,6 +70,10 @@ FAMILIES: dict[str, frozenset[str]] = {
 TASKS = tuple(FAMILIES)
 #: (width, height) inputs an embedder may take: aligned 96x112 (SphereFace/MobileFaceNet crop) or 112x112.
 EMBEDDER_SIZES = ((96, 112), (112, 112))
+
+#: the precision the binarizing converter writes: 1-bit layers after an int8 first layer (the
+#: ``bnn`` engine reports it as ``binary``, one of :data:`anyedge.engines.base.PRECISIONS`).
+BNN_PRECISION = "binary (int8 first layer)"
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _TOP = {"format", "model", "model_file", "files", "sizes", "manifest_sha256", "engine", "target", "precision", "device",
@@ -418,12 +424,7 @@ class Manifest:
         if self.manifest_sha256 is not None and (not isinstance(self.manifest_sha256, str)
                                                  or not _SHA.match(self.manifest_sha256)):
             raise _fail("manifest_sha256", "a sha256 (64 lowercase hex digits)", self.manifest_sha256)
-        if self.engine is not None:
-            from .engines import ENGINES
-
-            _str(self.engine, "engine", choices=ENGINES)
-        for key in ("target", "precision", "device"):
-            _opt_str(getattr(self, key), key)
+        self._check_build()
         object.__setattr__(self, "providers",
                            tuple(_list(self.providers, "providers", "strings", lambda x: _str(x, ""), min_len=0)))
         if self.input is not None and not isinstance(self.input, InputSpec):
@@ -434,6 +435,25 @@ class Manifest:
         if clash:
             raise BundleError(f"extra: {sorted(clash)} are manifest fields of their own, not extras")
         self._check_task()
+
+    def _check_build(self) -> None:
+        """``engine``, ``target``, ``precision`` and ``device`` name things anyedge knows (or are unset)."""
+        if self.engine is not None:
+            from .engines import ENGINES
+
+            _str(self.engine, "engine", choices=ENGINES)
+        if self.target is not None:
+            _str(self.target, "target", choices=known_targets())
+        if self.precision is not None:
+            from .engines.base import PRECISIONS
+
+            _str(self.precision, "precision", choices=(*PRECISIONS, BNN_PRECISION))
+        if self.device is not None:
+            from .engines.openvino import is_device
+
+            if not is_device(_str(self.device, "device")):
+                raise _fail("device", "an OpenVINO device: CPU, GPU or NPU (optionally numbered, GPU.0), "
+                                      "or AUTO / AUTO:, MULTI: or HETERO: over a comma list of them", self.device)
 
     def _check_task(self) -> None:
         task = self.model.task
@@ -550,6 +570,14 @@ class Manifest:
     def declared_bytes(self) -> int | None:
         """Total size of the listed files, when the manifest records it."""
         return sum(self.sizes.values()) if self.sizes else None
+
+
+def known_targets() -> frozenset[str]:
+    """The ``target`` values a manifest may name: every target profile, ``host`` (converted for
+    the machine that ran the converter) and ``bnn`` (the binarizing converter's own target)."""
+    from .targets import TARGETS
+
+    return frozenset({*TARGETS, "host", "bnn"})
 
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ from anyedge.registry import PACKAGED_BUNDLES, REGISTRY, packaged_bundle, resolv
 def face_manifest() -> Manifest:
     info = REGISTRY["yunet-n-320"]
     return Manifest(model=ModelCard(info.name, info.family, info.task, license=info.license),
-                    model_file="model.onnx", engine="onnxruntime", target="test", precision="fp32",
+                    model_file="model.onnx", engine="onnxruntime", target="arm-cpu", precision="fp32",
                     input=info.input, decoder=dict(info.decoder), extra={"created": "now"})
 
 

@@ -42,7 +42,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
                    help="network input for models with a dynamic input (default: the model's default size)")
     p.add_argument("--name", default=None,
-                   help="C identifier of the model: the header is NAME.h, the constants NAME_* (default: from the model name)")
+                   help="C identifier of the model: the header is NAME.h, the constants NAME_* (default: from the "
+                        "model name); C/C++ keywords, names starting with _ and the C libraries' aepost*/aebnn* "
+                        "names are refused")
     p.add_argument("--engine", default=None,
                    help="engine used to read the model's tensor names and order (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
@@ -50,8 +52,11 @@ def add_parsers(sub: Any) -> None:
 
 
 def _cmd_export_c(args: argparse.Namespace) -> int:
+    from ..targets.ctext import check_c_ident
     from .export_c import export_c
 
+    if args.name is not None:
+        check_c_ident(args.name)  # a bad --name is the only line on stderr
     print(f"export-c: reading {args.model} ...", file=sys.stderr)
     res = export_c(args.model, args.out, family=args.family, input_size=args.input_size, name=args.name,
                    engine=args.engine)

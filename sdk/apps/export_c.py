@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from ..bundle import replace_directory
 from ..errors import InputError, ModelLoadError
+from ..targets.ctext import c_comment, c_ident, c_string, check_c_ident
 
 __all__ = [
     "FAMILIES",
@@ -126,11 +126,6 @@ class ModelParams:
     slot_sizes: tuple[int, ...]
     slot_index: tuple[int, ...]
     provenance: Mapping[str, Any]
-
-
-def _ident(name: str) -> str:
-    ident = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_").lower() or "model"
-    return f"m_{ident}" if ident[0].isdigit() else ident
 
 
 def _triple(v: Any) -> tuple[float, float, float]:
@@ -247,9 +242,10 @@ def model_params(spec: Any, engine_inputs: Sequence[Any], engine_outputs: Sequen
             if key in manifest:
                 prov[key] = manifest[key]
     return ModelParams(
-        name=spec.name, ident=ident or _ident(spec.name), family=family, model_file=Path(spec.path).name,
-        engine=engine, input_w=w, input_h=h, layout=spec.input.layout, channels=spec.input.channels,
-        resize=spec.input.resize, mean=_triple(spec.input.mean), std=_triple(spec.input.std), keypoints=k,
+        name=spec.name, ident=c_ident(spec.name) if ident is None else check_c_ident(ident), family=family,
+        model_file=Path(spec.path).name, engine=engine, input_w=w, input_h=h, layout=spec.input.layout,
+        channels=spec.input.channels, resize=spec.input.resize, mean=_triple(spec.input.mean),
+        std=_triple(spec.input.std), keypoints=k,
         score_threshold=float(cfg.get("score_threshold", 0.5)), iou_threshold=float(cfg.get("iou_threshold", 0.4)),
         strides=strides, anchors_per_cell=per_cell, interpolated_scale_aspect_ratio=interp, min_sizes=min_sizes,
         variance=(variance[0], variance[1]), n_priors=n_priors, max_candidates=n,
@@ -266,10 +262,6 @@ def _d(v: float) -> str:
     return text if any(c in text for c in ".eEn") else text + ".0"
 
 
-def _s(text: str) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def render_header(p: ModelParams) -> str:
     """The generated C header for one model."""
     I, U = p.ident, p.ident.upper()
@@ -280,7 +272,7 @@ def render_header(p: ModelParams) -> str:
     kp_names = KEYPOINT_NAMES[p.family][: p.keypoints]
     if len(kp_names) < p.keypoints:
         kp_names = kp_names + tuple(f"keypoint_{i}" for i in range(len(kp_names), p.keypoints))
-    prov = ", ".join(f"{k}={v}" for k, v in p.provenance.items())
+    prov = c_comment(", ".join(f"{k}={v}" for k, v in p.provenance.items()))
     q_in = p.input.quantization
 
     def arr(values: Sequence[str]) -> str:
@@ -293,25 +285,27 @@ def render_header(p: ModelParams) -> str:
         "",
         '#include "anyedge_post.h"',
         "",
-        f"#define {U}_MODEL_FILE {_s(p.model_file)}",
-        f"#define {U}_ENGINE {_s(p.engine)} /* the engine anyedge runs it on */",
-        f"#define {U}_FAMILY {_s(p.family)}",
+        f"#define {U}_MODEL_FILE {c_string(p.model_file)}",
+        f"#define {U}_ENGINE {c_string(p.engine)} /* the engine anyedge runs it on */",
+        f"#define {U}_FAMILY {c_string(p.family)}",
         "",
         "/* input: resize the image (aepost_letterbox_params), then aepost_normalize into this tensor */",
-        f"#define {U}_INPUT_NAME {_s(p.input.name)}",
+        f"#define {U}_INPUT_NAME {c_string(p.input.name)}",
         f"#define {U}_INPUT_W {p.input_w}",
         f"#define {U}_INPUT_H {p.input_h}",
-        f"#define {U}_INPUT_LAYOUT {_s(p.layout)} /* {'(1, 3, H, W)' if p.layout == 'NCHW' else '(1, H, W, 3)'} */",
-        f"#define {U}_INPUT_CHANNELS {_s(p.channels)} /* the order the network was trained on */",
-        f"#define {U}_INPUT_RESIZE {_s(p.resize)}",
-        f"#define {U}_INPUT_DTYPE {_s(p.input.dtype)}",
+        f"#define {U}_INPUT_LAYOUT {c_string(p.layout)} "
+        f"/* {'(1, 3, H, W)' if p.layout == 'NCHW' else '(1, H, W, 3)'} */",
+        f"#define {U}_INPUT_CHANNELS {c_string(p.channels)} /* the order the network was trained on */",
+        f"#define {U}_INPUT_RESIZE {c_string(p.resize)}",
+        f"#define {U}_INPUT_DTYPE {c_string(p.input.dtype)}",
         f"#define {U}_INPUT_QUANT_SCALE {_d(q_in[0]) if q_in else '0.0'} /* 0: a float input */",
         f"#define {U}_INPUT_QUANT_ZERO_POINT {int(q_in[1]) if q_in else 0}",
         "",
         "/* outputs, in the model's own order */",
         f"#define {U}_NUM_OUTPUTS {len(p.outputs)}",
-        f"static const char *const {U}_OUTPUT_NAMES[{len(p.outputs)}] = {arr([_s(o.name) for o in p.outputs])};",
-        f"static const char *const {U}_OUTPUT_DTYPES[{len(p.outputs)}] = {arr([_s(o.dtype) for o in p.outputs])};",
+        f"static const char *const {U}_OUTPUT_NAMES[{len(p.outputs)}] = {arr([c_string(o.name) for o in p.outputs])};",
+        f"static const char *const {U}_OUTPUT_DTYPES[{len(p.outputs)}] = "
+        f"{arr([c_string(o.dtype) for o in p.outputs])};",
         "/* quantized outputs: aepost_dequantize_int8/uint8 with these (scale 0: already float32) */",
         f"static const double {U}_OUTPUT_QUANT_SCALE[{len(p.outputs)}] = "
         f"{arr([_d(o.quantization[0]) if o.quantization else '0.0' for o in p.outputs])};",
@@ -320,12 +314,12 @@ def render_header(p: ModelParams) -> str:
         "",
         "/* decoder slots: aepost_detect's outputs[i] is the model output SLOT_OUTPUT_INDEX[i] */",
         f"#define {U}_NUM_SLOTS {len(p.slots)}",
-        f"static const char *const {U}_SLOT_NAMES[{len(p.slots)}] = {arr([_s(s) for s in p.slots])};",
+        f"static const char *const {U}_SLOT_NAMES[{len(p.slots)}] = {arr([c_string(s) for s in p.slots])};",
         f"static const int {U}_SLOT_OUTPUT_INDEX[{len(p.slots)}] = {arr([str(i) for i in p.slot_index])};",
         f"static const size_t {U}_SLOT_SIZES[{len(p.slots)}] = {arr([str(n) for n in p.slot_sizes])}; /* floats */",
         "",
         f"#define {U}_NUM_KEYPOINTS {p.keypoints}",
-        f"static const char *const {U}_KEYPOINT_NAMES[{max(1, p.keypoints)}] = {arr([_s(n) for n in kp_names])};",
+        f"static const char *const {U}_KEYPOINT_NAMES[{max(1, p.keypoints)}] = {arr([c_string(n) for n in kp_names])};",
         "",
         f"/* aepost_face cand[{U}_MAX_CANDIDATES]; uint32_t work[2 * {U}_MAX_CANDIDATES]; */",
         f"#define {U}_MAX_CANDIDATES {p.max_candidates}",
@@ -384,20 +378,22 @@ def export_c(model: str | os.PathLike[str], out: str | os.PathLike[str], *, fami
         out: the folder to write; it must not exist, be empty, or be an earlier export.
         family: decoder family of a bare model file.
         input_size: ``(width, height)`` for models with a dynamic input.
-        name: C identifier of the model (default: from the model name).
+        name: C identifier of the model (default: derived from the model name); C and C++
+            keywords and other reserved names are refused.
         engine: the engine that reads the model's tensor names (default: the model's own).
 
     Raises:
         BundleError, IntegrityError: a bundle that does not verify.
-        InputError: bad arguments, an unsupported family, ``out`` is something else.
+        InputError: bad arguments (``name`` not a usable C identifier), an unsupported family,
+            ``out`` is something else.
         ModelLoadError: the model's outputs do not match what its decoder reads.
     """
     from ..engines import open_engine
     from ..tasks._loading import resolve_spec
 
     out = Path(out)
-    if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise InputError(f"--name must be a C identifier, got {name!r}")
+    if name is not None:
+        check_c_ident(name)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / ".anyedge-export").is_file())):
         raise InputError(f"{out} exists and is not an empty folder or an earlier export-c output; refusing it")
     spec = resolve_spec(model, task=TASK, family=family)

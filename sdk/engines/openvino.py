@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -14,7 +15,14 @@ from .base import TensorSpec, check_feeds, model_precision
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OpenVINOEngine", "load", "cpu_supports", "port_name", "COMPUTE_PRECISIONS"]
+__all__ = ["OpenVINOEngine", "load", "cpu_supports", "port_name", "is_device", "COMPUTE_PRECISIONS", "DEVICES"]
+
+#: OpenVINO's devices anyedge compiles for. A device string names one, optionally numbered
+#: (``GPU.0``), or AUTO / MULTI / HETERO over a list of them (``AUTO``, ``AUTO:GPU,CPU``,
+#: ``AUTO:-CPU`` to exclude one, ``MULTI:GPU.0,GPU.1``, ``HETERO:NPU,CPU``).
+DEVICES = ("CPU", "GPU", "NPU")
+_ONE = rf"(?:{'|'.join(DEVICES)})(?:\.[0-9]+)?"
+_DEVICE = re.compile(rf"{_ONE}|AUTO(?::-?{_ONE}(?:,-?{_ONE})*)?|(?:MULTI|HETERO):{_ONE}(?:,{_ONE})*")
 
 #: anyedge precision name -> OpenVINO ``INFERENCE_PRECISION_HINT``.
 COMPUTE_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -37,6 +45,11 @@ def cpu_supports(precision: str) -> bool:
     except Exception:  # no CPU plugin
         return False
     return _CAPABILITY.get(precision, precision.upper()) in {str(c).upper() for c in caps}
+
+
+def is_device(name: str) -> bool:
+    """Whether ``name`` is an OpenVINO device string anyedge knows (see :data:`DEVICES`)."""
+    return isinstance(name, str) and _DEVICE.fullmatch(name) is not None
 
 
 def port_name(port: Any) -> str:
