@@ -113,6 +113,30 @@ def test_degenerate_and_overlapping_candidates_match_weighted_nms():
         assert len(b) == 2 and len(got) == 1
 
 
+@pytest.mark.parametrize("members", [7, 8, 100, 300])  # one cluster: sums below, at and above numpy's blocks
+def test_a_large_cluster_blends_as_weighted_nms(members):
+    from anyedge.decoders import blazeface
+
+    with FaceDetector.create("blazeface-short", engine="litert", threads=1, score_threshold=0.05) as det:
+        n = 896
+        cfg = det.spec.decoder
+        _, centres = blazeface._anchors(det.input_size, tuple(cfg["strides"]), cfg["min_scale"], cfg["max_scale"],
+                                        cfg.get("interpolated_scale_aspect_ratio", 1.0))
+        rng = np.random.default_rng(members)
+        picks = rng.choice(n, members, replace=False)
+        reg = np.zeros((1, n, 16), np.float32)
+        logits = np.full((1, n, 1), -20.0, np.float32)
+        reg[0, picks, :2] = (64.0 - centres[picks]) + rng.normal(0, 1.0, (members, 2))
+        reg[0, picks, 2:4] = 40.0 + rng.normal(0, 1.0, (members, 2))
+        reg[0, picks, 4:] = rng.normal(0, 5.0, (members, 12))
+        logits[0, picks, 0] = rng.uniform(-2.5, 4.0, members)
+        outs = {"regressors": reg, "classificators": logits}
+        lb = Letterbox(1.0, 1.0, 0.0, 0.0, 128, 128)
+        got, want = det.decode(outs, lb), _numpy_faces(det, outs, lb)
+        assert len(got) == len(want) == 1
+        _assert_same_bits(got, want)
+
+
 def test_a_frame_without_candidates_is_the_shared_empty_result():
     with FaceDetector.create("blazeface-short", engine="litert", threads=1) as det:
         n = 896

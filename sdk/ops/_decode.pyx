@@ -35,8 +35,8 @@ cdef int _by_score(const void *a, const void *b) noexcept nogil:
 
 
 cdef inline float _sigmoid(float x) noexcept nogil:
-    # float64 exp rounded to float32: the same float everywhere (a float32 expf is not
-    # correctly rounded and differs between libms)
+    # float64 exp rounded to float32, as the numpy path and the C library take it (a float32
+    # expf need not be correctly rounded, so one libm's may differ from another's)
     cdef float e
     x = 100.0 if x > 100.0 else (-100.0 if x < -100.0 else x)
     e = <float> exp(<double> -fabsf(x))
