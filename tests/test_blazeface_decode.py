@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -33,6 +35,13 @@ def _numpy_faces(det: FaceDetector, outs, lb):
         det._faces = fast
 
 
+def _assert_same_bits(got, want) -> None:
+    for name in ("boxes", "scores", "keypoints"):
+        g, w = getattr(got, name), getattr(want, name)
+        assert g.dtype == w.dtype == np.float32 and g.shape == w.shape, name
+        np.testing.assert_array_equal(g.view(np.uint32), w.view(np.uint32), err_msg=name)
+
+
 @pytest.mark.parametrize("model, options", [
     ("blazeface-short", {}),
     ("blazeface-full", {}),
@@ -52,13 +61,24 @@ def test_compiled_post_processing_finds_the_numpy_faces(frames, model, options):
             total += len(got)
             assert got.boxes.dtype == got.scores.dtype == got.keypoints.dtype == np.float32
             assert got.keypoints.shape == want.keypoints.shape
-            # the same float32 steps, summed in another order: agreement to ~1e-7 relative
-            np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
-            np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6, atol=1e-7)
-            np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3)
+            # the same float32 steps in the same order, the same exp: the same bits
+            _assert_same_bits(got, want)
             if options.get("max_faces"):
                 assert len(got) <= options["max_faces"]
         assert total > 10  # the comparison saw faces
+
+
+def test_the_sigmoid_is_libms_exp_rounded_to_float32():
+    # what the compiled kernel and the C library compute; numpy's own float32 exp is not it
+    from anyedge.decoders import blazeface
+
+    x = np.linspace(-100, 100, 400_001).astype(np.float32)
+    e = np.array([math.exp(-abs(v)) for v in x.tolist()]).astype(np.float32)
+    one = np.float32(1)
+    want = np.where(x >= 0, one / (one + e), e / (one + e))
+    got = blazeface._sigmoid(x)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 def test_degenerate_and_overlapping_candidates_match_weighted_nms():
@@ -85,14 +105,36 @@ def test_degenerate_and_overlapping_candidates_match_weighted_nms():
         got = det.decode(outs, lb)
         want = _numpy_faces(det, outs, lb)
         assert len(got) == len(want) >= 1
-        np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-4)
-        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
-        np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-4)
+        _assert_same_bits(got, want)
         # and the numpy path is weighted_nms itself: the zero-size head stands alone, and is dropped
         # as an empty box, while the others blend into one face
         b, s, _ = weighted_nms(*blazeface.decode(outs, det.input_size, cfg, det._thresholds[0]),
                                det._thresholds[1])
         assert len(b) == 2 and len(got) == 1
+
+
+@pytest.mark.parametrize("members", [7, 8, 100, 300])  # one cluster: sums below, at and above numpy's blocks
+def test_a_large_cluster_blends_as_weighted_nms(members):
+    from anyedge.decoders import blazeface
+
+    with FaceDetector.create("blazeface-short", engine="litert", threads=1, score_threshold=0.05) as det:
+        n = 896
+        cfg = det.spec.decoder
+        _, centres = blazeface._anchors(det.input_size, tuple(cfg["strides"]), cfg["min_scale"], cfg["max_scale"],
+                                        cfg.get("interpolated_scale_aspect_ratio", 1.0))
+        rng = np.random.default_rng(members)
+        picks = rng.choice(n, members, replace=False)
+        reg = np.zeros((1, n, 16), np.float32)
+        logits = np.full((1, n, 1), -20.0, np.float32)
+        reg[0, picks, :2] = (64.0 - centres[picks]) + rng.normal(0, 1.0, (members, 2))
+        reg[0, picks, 2:4] = 40.0 + rng.normal(0, 1.0, (members, 2))
+        reg[0, picks, 4:] = rng.normal(0, 5.0, (members, 12))
+        logits[0, picks, 0] = rng.uniform(-2.5, 4.0, members)
+        outs = {"regressors": reg, "classificators": logits}
+        lb = Letterbox(1.0, 1.0, 0.0, 0.0, 128, 128)
+        got, want = det.decode(outs, lb), _numpy_faces(det, outs, lb)
+        assert len(got) == len(want) == 1
+        _assert_same_bits(got, want)
 
 
 def test_a_frame_without_candidates_is_the_shared_empty_result():

@@ -31,7 +31,13 @@ def _anchors(size: tuple[int, int], strides: tuple[int, ...], min_scale: float, 
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    e = np.exp(-np.abs(x))
+    """float32 sigmoid of float32 logits, its ``exp`` taken in float64 and rounded to float32.
+
+    That float is the same on every machine (numpy's float32 ``exp`` is its own SIMD code, off by
+    an ulp or two in a third of the inputs), and it is what the compiled kernel and the C library
+    (``targets/apps/c``) compute with libm's ``exp``: the three give the same scores, bit for bit.
+    """
+    e = np.exp(-np.abs(x).astype(np.float64)).astype(np.float32)
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
 
 

@@ -4,14 +4,15 @@
 ``blazeface_faces`` does what :func:`anyedge.decoders.blazeface.decode`, then
 :func:`anyedge.ops.nms.weighted_nms`, then :meth:`anyedge.ops.image.Letterbox.boxes_to_source`
 and the detector's validity filter do with some forty numpy calls, in one pass without
-temporaries. A frame without a face costs one scan of the logits. The float32 operations
-are the numpy path's; the sigmoid uses the C library's ``exp`` and the blending sums add in
-anchor order (numpy sums eight or more weights pairwise), so scores and coordinates can differ from numpy's in the last bits (about 1e-7
-relative); the faces found are the same.
+temporaries. A frame without a face costs one scan of the logits. Every float32 step is the
+numpy path's, in numpy's order: the sigmoid's ``exp`` is libm's in float64 rounded to float32
+(as the numpy path and the C library compute it), the blended coordinates add up member after
+member and the weights pairwise, as ``w.sum()`` does. The faces are bit-identical to the numpy
+path's and to ``targets/apps/c/anyedge_post.c``'s.
 """
 
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyObject_GetBuffer, PyBuffer_Release
-from libc.math cimport expf, fabsf
+from libc.math cimport exp, fabsf
 from libc.stdlib cimport free, malloc, qsort
 
 import numpy as np
@@ -34,12 +35,51 @@ cdef int _by_score(const void *a, const void *b) noexcept nogil:
 
 
 cdef inline float _sigmoid(float x) noexcept nogil:
+    # float64 exp rounded to float32, as the numpy path and the C library take it (a float32
+    # expf need not be correctly rounded, so one libm's may differ from another's)
     cdef float e
     x = 100.0 if x > 100.0 else (-100.0 if x < -100.0 else x)
-    e = expf(-fabsf(x))
+    e = <float> exp(<double> -fabsf(x))
     if x >= 0:
         return <float> 1.0 / (<float> 1.0 + e)
     return e / (<float> 1.0 + e)
+
+
+cdef float _pairwise_sum(const float *a, Py_ssize_t n) noexcept nogil:
+    # numpy's float32 sum of a contiguous array: eight accumulators per block of up to 128,
+    # halves above that (anyedge_post.c's pairwise_sum)
+    cdef float r[8]
+    cdef float res = 0
+    cdef Py_ssize_t i, j, n2
+    if n < 8:
+        for i in range(n):
+            res += a[i]
+        return res
+    if n <= 128:
+        for j in range(8):
+            r[j] = a[j]
+        i = 8
+        while i < n - (n % 8):
+            for j in range(8):
+                r[j] += a[i + j]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            res += a[i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, n2) + _pairwise_sum(a + n2, n - n2)
+
+
+cdef inline void _blend(float *ob, float s, const float *b, const float *k, Py_ssize_t kk) noexcept nogil:
+    # one member's share of a blended face: its box and keypoints times its score
+    cdef Py_ssize_t q
+    for q in range(4):
+        ob[q] += s * b[q]
+    for q in range(2 * kk):
+        ob[5 + q] += s * k[q]
 
 
 cdef inline float _area(const float *b) noexcept nogil:
@@ -101,7 +141,9 @@ def blazeface_faces(object regressors, object classificators, const float[:, ::1
     cdef float *kps = NULL
     cdef float *out = NULL
     cdef char *alive = NULL
+    cdef float *weights = NULL
     cdef float wsum
+    cdef Py_ssize_t nw
     cdef float s, head_iou
     cdef const float *r
     cdef float *ob
@@ -129,7 +171,8 @@ def blazeface_faces(object regressors, object classificators, const float[:, ::1
         kps = <float *> malloc((m * 2 * kk + 1) * sizeof(float))
         out = <float *> malloc(m * per * sizeof(float))
         alive = <char *> malloc(m)
-        if cand == NULL or box == NULL or kps == NULL or out == NULL or alive == NULL:
+        weights = <float *> malloc(m * sizeof(float))
+        if cand == NULL or box == NULL or kps == NULL or out == NULL or alive == NULL or weights == NULL:
             raise MemoryError()
         with nogil:
             m = 0
@@ -160,32 +203,28 @@ def blazeface_faces(object regressors, object classificators, const float[:, ::1
                         continue
                     ob = out + kept * per
                     head_iou = _iou(box + 4 * j, box + 4 * j)
-                    wsum = 0
+                    nw = 0
                     for q in range(per):
                         ob[q] = 0
                     for c in range(j, m):
                         if not alive[c] or (c != j and not _iou(box + 4 * j, box + 4 * c) > iou_threshold) \
                                 or (c == j and not head_iou > iou_threshold):
                             continue
-                        s = cand[c].score
-                        wsum += s
-                        for q in range(4):
-                            ob[q] += s * box[4 * c + q]
-                        for q in range(2 * kk):
-                            ob[5 + q] += s * kps[c * 2 * kk + q]
+                        _blend(ob, cand[c].score, box + 4 * c, kps + c * 2 * kk, kk)
+                        weights[nw] = cand[c].score
+                        nw += 1
                         if c != j:
                             alive[c] = 0
                     alive[j] = 0
-                    if wsum == 0:  # a degenerate head overlaps nothing, not even itself: it stands alone
-                        for q in range(4):
-                            ob[q] = box[4 * j + q]
-                        for q in range(2 * kk):
-                            ob[5 + q] = kps[j * 2 * kk + q]
-                    else:
-                        for q in range(4):
-                            ob[q] = ob[q] / wsum
-                        for q in range(2 * kk):
-                            ob[5 + q] = ob[5 + q] / wsum
+                    if nw == 0:  # a degenerate head overlaps nothing, not even itself: it stands alone
+                        _blend(ob, cand[j].score, box + 4 * j, kps + j * 2 * kk, kk)
+                        weights[nw] = cand[j].score
+                        nw += 1
+                    wsum = _pairwise_sum(weights, nw)
+                    for q in range(4):
+                        ob[q] = ob[q] / wsum
+                    for q in range(2 * kk):
+                        ob[5 + q] = ob[5 + q] / wsum
                     ob[4] = cand[j].score
                     kept += 1
                     if max_det > 0 and kept >= max_det:
@@ -202,6 +241,7 @@ def blazeface_faces(object regressors, object classificators, const float[:, ::1
         free(kps)
         free(out)
         free(alive)
+        free(weights)
         PyBuffer_Release(&cv)
         PyBuffer_Release(&rv)
 

@@ -25,10 +25,13 @@ static double round_half_even(double v) {
     return r;
 }
 
-/* float32 exp. numpy's own SIMD float32 exp may differ from this in the last bit or two. */
+/* float32 exp: libm's float64 exp rounded to float32 (nearly always the correctly rounded value,
+ * whichever libm; a float32 expf need not be). numpy's own SIMD float32 exp may differ from this in
+ * the last bit or two. */
 static float exp32(float x) { return (float)exp((double)x); }
 
-/* decoders/blazeface._sigmoid(np.clip(logit, -100, 100)) in float32 */
+/* decoders/blazeface._sigmoid(np.clip(logit, -100, 100)) in float32, which takes exp as exp32 does
+ * (so does the SDK's compiled kernel, sdk/ops/_decode.pyx) */
 static float blaze_sigmoid(float logit) {
     float x = np_clip(logit, -100.0f, 100.0f);
     float e = exp32(-fabsf(x));
