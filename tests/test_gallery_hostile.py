@@ -204,3 +204,16 @@ def test_list_works_on_a_gallery_the_user_cannot_write(shared_folder: Path, fold
     assert "read-only" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     with Gallery(db, create=False) as g:
         assert [n for n, _ in g.people()] == ["alice", "bob"]
+
+
+def test_identify_works_on_a_gallery_the_user_cannot_write(shared_folder: Path) -> None:
+    from .conftest import DATA
+
+    photo = str(DATA / "faces" / "identities" / "person_01" / "img26.jpg")
+    db = shared_folder / "g.db"
+    env = {**os.environ, "ANYEDGE_CACHE_DIR": str(shared_folder / "cache")}
+    r = _cli("gallery", "enroll", "alice", photo, "--db", str(db), env=env)
+    assert r.returncode == 0, r.stderr
+    r = _cli("gallery", "identify", photo, "--db", str(db), "--json", user=NOBODY, env=env)
+    assert r.returncode == 0, r.stderr
+    assert [f["name"] for f in json.loads(r.stdout)["faces"]] == ["alice"]
