@@ -148,6 +148,16 @@ def test_inspect_of_a_model_linked_to_pagemap_ends_at_once(bundle_dir: Path, siz
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("declared", [0, None])
+def test_hashing_never_reads_past_the_declared_size(declared: int | None) -> None:
+    """A regular file that reads on past its size (pagemap: 0 bytes by stat) is cut off at once."""
+    from anyedge.bundle import _hash_member
+    from anyedge.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="holds more than the 0 bytes"):
+        _hash_member(Path("/proc/self"), "pagemap", declared)
+
+
 # -- zips name each member once -----------------------------------------------------------------
 @pytest.mark.parametrize("twice", ["manifest.json", "model.onnx", "./model.onnx"])
 def test_a_zip_with_a_member_twice_is_refused(cache: Path, bundle_dir: Path, tmp_path: Path, twice: str) -> None:
