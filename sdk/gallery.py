@@ -196,23 +196,28 @@ class Gallery:
                                check_same_thread=False)
 
     def _setup(self) -> None:
-        """Check (and, when new, create) the schema inside one transaction, then set WAL mode."""
+        """Check (and, when new, create) the schema, each in one transaction, then set WAL mode.
+
+        The check reads in one transaction, so it never sees a gallery half created; only a new
+        file takes the write lock, and then the check is repeated under it: one process creates,
+        the others wait (busy timeout) and find it done.
+        """
         c = self._conn
         assert c is not None
         c.execute(f"PRAGMA busy_timeout = {int(_BUSY_MS)}")
-        c.execute("BEGIN" if self.readonly else "BEGIN IMMEDIATE")  # one writer creates, the others wait
+        c.execute("BEGIN")
         try:
-            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            app = c.execute("PRAGMA application_id").fetchone()[0]
-            if tables and app != _APP_ID:
-                raise GalleryError(f"{self.path} is an SQLite database but not an anyedge gallery")
+            tables = self._tables()
+            if not tables and self.readonly:
+                raise GalleryError(f"{self.path} is empty: no gallery has been written there yet")
             if not tables:
-                if self.readonly:
-                    raise GalleryError(f"{self.path} is empty: no gallery has been written there yet")
-                c.execute(f"PRAGMA application_id = {int(_APP_ID)}")
-                for stmt in filter(str.strip, _SCHEMA.split(";")):
-                    c.execute(stmt)
-                c.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                c.execute("COMMIT")
+                c.execute("BEGIN IMMEDIATE")
+                if not self._tables():
+                    c.execute(f"PRAGMA application_id = {int(_APP_ID)}")
+                    for stmt in filter(str.strip, _SCHEMA.split(";")):
+                        c.execute(stmt)
+                    c.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             got = c.execute("SELECT value FROM meta WHERE key = ?", ("schema_version",)).fetchone()
             if got is None or got[0] != str(SCHEMA_VERSION):
                 raise GalleryError(f"{self.path} has gallery schema version {_shown(got[0]) if got else 'none'}; "
@@ -227,6 +232,15 @@ class Gallery:
                 raise GalleryError(f"{self.path}: SQLite refused WAL mode (is it on a network filesystem?)")
             c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
+
+    def _tables(self) -> set[str]:
+        """The file's tables (inside the caller's transaction); refuses another program's database."""
+        c = self._conn
+        assert c is not None
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and c.execute("PRAGMA application_id").fetchone()[0] != _APP_ID:
+            raise GalleryError(f"{self.path} is an SQLite database but not an anyedge gallery")
+        return tables
 
     def _wal_mode(self) -> str:
         """Switch a new gallery to WAL. SQLite answers "locked" at once, without waiting, while
