@@ -14,11 +14,12 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from .errors import AnyEdgeError, BundleError, IntegrityError
@@ -80,14 +81,74 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _open_regular(root: Path, name: str) -> int:
+    """A read-only descriptor on member ``name``, which must be a regular file reached without links.
+
+    Every path component below ``root`` is checked with ``lstat``: a symlink, device, FIFO or
+    socket anywhere on the way is refused, so nothing outside the bundle is ever read.
+    """
+    parts = PurePosixPath(_safe_member(name)).parts
+    path = root
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise BundleError(f"bundle {root} is missing {name}, which its manifest lists") from None
+        last = i == len(parts) - 1
+        if not (stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode)):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file" if last else "not a folder"
+            raise BundleError(f"bundle {root}: {'/'.join(parts[:i + 1])} (in member {name}) is {kind}; "
+                              "a bundle holds regular files only")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                 | getattr(os, "O_BINARY", 0))
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(opened.st_mode):
+        os.close(fd)
+        raise BundleError(f"bundle {root}: {name} was replaced while it was being opened")
+    return fd
+
+
+def _read_regular(root: Path, name: str, limit: int) -> bytes:
+    """The bytes of member ``name`` (see :func:`_open_regular`), refusing more than ``limit``."""
+    fd = _open_regular(root, name)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError(f"bundle {root}: {name} is larger than {limit} bytes")
+    return data
+
+
+def _hash_member(root: Path, name: str, size: int | None) -> str:
+    """sha256 of member ``name``, reading no more than its declared ``size`` (or its stat size) + 1 bytes."""
+    fd = _open_regular(root, name)
+    with os.fdopen(fd, "rb") as f:
+        have = os.fstat(fd).st_size
+        if size is not None and have != size:
+            raise IntegrityError(f"bundle {root}: {name} has {have} bytes, the manifest declares {size}; "
+                                 "the bundle was modified or damaged")
+        limit = have if size is None else size
+        h = hashlib.sha256()
+        done = 0
+        while done <= limit:
+            chunk = f.read(min(1 << 20, limit + 1 - done))
+            if not chunk:
+                break
+            done += len(chunk)
+            h.update(chunk)
+    if done > limit:
+        raise IntegrityError(f"bundle {root}: {name} holds more than the {limit} bytes declared for it; "
+                             "the bundle was modified or damaged")
+    return h.hexdigest()
+
+
 def _read_manifest(root: Path) -> tuple[dict[str, Any], Manifest]:
     mpath = root / MANIFEST
-    if not mpath.is_file():
+    if not os.path.lexists(mpath):
         raise BundleError(f"{root} has no {MANIFEST}")
-    if mpath.stat().st_size > _MAX_MANIFEST:
-        raise BundleError(f"{mpath} is larger than {_MAX_MANIFEST} bytes")
+    text = _read_regular(root, MANIFEST, _MAX_MANIFEST)
     try:
-        raw = json.loads(mpath.read_text("utf-8"))
+        raw = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{mpath} is not valid JSON: {e}") from e
     try:
@@ -101,14 +162,7 @@ def _verify(root: Path, raw: Mapping[str, Any], manifest: Manifest) -> None:
         raise IntegrityError(f"bundle {root}: {MANIFEST} was edited after the bundle was written "
                              "(its manifest_sha256 no longer matches)")
     for name, digest in manifest.files.items():
-        member = root / _safe_member(name)
-        if not member.is_file():
-            raise BundleError(f"bundle {root} is missing {name}, which its manifest lists")
-        size = manifest.sizes.get(name)
-        if size is not None and member.stat().st_size != size:
-            raise IntegrityError(f"bundle {root}: {name} has {member.stat().st_size} bytes, the manifest "
-                                 f"declares {size}; the bundle was modified or damaged")
-        actual = _sha256(member)
+        actual = _hash_member(root, name, manifest.sizes.get(name))
         if actual != digest:
             raise IntegrityError(
                 f"bundle {root}: {name} has sha256 {actual}, the manifest pins {digest}; "
@@ -138,8 +192,12 @@ def _dir_mode() -> int:
 def _zip_layout(path: Path, zf: zipfile.ZipFile) -> tuple[str, zipfile.ZipInfo]:
     """The folder prefix the bundle's files sit under ("" or "top/") and the manifest entry."""
     names = [i.filename for i in zf.infolist()]
+    seen: set[str] = set()
     for name in names:  # check every name before reading anything
-        _safe_member(name)
+        clean = _safe_member(name)
+        if clean in seen:
+            raise BundleError(f"{path} holds {clean!r} more than once; refusing an ambiguous zip")
+        seen.add(clean)
     infos = {i.filename: i for i in zf.infolist()}
     if MANIFEST in infos:
         return "", infos[MANIFEST]
@@ -231,11 +289,13 @@ def _unzip(path: Path) -> Path:
         _verify(tmp, raw, manifest)
         try:
             os.rename(tmp, dest)
+            tmp = None
         except OSError:
             if not (dest / MANIFEST).is_file():  # an incomplete entry (older anyedge): replace it
                 shutil.rmtree(dest, ignore_errors=True)
                 os.rename(tmp, dest)
-        tmp = None  # renamed, or another process got there first with the same verified bytes
+                tmp = None
+            # else another process got there first with the same verified bytes: ours is removed below
     except AnyEdgeError:
         raise
     except _ZIP_ERRORS as e:

@@ -18,24 +18,31 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
+import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .errors import EmbedderMismatchError, GalleryError, InputError
 
-__all__ = ["SCHEMA_VERSION", "Match", "Gallery", "default_gallery_path"]
+__all__ = ["SCHEMA_VERSION", "Match", "Gallery", "default_gallery_path", "person_name"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _APP_ID = 0x41454731  # "AEG1": marks the file as an anyedge gallery
 _IDENTITY_KEYS = ("name", "sha256", "dim", "geometry")
+_BUSY_MS = 10000  # how long a connection waits for another process's lock
+_MAX_DIM = 1 << 16  # the longest embedding a gallery may declare
+_MAX_TEXT = 4096  # the longest embedder name or geometry a gallery may record
+_SHA = re.compile(r"^[0-9a-f]{64}$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,6 +60,33 @@ def default_gallery_path() -> Path:
     """``$XDG_DATA_HOME/anyedge/gallery.db`` (``~/.local/share/anyedge/gallery.db``)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "anyedge" / "gallery.db"
+
+
+def _shown(value: Any) -> str:
+    """``repr`` of a value read from a gallery, cut short for an error message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds control characters or line/paragraph separators."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in text)
+
+
+def person_name(name: Any) -> str:
+    """A person's name as the gallery stores it: stripped, non-empty, without control characters.
+
+    Raises:
+        InputError: not a string, empty after stripping, or holding a control character
+            (newline, tab, ESC...).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"a person needs a non-empty name, got {_shown(name)}")
+    clean = name.strip()
+    if _has_control(clean):
+        raise InputError(f"a person's name may not hold control characters (newline, tab, ESC...), "
+                         f"got {_shown(clean)}")
+    return clean
 
 
 @dataclass(frozen=True)
@@ -85,7 +119,8 @@ class Gallery:
         ...     g.search(query_vector, k=3)
     """
 
-    def __init__(self, path: str | os.PathLike[str], identity: Any = None, *, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], identity: Any = None, *, create: bool = True,
+                 readonly: bool = False) -> None:
         """Open (or create) a gallery.
 
         Args:
@@ -93,56 +128,136 @@ class Gallery:
             identity: the :class:`~anyedge.tasks.face_embedder.EmbedderIdentity` of the
                 embedder that will add and search; ``None`` opens for listing and removing only.
             create: create the file when missing (else :class:`GalleryError`).
+            readonly: open for reading only (SQLite ``mode=ro``): searching and listing work on
+                read-only media; :meth:`add` and :meth:`remove` raise :class:`GalleryError`.
 
         Raises:
-            GalleryError: not an anyedge gallery, another schema version, or missing.
+            GalleryError: not an anyedge gallery, another schema version, malformed, or missing.
             EmbedderMismatchError: the gallery was built with another embedder.
         """
         self.path = Path(path)
-        if not self.path.exists() and not create:
+        self.readonly = readonly
+        if not self.path.exists() and (readonly or not create):
             raise GalleryError(f"no gallery at {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
         try:
-            self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
-                                         timeout=10.0)
-            self._setup()
-        except sqlite3.DatabaseError as e:
-            raise GalleryError(f"{self.path} is not a readable gallery database: {e}") from None
-        self._identity = self._check_identity(identity)
-        self._dim = int(self._stored_identity()["dim"]) if self._stored_identity() else None
-        self._buffer = np.zeros((0, self._dim or 0), np.float32)
-        self._snap = self._load()
-        self._version = self._data_version()
+            with self._sqlite_errors("open it"):
+                if not readonly:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = self._connect()
+                self._setup()
+                self._identity = self._check_identity(identity)
+                stored = self._stored_identity()
+                self._dim = int(stored["dim"]) if stored else int(self._identity["dim"]) if self._identity else None
+                self._buffer = np.zeros((0, self._dim or 0), np.float32)
+                self._snap, self._version = self._load()
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, identity: Any = None, *,
-             create: bool = True) -> "Gallery":
+             create: bool = True, readonly: bool = False) -> "Gallery":
         """Same as the constructor; ``path=None`` takes :func:`default_gallery_path`."""
-        return cls(default_gallery_path() if path is None else path, identity, create=create)
+        return cls(default_gallery_path() if path is None else path, identity, create=create, readonly=readonly)
 
     # -- setup ----------------------------------------------------------------------------
+    @contextmanager
+    def _sqlite_errors(self, what: str) -> Iterator[None]:
+        """Turn SQLite and file-system failures into one clear :class:`GalleryError`."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            if "readonly" in str(e):  # "attempt to write a readonly database"
+                raise GalleryError(f"cannot {what}: {self.path} is read-only here (no write permission, "
+                                   "or read-only media)") from None
+            raise GalleryError(f"cannot {what}: {self.path} is not a usable gallery database: {e}") from None
+        except OSError as e:
+            raise GalleryError(f"cannot {what}: {self.path}: {e.strerror or e}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.readonly:
+            return sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                                   timeout=_BUSY_MS / 1000)
+        uri = self.path.absolute().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=_BUSY_MS / 1000)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if os.access(self.path.parent, os.W_OK):
+                raise
+        # A WAL database in a folder we cannot write: SQLite cannot make its shared-memory file
+        # there; nobody else can write it either, so read it as an unchanging file.
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
+
     def _setup(self) -> None:
+        """Check (and, when new, create) the schema, each in one transaction, then set WAL mode.
+
+        The check reads in one transaction, so it never sees a gallery half created; only a new
+        file takes the write lock, and then the check is repeated under it: one process creates,
+        the others wait (busy timeout) and find it done.
+        """
         c = self._conn
-        c.execute("PRAGMA busy_timeout = 10000")
-        app = c.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and app != _APP_ID:
-            raise GalleryError(f"{self.path} is an SQLite database but not an anyedge gallery")
-        if c.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-            raise GalleryError(f"{self.path}: SQLite refused WAL mode (is it on a network filesystem?)")
-        c.execute("PRAGMA synchronous = FULL")
+        assert c is not None
+        c.execute(f"PRAGMA busy_timeout = {int(_BUSY_MS)}")
+        c.execute("BEGIN")
+        try:
+            tables = self._tables()
+            if not tables and self.readonly:
+                raise GalleryError(f"{self.path} is empty: no gallery has been written there yet")
+            if not tables:
+                c.execute("COMMIT")
+                c.execute("BEGIN IMMEDIATE")
+                if not self._tables():
+                    c.execute(f"PRAGMA application_id = {int(_APP_ID)}")
+                    for stmt in filter(str.strip, _SCHEMA.split(";")):
+                        c.execute(stmt)
+                    c.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            got = c.execute("SELECT value FROM meta WHERE key = ?", ("schema_version",)).fetchone()
+            if got is None or got[0] != str(SCHEMA_VERSION):
+                raise GalleryError(f"{self.path} has gallery schema version {_shown(got[0]) if got else 'none'}; "
+                                   f"this anyedge reads version {SCHEMA_VERSION}")
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        if not self.readonly:
+            if self._wal_mode().lower() != "wal":
+                raise GalleryError(f"{self.path}: SQLite refused WAL mode (is it on a network filesystem?)")
+            c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
-        if not tables:
-            with self._transaction():
-                c.execute(f"PRAGMA application_id = {_APP_ID}")
-                for stmt in filter(str.strip, _SCHEMA.split(";")):
-                    c.execute(stmt)
-                c.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        got = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if got is None or int(got[0]) != SCHEMA_VERSION:
-            raise GalleryError(f"{self.path} has gallery schema version {got[0] if got else 'none'}; "
-                               f"this anyedge reads version {SCHEMA_VERSION}")
+
+    def _tables(self) -> set[str]:
+        """The file's tables (inside the caller's transaction); refuses another program's database."""
+        c = self._conn
+        assert c is not None
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and c.execute("PRAGMA application_id").fetchone()[0] != _APP_ID:
+            raise GalleryError(f"{self.path} is an SQLite database but not an anyedge gallery")
+        return tables
+
+    def _wal_mode(self) -> str:
+        """Switch a new gallery to WAL. SQLite answers "locked" at once, without waiting, while
+        another connection reads; so wait here, as long as the busy timeout."""
+        c = self._conn
+        assert c is not None
+        mode = str(c.execute("PRAGMA journal_mode").fetchone()[0])
+        deadline = time.monotonic() + _BUSY_MS / 1000
+        while mode.lower() != "wal":
+            try:
+                mode = str(c.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+        return mode
 
     class _Tx:
         def __init__(self, conn: sqlite3.Connection) -> None:
@@ -156,19 +271,41 @@ class Gallery:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
     def _transaction(self) -> "Gallery._Tx":
+        if self.readonly:
+            raise GalleryError(f"{self.path} was opened read-only; open it without readonly=True to change it")
         return Gallery._Tx(self._conn)
 
     def _stored_identity(self) -> dict[str, str] | None:
-        rows = dict(self._conn.execute("SELECT key, value FROM meta WHERE key LIKE 'embedder_%'").fetchall())
+        """The embedder identity recorded in ``meta``, checked (the file may come from anyone)."""
+        keys = [f"embedder_{k}" for k in _IDENTITY_KEYS]
+        rows = dict(self._conn.execute(f"SELECT key, value FROM meta WHERE key IN ({','.join('?' * len(keys))})",
+                                       keys).fetchall())
         if not rows:
             return None
-        return {k: rows.get(f"embedder_{k}", "") for k in _IDENTITY_KEYS}
+        missing = [k for k in keys if k not in rows]
+        if missing:
+            raise GalleryError(f"{self.path}: its meta table records an incomplete embedder identity "
+                               f"(no {', '.join(missing)})")
+        out = {k: rows[f"embedder_{k}"] for k in _IDENTITY_KEYS}
+        for k, v in out.items():
+            if not isinstance(v, str) or not v or len(v) > _MAX_TEXT or _has_control(v):
+                raise GalleryError(f"{self.path}: meta embedder_{k} must be non-empty text without control "
+                                   f"characters, got {_shown(v)}")
+        if not out["dim"].isascii() or not out["dim"].isdigit() or not 1 <= int(out["dim"]) <= _MAX_DIM:
+            raise GalleryError(f"{self.path}: meta embedder_dim must be an embedding length in 1..{_MAX_DIM}, "
+                               f"got {_shown(out['dim'])}")
+        if not _SHA.match(out["sha256"]):
+            raise GalleryError(f"{self.path}: meta embedder_sha256 must be a sha256 (64 lowercase hex digits), "
+                               f"got {_shown(out['sha256'])}")
+        return out
 
     def _check_identity(self, identity: Any) -> dict[str, str] | None:
         if identity is None:
             return None
         want = {k: str(getattr(identity, k)) for k in _IDENTITY_KEYS}
         have = self._stored_identity()
+        if have is None and self.readonly:
+            return want  # an empty gallery: nothing to compare with, and nothing may be written
         if have is None:
             with self._lock, self._transaction() as c:
                 have = self._stored_identity()  # another process may have been first
@@ -187,29 +324,38 @@ class Gallery:
     def _data_version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
-    def _load(self) -> _Snapshot:
-        """Read every embedding into a fresh buffer, from one consistent read transaction."""
+    def _load(self) -> tuple[_Snapshot, int]:
+        """Every embedding in a fresh buffer and the ``data_version`` it matches, from one read transaction."""
         if self._conn.in_transaction:
-            return self._read_all()
+            return self._read_all(), self._data_version()
         self._conn.execute("BEGIN")
         try:
-            return self._read_all()
+            return self._read_all(), self._data_version()
         finally:
             self._conn.execute("COMMIT")
 
     def _read_all(self) -> _Snapshot:
         c = self._conn
         people = c.execute("SELECT id, name FROM people ORDER BY id").fetchall()
+        for pid, name in people:
+            if not isinstance(pid, int) or not isinstance(name, str):
+                raise GalleryError(f"{self.path}: person {_shown(pid)} has a name that is not text: {_shown(name)}")
         index = {pid: i for i, (pid, _) in enumerate(people)}
         rows = c.execute("SELECT person_id, vector FROM embeddings ORDER BY id").fetchall()
         d = self._dim or 0
         n = len(rows)
+        if n and d == 0:
+            raise GalleryError(f"{self.path} holds embeddings but records no embedder identity")
+        for pid, vector in rows:
+            if pid not in index:
+                raise GalleryError(f"{self.path}: an embedding belongs to person {_shown(pid)}, who is not in it")
+            if not isinstance(vector, bytes) or len(vector) != d * 4:
+                raise GalleryError(f"{self.path}: stored embeddings are not {d}-d float32")
         self._buffer = np.empty((max(16, n + n // 2), d), np.float32)
         if n:
-            blob = b"".join(r[1] for r in rows)
-            if len(blob) != n * d * 4:
-                raise GalleryError(f"{self.path}: stored embeddings are not {d}-d float32")
-            self._buffer[:n] = np.frombuffer(blob, np.float32).reshape(n, d)
+            self._buffer[:n] = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(n, d)
+            if not np.isfinite(self._buffer[:n]).all():
+                raise GalleryError(f"{self.path}: stored embeddings hold NaN or infinity")
         labels = np.fromiter((index[r[0]] for r in rows), np.int32, n)
         counts = np.bincount(labels, minlength=len(people)).astype(np.int64)
         self._label_of = {pid: i for i, (pid, _) in enumerate(people)}
@@ -218,18 +364,16 @@ class Gallery:
 
     def _fresh(self) -> _Snapshot:
         """The current snapshot, reloaded first if another connection committed since."""
-        with self._lock:
-            v = self._data_version()
-            if v != self._version:
-                self._snap = self._load()
-                self._version = v
+        with self._lock, self._sqlite_errors("read it"):
+            if self._data_version() != self._version:
+                self._snap, self._version = self._load()
             return self._snap
 
     # -- queries --------------------------------------------------------------------------
     @property
     def identity(self) -> dict[str, str] | None:
         """The stored embedder identity (``name``, ``sha256``, ``dim``, ``geometry``), if any."""
-        with self._lock:
+        with self._lock, self._sqlite_errors("read it"):
             return self._stored_identity()
 
     def __len__(self) -> int:
@@ -315,7 +459,8 @@ class Gallery:
             InputError: empty name, or embeddings of the wrong shape.
             GalleryError: opened without an embedder identity.
         """
-        return self.add_many({name: vectors}, sources={name: sources} if sources is not None else None)[name.strip()]
+        return self.add_many({name: vectors}, sources={name: sources} if sources is not None else None)[
+            person_name(name)]
 
     def add_many(self, people: Mapping[str, np.ndarray], *,
                  sources: Mapping[str, Sequence[str | None] | None] | None = None) -> dict[str, int]:
@@ -327,17 +472,16 @@ class Gallery:
         self._need_identity("add embeddings")
         batch = []
         for name, vectors in people.items():
-            if not isinstance(name, str) or not name.strip():
-                raise InputError(f"a person needs a non-empty name, got {name!r}")
+            clean = person_name(name)
             q = self._as_queries(vectors)
             src = (sources or {}).get(name)
             src = list(src) if src is not None else [None] * len(q)
             if len(src) != len(q):
-                raise InputError(f"{name}: {len(q)} embeddings but {len(src)} sources")
-            batch.append((name.strip(), q, src))
+                raise InputError(f"{clean}: {len(q)} embeddings but {len(src)} sources")
+            batch.append((clean, q, src))
         now = time.time()
         with self._lock:
-            with self._transaction() as c:
+            with self._sqlite_errors("add to it"), self._transaction() as c:
                 self._fresh()  # the write lock is held: catch up with other writers first
                 added = []
                 for name, q, src in batch:
@@ -348,7 +492,8 @@ class Gallery:
                         c.execute("INSERT INTO embeddings (person_id, vector, source, created) VALUES (?, ?, ?, ?)",
                                   (pid, v.astype("<f4").tobytes(), s, now))
                     added.append((pid, name, q))
-            self._version = self._data_version()
+            # self._version stays the one _fresh() read inside the transaction: reading it after the
+            # commit would count another process's later commit as seen
             self._append(added)
             s = self._snap
             return {name: int(s.counts[self._label_of[pid]]) for pid, name, _ in added}
@@ -388,15 +533,16 @@ class Gallery:
         Raises:
             GalleryError: no such person.
         """
+        name = person_name(name)
         with self._lock:
-            with self._transaction() as c:
+            with self._sqlite_errors("remove from it"), self._transaction() as c:
                 row = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
                 if row is None:
                     raise GalleryError(f"{name!r} is not in the gallery {self.path}")
                 n = c.execute("DELETE FROM embeddings WHERE person_id = ?", (row[0],)).rowcount
                 c.execute("DELETE FROM people WHERE id = ?", (row[0],))
-            self._snap = self._load()
-            self._version = self._data_version()
+                snap, version = self._load()  # inside the transaction: no other commit can slip between
+            self._snap, self._version = snap, version
             return int(n)
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ JSON layout (schema version 1; ``format`` carries the version as ``anyedge-bundl
 
     format          "anyedge-bundle/1"
     model           {name, family, task, description?, license?}
-    model_file      the member the engine loads (listed in files)
+    model_file      the member the engine loads (listed in files, with an IR's .bin)
     files           {member: sha256}
     sizes           {member: bytes} (written by write_bundle; caps what a zip may unpack)
     manifest_sha256 sha256 of the canonical JSON without this field (required)
@@ -364,7 +364,8 @@ class Manifest:
 
     Attributes:
         model: what the model is (:class:`ModelCard`).
-        model_file: the member the engine loads; must be listed in ``files``.
+        model_file: the member the engine loads; it (and an OpenVINO IR's ``.bin``) must be
+            listed in ``files`` once the manifest is sealed.
         files: member -> sha256 of every file in the bundle.
         sizes: member -> size in bytes of every file (empty in manifests written before
             sizes were recorded); a zip may not unpack more than this.
@@ -419,8 +420,11 @@ class Manifest:
         if sizes and files and set(sizes) != set(files):
             raise BundleError(f"sizes: expected the members of files {sorted(files)}, got {sorted(sizes)}")
         object.__setattr__(self, "sizes", dict(sizes))
-        if files and self.model_file not in files:
-            raise BundleError(f"model_file: {self.model_file!r} is not listed in files ({sorted(files)})")
+        if files or self.manifest_sha256 is not None:  # sealed: every member the model loads is pinned
+            for name in self.loaded_members:
+                if name not in files:
+                    raise BundleError(f"files: {name!r}, which the model loads, is not listed (and so not "
+                                      f"pinned by a sha256); listed: {sorted(files)}")
         if self.manifest_sha256 is not None and (not isinstance(self.manifest_sha256, str)
                                                  or not _SHA.match(self.manifest_sha256)):
             raise _fail("manifest_sha256", "a sha256 (64 lowercase hex digits)", self.manifest_sha256)
@@ -565,6 +569,13 @@ class Manifest:
     @property
     def task(self) -> str:
         return self.model.task
+
+    @property
+    def loaded_members(self) -> tuple[str, ...]:
+        """Every member an engine opens for this model: ``model_file``, plus an OpenVINO IR's ``.bin``."""
+        model = safe_member(self.model_file, "model_file")
+        pp = PurePosixPath(model)
+        return (model, str(pp.with_suffix(".bin"))) if pp.suffix.lower() == ".xml" else (model,)
 
     @property
     def declared_bytes(self) -> int | None:

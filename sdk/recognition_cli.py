@@ -121,10 +121,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 # -- gallery ------------------------------------------------------------------------------------
-def _open_gallery(args: argparse.Namespace, identity: Any = None, create: bool = True) -> Any:
+def _open_gallery(args: argparse.Namespace, identity: Any = None, create: bool = True,
+                  readonly: bool = False) -> Any:
+    """The gallery --db names; commands that only read open it read-only (works on read-only media)."""
     from .gallery import Gallery
 
-    return Gallery.open(args.db, identity, create=create)
+    return Gallery.open(args.db, identity, create=create, readonly=readonly)
+
+
+def _printable(text: str) -> str:
+    """A name from the gallery, with control characters escaped, safe to print on a terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _embedder_for(args: argparse.Namespace) -> str:
@@ -135,7 +142,7 @@ def _embedder_for(args: argparse.Namespace) -> str:
 
     db = Path(args.db) if args.db else default_gallery_path()
     if db.exists():
-        with Gallery.open(db, create=False) as g:
+        with Gallery.open(db, create=False, readonly=True) as g:
             ident = g.identity
         if ident:
             from .tasks.face_embedder import embedder_names
@@ -148,6 +155,9 @@ def _embedder_for(args: argparse.Namespace) -> str:
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
+    from .gallery import person_name
+
+    name = person_name(args.name)  # refuse a bad name before loading any model
     with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity) as g:
         fp.gallery = g
         images = []
@@ -155,9 +165,9 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
             images.append(_read_bgr(p))
             print(f"\rreading {i}/{len(args.images)}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
-        n = fp.enroll(args.name, images, sources=[str(p) for p in args.images], face=args.face,
+        n = fp.enroll(name, images, sources=[str(p) for p in args.images], face=args.face,
                       largest=args.largest)
-        out = {"name": args.name.strip(), "added": len(images), "embeddings": n, "db": str(g.path)}
+        out = {"name": name, "added": len(images), "embeddings": n, "db": str(g.path)}
     if args.json:
         print(json.dumps(out))
     else:
@@ -167,7 +177,8 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
 
 def _cmd_identify(args: argparse.Namespace) -> int:
     failures = 0
-    with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity, create=False) as g:
+    with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity, create=False,
+                                                                               readonly=True) as g:
         fp.gallery = g
         for p in args.images:
             try:
@@ -183,32 +194,35 @@ def _cmd_identify(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"image": str(p), "faces": faces}), flush=True)
             else:
-                who = ", ".join(f"{f['name'] or 'unknown'} ({f['score']})" for f in faces) or "no face"
+                who = ", ".join(f"{_printable(f['name'] or 'unknown')} ({f['score']})" for f in faces) or "no face"
                 print(f"{p}: {who}")
     return 1 if failures else 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    with _open_gallery(args, create=False) as g:
+    with _open_gallery(args, create=False, readonly=True) as g:
         people = g.people()
         ident = g.identity
     if args.json:
         print(json.dumps({"db": str(g.path), "embedder": ident,
                           "people": [{"name": n, "embeddings": c} for n, c in people]}))
     else:
-        print(f"{g.path}: {len(people)} people, embedder {ident['name'] if ident else 'none yet'}")
+        print(f"{g.path}: {len(people)} people, embedder {_printable(ident['name']) if ident else 'none yet'}")
         for n, c in people:
-            print(f"  {n}  ({c} embedding{'s' if c != 1 else ''})")
+            print(f"  {_printable(n)}  ({c} embedding{'s' if c != 1 else ''})")
     return 0
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
+    from .gallery import person_name
+
+    name = person_name(args.name)
     with _open_gallery(args, create=False) as g:
-        n = g.remove(args.name)
+        n = g.remove(name)
     if args.json:
-        print(json.dumps({"removed": args.name, "embeddings": n}))
+        print(json.dumps({"removed": name, "embeddings": n}))
     else:
-        print(f"removed {args.name} ({n} embeddings)")
+        print(f"removed {name} ({n} embeddings)")
     return 0
 
 
