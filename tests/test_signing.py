@@ -314,6 +314,8 @@ def test_cli_transcript_keys_sign_trust_tamper_refuse(tmp_path: Path) -> None:
     assert r.returncode == 0 and made["fingerprint"] in r.stdout, r.stderr
     r = cli("inspect", str(z))
     assert f"signed, not checked, key {made['fingerprint']}" in r.stdout
+    r = cli("inspect", str(z), "--trust", str(kd))
+    assert r.returncode == 0 and f"signature  signed, trusted, key {made['fingerprint']}" in r.stdout, r.stderr
     r = cli("inspect", str(z), "--trust", str(kd), "--json")
     assert json.loads(r.stdout)["signature"] == {"status": "signed, trusted", "key": made["fingerprint"]}
     r = cli("detect", photo, "--model", str(z), "--trust", str(kd / "anyedge.pub"), "--json")
@@ -386,6 +388,18 @@ def test_every_command_that_loads_a_bundle_takes_trust(command: list[str]) -> No
 
     args = build_parser().parse_args([*command, "--trust", str(SMOKE)])
     assert args.trust == [str(SMOKE)]
+
+
+def test_convert_sign_writes_a_signed_zip_even_where_trust_is_configured(tmp_path: Path, faces_calib: Path) -> None:
+    kd = tmp_path / "keys"
+    _, pub, fp = new_key(kd)
+    out = tmp_path / "yunet.zip"
+    r = cli("convert", "yunet", "--target", "intel-cpu", "--precision", "fp16", "--calib", str(faces_calib),
+            "--out", str(out), "--sign", str(kd / "anyedge.key"), "--json", env={TRUST_ENV: str(kd)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["signed_by"] == fp
+    assert zipfile.is_zipfile(out)
+    assert read_signature(load_bundle(out, trusted_keys=pub).root).key == fp  # type: ignore[union-attr]
 
 
 def test_convert_sign_fails_early_on_a_bad_key(tmp_path: Path) -> None:
