@@ -204,7 +204,7 @@ def trusted_keys_from(spec: TrustSpec | None = None) -> TrustedKeys | None:
         text = os.environ.get(TRUST_ENV, "")
         if not text.strip():
             return None
-        entries, source = [e for e in text.split(os.pathsep) if e.strip()], f"${TRUST_ENV}"
+        entries, source = [e for e in text.split(os.pathsep) if e.strip()], text
     elif isinstance(spec, (str, os.PathLike)):
         entries = [e for e in os.fspath(spec).split(os.pathsep) if e.strip()]
         source = os.fspath(spec)
