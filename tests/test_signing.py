@@ -139,6 +139,13 @@ def test_signed_face_bundles_load_under_trust(face: Path, keys: dict[str, Path],
     with FaceEmbedder.create(emb, trusted_keys=keys["a_pub"]) as e:
         assert e.dim == 128
 
+    from anyedge.tasks.face_pipeline import FacePipeline
+
+    with FacePipeline.create(face, emb, trusted_keys=keys["a_pub"]) as fp:
+        assert fp.embedder.dim == 128
+    with pytest.raises(IntegrityError, match="not among"):
+        FacePipeline.create(face, emb, trusted_keys=keys["b_pub"])
+
 
 def test_signed_zip_stays_a_zip_and_its_signature_is_unpacked(bnn: Path, keys: dict[str, Path],
                                                              tmp_path: Path) -> None:
