@@ -278,21 +278,20 @@ def check_trust(bundle: str | os.PathLike[str], root: Path, manifest: Mapping[st
     """Refuse ``bundle`` unless a trusted key signed its manifest (when trust is configured).
 
     ``root`` is the unpacked folder and ``manifest`` its verified manifest; ``trusted_keys``
-    is what :func:`trusted_keys_from` takes, or False to read the signature without checking
-    it (signing, inspecting). Returns the signature (None for an unsigned bundle when no
-    trust is configured).
+    is what :func:`trusted_keys_from` takes, or False to check nothing (a bundle about to be
+    signed). Returns the checked signature, or None when no trust is configured.
 
     Raises:
         IntegrityError: unsigned, unknown signer, bad signature, or changed after signing.
     """
     from .manifest import manifest_digest
 
-    sig = read_signature(root)
     if trusted_keys is False:
-        return sig
+        return None
     trust = trusted_keys_from(trusted_keys)
     if trust is None:
-        return sig
+        return None  # no trust configured: digests only, whatever manifest.sig holds
+    sig = read_signature(root)
     if sig is None:
         raise IntegrityError(f"bundle {bundle} is unsigned; only bundles signed by {trust.describe()} load "
                              f"(sign it: anyedge sign {bundle} --key KEY)")

@@ -58,9 +58,13 @@ def trust_scope(args: argparse.Namespace) -> Iterator[None]:
 
 def signature_status(root: Path) -> dict[str, Any]:
     """How a bundle that just loaded stands: unsigned, signed (not checked) or signed by a trusted key."""
+    from .errors import IntegrityError
     from .signing import read_signature, trusted_keys_from
 
-    sig = read_signature(root)
+    try:
+        sig = read_signature(root)
+    except IntegrityError as e:  # only reachable without trust: load_bundle refuses it under trust
+        return {"status": f"malformed signature ({e})", "key": None}
     if sig is None:
         return {"status": "unsigned", "key": None}
     # load_bundle already refused anything that fails the configured trust

@@ -273,6 +273,16 @@ def test_key_rotation_either_trusted_key_is_accepted(bnn: Path, keys: dict[str, 
         load_bundle(bnn, trusted_keys=trusted)
 
 
+def test_a_garbled_signature_matters_only_under_trust(bnn: Path, keys: dict[str, Path]) -> None:
+    sign_bundle(bnn, keys["a"])
+    _garble_signature(bnn)
+    load_bundle(bnn)  # no trust: digests only, as before
+    r = cli("inspect", str(bnn))
+    assert r.returncode == 0 and "signature  malformed signature" in r.stdout, r.stderr
+    sign_bundle(bnn, keys["a"])  # re-signing repairs it
+    load_bundle(bnn, trusted_keys=keys["a_pub"])
+
+
 def test_signing_refuses_a_bundle_that_does_not_verify(bnn: Path, keys: dict[str, Path]) -> None:
     _flip_model_byte(bnn)
     with pytest.raises(IntegrityError, match="modified"):
