@@ -326,7 +326,7 @@ def convert(
                 zip_bundle(staging, out)
                 from anyedge.bundle import load_bundle
 
-                bundle = load_bundle(out)
+                bundle = load_bundle(out, trusted_keys=False)  # written here; convert --sign signs it next
             else:
                 bundle = write_bundle(out, files_out, manifest)
         except BaseException:

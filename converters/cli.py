@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from anyedge.cli_args import size_arg
+from anyedge.signing_cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 
@@ -43,16 +44,27 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
         raise CalibrationError("convert needs real images to calibrate and check fidelity: pass --calib DIR "
                                "(a folder of photos like the ones the model will see)")
+    if args.sign:
+        from anyedge.signing import check_private_key
+
+        check_private_key(args.sign)  # a bad key fails before the conversion, not after it
     res = convert(args.model, target=args.target, out=args.out, calibration=calib, max_drop=args.max_drop,
                   precision=args.precision, input_size=args.input_size, family=args.family,
                   max_calibration=args.max_calibration, show_progress=not args.json, pairs=_pairs(args))
     m = res.bundle.manifest
+    signed = None
+    if args.sign:
+        from anyedge.signing import sign_bundle
+
+        signed = sign_bundle(res.path, args.sign).key
     if args.json:
-        print(json.dumps({"bundle": str(res.path), "target": m["target"], "engine": m["engine"],
+        print(json.dumps({"bundle": str(res.path), "signed_by": signed, "target": m["target"], "engine": m["engine"],
                           "precision": m["precision"], "bytes": m["bytes"], "source_bytes": m["source"]["bytes"],
                           "fidelity": res.report, "speed_here": m.get("speed_here"), "host": m.get("host")}))
         return 0
     fid = res.report
+    if signed:
+        print(f"signed   by {signed}")
     if m["model"]["task"] == "face_embedding":
         return _print_embedder(res.path, m, fid)
     print(f"bundle   {res.path}")
@@ -131,13 +143,17 @@ def _host_table(host: dict[str, Any]) -> str:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from anyedge.bundle import load_bundle
 
-    b = load_bundle(args.bundle)
+    from anyedge.signing_cli import signature_status
+
+    b = load_bundle(args.bundle)  # refuses a bundle that fails the configured trust (--trust)
     m = dict(b.manifest)
+    sig = signature_status(b.root)
     if args.json:
-        print(json.dumps(m, indent=1))
+        print(json.dumps({**m, "signature": sig}, indent=1))
         return 0
     model = m["model"]
     print(f"{args.bundle}: {model['name']} ({model['family']}, {model['task']}) verified")
+    print(f"  signature  {sig['status']}" + (f", key {sig['key']}" if sig["key"] else ""))
     for key in ("target", "engine", "device", "precision", "remedy", "bytes", "size_ratio", "created"):
         if m.get(key) is not None:
             print(f"  {key:10} {m[key]}")
@@ -208,10 +224,15 @@ def add_parsers(sub: Any) -> None:
                    help="use at most N calibration images (face embedders: N aligned face crops); every third "
                         "image is held back (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object (default: text)")
+    p.add_argument("--sign", default=None, metavar="KEY",
+                   help="sign the bundle with this private key (anyedge keys new; default: unsigned)")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("inspect", help="verify a bundle and show its manifest",
                        epilog="example:\n  anyedge inspect scrfd.zip --json")
     p.add_argument("bundle", help="bundle directory or .zip")
-    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON (default: a summary)")
+    p.add_argument("--json", action="store_true",
+                   help="print the whole manifest as JSON, with the signature status under 'signature' "
+                        "(default: a summary)")
+    add_trust_argument(p)
     p.set_defaults(func=_cmd_inspect)

@@ -38,7 +38,9 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"  # a detached signature beside the manifest, not listed in it (anyedge.signing)
 _MAX_MANIFEST = 4 << 20
+_MAX_SIGNATURE = 4096
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,9 @@ def _unzip(path: Path) -> Path:
                 with open(target, "wb") as dst:
                     _read_zip_member(zf, info, limit, dst)
             (tmp / MANIFEST).write_bytes(bytes(raw_bytes))
+            sig = infos.get(prefix + SIGNATURE)  # the signature beside the manifest (anyedge.signing)
+            if sig is not None and not sig.is_dir():
+                (tmp / SIGNATURE).write_bytes(bytes(_read_zip_member(zf, sig, _MAX_SIGNATURE)))
         _verify(tmp, raw, manifest)
         try:
             os.rename(tmp, dest)
@@ -306,7 +311,7 @@ def _unzip(path: Path) -> Path:
     return dest
 
 
-def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+def load_bundle(path: str | os.PathLike[str], *, trusted_keys: Any = None) -> Bundle:
     """Open and verify a bundle directory or .zip.
 
     A zip (files at its root or in one top folder) is unpacked into
@@ -316,7 +321,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     Raises:
         BundleError: not a bundle, bad or incomplete manifest (naming the field), missing
             member, unsafe member path, oversized member, damaged zip.
-        IntegrityError: the manifest or a file differs from the digests it pins.
+        IntegrityError: the manifest or a file differs from the digests it pins; or, with
+            trusted keys configured (``trusted_keys=``, else ``$ANYEDGE_TRUSTED_KEYS``; see
+            :mod:`anyedge.signing`), the bundle is not signed by one of them. ``trusted_keys=False``
+            checks digests only (a bundle this process just wrote, or one about to be signed).
     """
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".zip":
@@ -327,6 +335,9 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         raise BundleError(f"{p} is neither a bundle directory nor a .zip")
     raw, manifest = _read_manifest(root)
     _verify(root, raw, manifest)
+    from .signing import check_trust
+
+    check_trust(p, root, raw, trusted_keys)
     return Bundle(root=root, manifest=raw, info=manifest)
 
 
@@ -394,7 +405,7 @@ def write_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return load_bundle(out)
+    return load_bundle(out, trusted_keys=False)  # written here, not yet signed
 
 
 def is_bundle_zip(path: str | os.PathLike[str]) -> bool:
@@ -418,7 +429,7 @@ def zip_bundle(bundle_dir: str | os.PathLike[str], out_zip: str | os.PathLike[st
         BundleError: ``out_zip`` exists and is not an anyedge bundle zip (it is never overwritten).
     """
     src = Path(bundle_dir)
-    bundle = load_bundle(src)  # never zip something that does not verify
+    bundle = load_bundle(src, trusted_keys=False)  # never zip something that does not verify
     out_zip = Path(out_zip)
     if out_zip.exists() and not (out_zip.is_file() and is_bundle_zip(out_zip)):
         raise BundleError(f"{out_zip} exists and is not an anyedge bundle; refusing to overwrite it")
@@ -431,6 +442,8 @@ def zip_bundle(bundle_dir: str | os.PathLike[str], out_zip: str | os.PathLike[st
         with zipfile.ZipFile(tmpname, "w", zipfile.ZIP_DEFLATED) as zf:
             for name in [MANIFEST, *sorted(bundle.info.files)]:
                 zf.write(src / name, name)
+            if (src / SIGNATURE).is_file():
+                zf.write(src / SIGNATURE, SIGNATURE)
         os.replace(tmpname, out_zip)
     except BaseException:
         Path(tmpname).unlink(missing_ok=True)

@@ -377,6 +377,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full ``anyedge`` parser, hooks' subcommands included."""
     from . import __version__
+    from .signing_cli import add_trust_argument
 
     ap = _Parser(prog="anyedge", description="Run face and activity models on edge devices.", epilog=_EPILOG)
     ap.add_argument("-v", "--verbose", action="store_true",
@@ -420,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep at most N faces per image (default: no limit)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for the engine (default: the engine's own choice)")
+    add_trust_argument(p)
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("demo", help="detect faces on a sample image with every installed engine",
@@ -459,6 +461,8 @@ def _subcommand_hooks() -> list[Any]:
     hooks.append(export_c)
     from .bench.cli import add_parsers as bench  # anyedge bench
     hooks.append(bench)
+    from .signing_cli import add_parsers as signing  # keys new, sign
+    hooks.append(signing)
     return hooks
 
 
@@ -578,6 +582,8 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anyedge`` command; returns the exit code (see :data:`EXIT_CODES`)."""
+    from .signing_cli import trust_scope
+
     argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     args.verbose = verbose
@@ -590,7 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     code = EXIT_OK
     try:
-        code = _run(args)
+        with trust_scope(args):  # --trust KEYS: $ANYEDGE_TRUSTED_KEYS for this command
+            code = _run(args)
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()

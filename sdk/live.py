@@ -502,6 +502,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Add ``anyedge run`` to the main parser's subcommands."""
+    from .signing_cli import add_trust_argument
+
     p = sub.add_parser(
         "run", help="detect faces on a live stream (camera, file, URL, picamera) dropping stale frames",
         description="Detect faces on a live stream. A capture thread keeps only the newest 1-2 frames, so "
@@ -537,6 +539,7 @@ def add_parsers(sub: Any) -> None:
                    help="camera capture WIDTHxHEIGHT (default: 640x480)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for a source to open (default: %(default)s)")
+    add_trust_argument(p)
     p.set_defaults(func=_cmd_run)
 
 

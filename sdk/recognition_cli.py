@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .signing_cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 
@@ -240,6 +241,7 @@ def _model_opts(p: argparse.ArgumentParser, embedder_default: str | None) -> Non
                        help=f"embedder name or bundle directory (default: {embedder_default})")
     p.add_argument("--engine", default=None, help="litert, onnxruntime or openvino for both models "
                                                   "(default: each model's own)")
+    add_trust_argument(p)
     p.add_argument("--threads", type=int, default=None, help="engine CPU threads (default: engine default)")
     p.add_argument("--flip", action="store_true", help="average each embedding with its mirror image's")
 

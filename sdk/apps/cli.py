@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_args import size_arg
+from ..signing_cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 
@@ -48,6 +49,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--engine", default=None,
                    help="engine used to read the model's tensor names and order (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
+    add_trust_argument(p)
     p.set_defaults(func=_cmd_export_c)
 
 

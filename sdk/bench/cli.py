@@ -97,6 +97,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Register ``anyedge bench`` on the CLI's subparsers."""
+    from ..signing_cli import add_trust_argument
+
     p = sub.add_parser("bench", help="benchmark models x engines x precisions x threads on this device",
                        description="Benchmark speed, memory and fidelity of every model x engine x precision x "
                                    "threads on this device.",
@@ -127,4 +129,5 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="print bench.json (with the comparison under 'compare') on stdout instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+    add_trust_argument(p)
     p.set_defaults(func=_cmd_bench)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import AnyEdgeError
+from ..signing_cli import add_trust_argument
 
 __all__ = ["add_har_parser", "run_har", "main"]
 
@@ -40,15 +41,18 @@ def add_har_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--model", default="bnn-racketsports", help="model name or bundle path (default: %(default)s)")
     c.add_argument("--engine", default=None, help="engine name, e.g. bnn (default: the bundle's)")
     c.add_argument("--json", action="store_true", help='one JSON object per case: {"index", "label", "score"}')
+    add_trust_argument(c)
     c.set_defaults(func=_classify)
 
     e = sub.add_parser("export-c", help="write a model as a C header for anyedge_bnn.c",
                        epilog="example:\n  anyedge har export-c --model bnn-racketsports --out model_racketsports.h")
     e.add_argument("--model", required=True, help="model name or bundle path")
     e.add_argument("--out", type=Path, required=True, help="header file to write")
+    add_trust_argument(e)
     e.set_defaults(func=_export_c)
 
     m = sub.add_parser("models", help="list the shipped activity models", epilog="example:\n  anyedge har models")
+    add_trust_argument(m)
     m.set_defaults(func=_models)
 
     from .stream import add_stream_parser
@@ -105,8 +109,11 @@ def _models(args: argparse.Namespace) -> int:
 
 def run_har(args: argparse.Namespace) -> int:
     """Run a parsed ``har`` command; anyedge errors become a message and exit code 2."""
+    from ..signing_cli import trust_scope
+
     try:
-        return int(args.func(args))
+        with trust_scope(args):
+            return int(args.func(args))
     except AnyEdgeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

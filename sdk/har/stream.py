@@ -113,6 +113,8 @@ def _stream(args: argparse.Namespace) -> int:
 
 def add_stream_parser(sub: Any) -> None:
     """Add ``stream`` to the ``har`` sub-commands."""
+    from ..signing_cli import add_trust_argument
+
     s = sub.add_parser("stream", help="classify CSV sensor samples from stdin or a serial device, a label per hop",
                        description="Classify IMU samples given as CSV lines (one sample per line, channels "
                                    "comma-separated in the model's order), printing a label per hop.",
@@ -126,4 +128,5 @@ def add_stream_parser(sub: Any) -> None:
                    help="serial speed when --source is a device and pyserial is installed (default: %(default)s)")
     s.add_argument("--hop", type=int, default=None, help="samples between windows (default: half a window)")
     s.add_argument("--json", action="store_true", help='one JSON object per window: {"start", "label", "score"}')
+    add_trust_argument(s)
     s.set_defaults(func=_stream)

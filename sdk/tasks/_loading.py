@@ -39,8 +39,8 @@ class ModelSpec:
 
 
 def _from_bundle(path: Path, task: str, input_spec: InputSpec | None,
-                 decoder: Mapping[str, Any] | None) -> ModelSpec:
-    b = load_bundle(path)
+                 decoder: Mapping[str, Any] | None, trusted_keys: Any = None) -> ModelSpec:
+    b = load_bundle(path, trusted_keys=trusted_keys)
     m = b.info
     if m.task != task:
         raise InputError(f"bundle {path} holds a {m.task!r} model, not {task!r}")
@@ -78,14 +78,18 @@ def resolve_spec(
     family: str | None = None,
     input_spec: InputSpec | None = None,
     decoder: Mapping[str, Any] | None = None,
+    trusted_keys: Any = None,
 ) -> ModelSpec:
     """Resolve ``model`` for ``task``.
 
     ``input_spec`` replaces the model's input spec and ``decoder`` is merged over the model's
-    decoder settings, the same way for a registry name, a bundle and a bare file.
+    decoder settings, the same way for a registry name, a bundle and a bare file. A bundle
+    must be signed by one of ``trusted_keys`` (default: ``$ANYEDGE_TRUSTED_KEYS``) when trust
+    is configured (see :mod:`anyedge.signing`).
 
     Raises:
         UnknownModelError: not a registry name, bundle or existing file.
+        IntegrityError: a bundle that fails its digests or the configured trust.
         InputError: the model is for another task, or a bare file comes without ``family``.
     """
     text = os.fspath(model)
@@ -98,10 +102,10 @@ def resolve_spec(
     if text in PACKAGED_BUNDLES:
         bdir = packaged_bundle(text)
         assert bdir is not None
-        return _from_bundle(bdir, task, input_spec, decoder)
+        return _from_bundle(bdir, task, input_spec, decoder, trusted_keys)
     p = Path(text).expanduser()
     if p.exists() and is_bundle(p):
-        return _from_bundle(p, task, input_spec, decoder)
+        return _from_bundle(p, task, input_spec, decoder, trusted_keys)
     if p.is_file():
         if family is None:
             raise InputError(

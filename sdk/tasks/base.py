@@ -136,6 +136,7 @@ class Task:
         family: str | None = None,
         input_spec: InputSpec | None = None,
         decoder: Mapping[str, Any] | None = None,
+        trusted_keys: Any = None,
         **option_overrides: Any,
     ) -> T:
         """Load a model for this task.
@@ -149,6 +150,9 @@ class Task:
             family: model family of a bare model file.
             input_spec: preprocessing that differs from the model's (bare files mostly).
             decoder: settings merged over the model's own decoder settings.
+            trusted_keys: public keys a bundle must be signed by: a folder of ``*.pub`` files,
+                a ``.pub`` file or a list of them (default: ``$ANYEDGE_TRUSTED_KEYS``; unset:
+                digests only). See :mod:`anyedge.signing`.
 
         Raises:
             UnknownModelError, ModelNotFoundError, IntegrityError, BundleError: model resolution.
@@ -157,7 +161,8 @@ class Task:
             InputError: invalid options, or a model for another task.
         """
         opts = cls.make_options(options, **option_overrides)
-        spec = resolve_spec(model, task=cls.TASK, family=family, input_spec=input_spec, decoder=decoder)
+        spec = resolve_spec(model, task=cls.TASK, family=family, input_spec=input_spec, decoder=decoder,
+                            trusted_keys=trusted_keys)
         return cls.from_spec(spec, engine, opts, engine_options)
 
     @classmethod

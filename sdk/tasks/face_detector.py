@@ -116,6 +116,7 @@ class FaceDetector(Task):
         input_spec: InputSpec | None = None,
         decoder: Mapping[str, Any] | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        trusted_keys: Any = None,
         **option_overrides: Any,
     ) -> "FaceDetector":
         """Load a detector.
@@ -132,6 +133,8 @@ class FaceDetector(Task):
             decoder: decoder settings merged over the model's own, the same way for a
                 registry name, a bundle and a bare file (e.g. ``{"score_threshold": 0.3}``).
             engine_options: passed to the engine (``device="NPU"``, ``providers=[...]``).
+            trusted_keys: public keys a bundle must be signed by (folder of ``*.pub``, ``.pub``
+                file or list; default ``$ANYEDGE_TRUSTED_KEYS``); see :mod:`anyedge.signing`.
 
         Raises:
             UnknownModelError, ModelNotFoundError, IntegrityError, BundleError: model resolution.
@@ -140,7 +143,8 @@ class FaceDetector(Task):
             InputError: invalid options.
         """
         return super().create(model, engine=engine, options=options, engine_options=engine_options,
-                              family=family, input_spec=input_spec, decoder=decoder, **option_overrides)
+                              family=family, input_spec=input_spec, decoder=decoder, trusted_keys=trusted_keys,
+                              **option_overrides)
 
     # -- pipeline ---------------------------------------------------------------------------
     @property

@@ -121,7 +121,7 @@ def embedder_names() -> list[str]:
     return [n for n, m in {**REGISTRY, **USER_SUPPLIED}.items() if m.task == TASK]
 
 
-def _spec_from_bundle(path: Path) -> tuple[ModelSpec, str]:
+def _spec_from_bundle(path: Path, trusted_keys: Any = None) -> tuple[ModelSpec, str]:
     """A face-embedding bundle -> its spec and model sha256 (the one place that reads a manifest).
 
     From the typed manifest: ``model`` (task ``face_embedding``), ``input`` (its size picks the
@@ -129,7 +129,7 @@ def _spec_from_bundle(path: Path) -> tuple[ModelSpec, str]:
     the rest (output name, inputs fed zeros), and an optional ``embedder`` extra overrides it.
     The file hashes were verified by :func:`anyedge.bundle.load_bundle`.
     """
-    spec = resolve_spec(path, task=TASK)  # loads and verifies the bundle, checks the task
+    spec = resolve_spec(path, task=TASK, trusted_keys=trusted_keys)  # verifies the bundle, checks the task
     m = spec.info
     if m is None or m.embedding is None or m.input is None or m.input.size is None:
         raise ModelLoadError(f"bundle {path}: a face_embedding manifest needs input.size and embedding")
@@ -150,7 +150,7 @@ def _spec_from_info(info: ModelInfo, path: Path) -> ModelSpec:
     return ModelSpec(info.name, TASK, info.family, path, info.input, dict(info.decoder))
 
 
-def _resolve(model: str | os.PathLike[str], family: str | None) -> tuple[ModelSpec, str]:
+def _resolve(model: str | os.PathLike[str], family: str | None, trusted_keys: Any = None) -> tuple[ModelSpec, str]:
     from ..bundle import is_bundle
 
     text = os.fspath(model)
@@ -168,7 +168,7 @@ def _resolve(model: str | os.PathLike[str], family: str | None) -> tuple[ModelSp
         log.warning("%s: %s is not sha256-pinned by anyedge; using it as found", text, found)
         return _spec_from_info(info, found), sha256_file(found)
     if p.exists() and is_bundle(p):
-        return _spec_from_bundle(p)
+        return _spec_from_bundle(p, trusted_keys)
     if p.is_file():
         if family is None:
             fams = sorted({m.family for m in {**REGISTRY, **USER_SUPPLIED}.values() if m.task == TASK})
@@ -237,6 +237,7 @@ class FaceEmbedder(Task):
         options: FaceEmbedderOptions | None = None,
         engine_options: Mapping[str, Any] | None = None,
         family: str | None = None,
+        trusted_keys: Any = None,
         **option_overrides: Any,
     ) -> "FaceEmbedder":
         """Load an embedder.
@@ -250,6 +251,8 @@ class FaceEmbedder(Task):
                 (``flip=True``, ``threads=1``...).
             engine_options: passed to the engine.
             family: ``"mobilefacenet"`` or ``"arcface"`` for a bare model file.
+            trusted_keys: public keys a bundle must be signed by (folder of ``*.pub``, ``.pub``
+                file or list; default ``$ANYEDGE_TRUSTED_KEYS``); see :mod:`anyedge.signing`.
 
         Raises:
             UnknownModelError, ModelNotFoundError, IntegrityError, BundleError: model resolution.
@@ -259,7 +262,7 @@ class FaceEmbedder(Task):
             InputError: invalid options, or a model for another task.
         """
         opts = cls.make_options(options, **option_overrides)
-        spec, digest = _resolve(model, family)
+        spec, digest = _resolve(model, family, trusted_keys)
         allowed = EmbedderSettings.from_mapping(spec.decoder, spec.name).engines
         if engine is not None and allowed is not None and engine not in allowed:
             raise EngineUnavailableError(

@@ -162,17 +162,21 @@ class FacePipeline:
                embedder: str | os.PathLike[str] = "mobilefacenet", *, gallery: Any = None,
                engine: str | None = None, detector_engine: str | None = None, embedder_engine: str | None = None,
                threshold: float | None = None, threads: int | None = None, flip: bool = False,
-               channels: str = "RGB", quality: QualityGate | None = None) -> "FacePipeline":
+               channels: str = "RGB", quality: QualityGate | None = None,
+               trusted_keys: Any = None) -> "FacePipeline":
         """Load a detector and an embedder by name, bundle or file.
 
         Args:
             engine: engine for both models (each may be overridden); ``None``: each model's own.
             channels: the channel order of the frames you will pass (``"BGR"`` for OpenCV).
+            trusted_keys: public keys both bundles must be signed by (default
+                ``$ANYEDGE_TRUSTED_KEYS``); see :mod:`anyedge.signing`.
         """
-        det = FaceDetector.create(detector, engine=detector_engine or engine, threads=threads, channels=channels)
+        det = FaceDetector.create(detector, engine=detector_engine or engine, threads=threads, channels=channels,
+                                  trusted_keys=trusted_keys)
         try:
             emb = FaceEmbedder.create(embedder, engine=embedder_engine or engine, threads=threads,
-                                      flip=flip, channels=channels)
+                                      flip=flip, channels=channels, trusted_keys=trusted_keys)
         except BaseException:
             det.close()
             raise
