@@ -460,6 +460,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .outputs import output_file
     from .video import AtomicVideoWriter
 
+    if args.queue not in (1, 2):
+        raise InputError(f"--queue must be 1 or 2, got {args.queue}")
     writer = AtomicVideoWriter(args.out, 25.0) if args.out else None  # validates the name up front
     out_folder = output_file(writer.path, inputs=[args.source])[0] if writer is not None else None
     labeller = _gallery_labeller(args.gallery, args) if args.gallery else None
@@ -554,7 +556,7 @@ def add_parsers(sub: Any) -> None:
                         "(default: a live status line on stderr and a summary on stdout)")
     p.add_argument("--gallery", default=None,
                    help="face gallery for names on the faces (needs anyedge's face recognition; default: none)")
-    p.add_argument("--queue", type=int, choices=(1, 2), default=1, help="frames held between capture and inference, 1 or 2 "
+    p.add_argument("--queue", type=int, default=1, help="frames held between capture and inference, 1 or 2 "
                                                         "(default: %(default)s)")
     p.add_argument("--every-frame", action="store_true",
                    help="process every frame of a file, dropping none (default: files are paced at their "

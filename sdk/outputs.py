@@ -97,7 +97,7 @@ def check_replaceable(folder: str | os.PathLike[str], option: str = "--out",
     if not p.exists():
         return
     if not p.is_dir():
-        raise InputError(f"{option} {p} is an existing file; expected a folder (created when missing)")
+        raise InputError(f"{option} {p} is an existing file; expected a directory (created when missing)")
     ours = written_here(p) | {RECORD, *ignore}
     for entry in sorted(p.iterdir()):
         if entry.name not in ours:
@@ -122,7 +122,7 @@ class OutputDir:
         self.path = Path(path)
         self.option = option
         if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"{option} {self.path} is an existing file; expected a folder (created when missing)")
+            raise InputError(f"{option} {self.path} is an existing file; expected a directory (created when missing)")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
