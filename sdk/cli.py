@@ -409,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one JSON object per image (per frame for videos) on stdout (default: text)")
     p.add_argument("--out", default=None,
                    help="directory for annotated images (NAME.jpg) and videos (NAME.annotated.mp4); "
-                        "created when missing (default: write nothing)")
+                        "created when missing; a name taken by an input or a file anyedge did not write gets "
+                        "a suffix (NAME-2.jpg) (default: write nothing)")
     p.add_argument("--score", type=unit_float, default=None, help="score threshold in [0, 1] (default: the model's)")
     p.add_argument("--max-faces", type=positive_int, default=None,
                    help="keep at most N faces per image (default: no limit)")

@@ -550,7 +550,8 @@ def add_parsers(sub: Any) -> None:
                    help="CPU threads for the engine (default: the engine's)")
     p.add_argument("--score", type=unit_float, default=None, help="score threshold in [0, 1] (default: the model's)")
     p.add_argument("--out", default=None,
-                   help="write the processed frames, annotated, to this video file (.mp4/.avi; default: none)")
+                   help="write the processed frames, annotated, to this video file (.mp4/.avi; never the source "
+                        "or a file anyedge did not write; default: none)")
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout: one per frame, a stats line per second, a summary at the end "
                         "(default: a live status line on stderr and a summary on stdout)")
@@ -561,7 +562,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--every-frame", action="store_true",
                    help="process every frame of a file, dropping none (default: files are paced at their "
                         "frame rate like a camera)")
-    p.add_argument("--frames", type=positive_int, default=None, help="stop after N processed frames (default: no limit)")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="stop after N processed frames (default: no limit)")
     p.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds (default: no limit)")
     p.add_argument("--size", type=size_arg, default=(640, 480),
                    help="camera capture WIDTHxHEIGHT (default: 640x480)")

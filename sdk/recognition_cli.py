@@ -282,7 +282,8 @@ def add_parsers(sub: Any) -> None:
     _db_opt(p)
     _model_opts(p, None)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--face", type=int_at_least(0), default=None, help="index of the face to take (best detection first)")
+    which.add_argument("--face", type=int_at_least(0), default=None,
+                       help="index of the face to take (best detection first)")
     which.add_argument("--largest", action="store_true", help="take the largest face when there are several")
     p.set_defaults(func=_cmd_enroll)
 

@@ -120,7 +120,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-images", type=positive_int, default=None, help="use at most this many photos (default: all)")
     p.add_argument("--runs", type=positive_int, default=50, help="timed calls per row after warm-up (default 50)")
     p.add_argument("--warmup", type=int_at_least(0), default=5, help="untimed calls before timing (default 5)")
-    p.add_argument("--out", default="out/bench", help="folder for bench.json, bench.csv, bench.png (default out/bench)")
+    p.add_argument("--out", default="out/bench",
+                   help="folder for bench.json, bench.csv, bench.png (default out/bench); a name taken by an input "
+                        "or a file anyedge did not write gets a suffix (bench-2.json)")
     p.add_argument("--compare", default=None, metavar="OLD.json",
                    help="print ratios of this run against an earlier bench.json (same device: regressions; "
                         "another device: how they differ)")
@@ -128,7 +130,8 @@ def add_parsers(sub: Any) -> None:
                    help="use a saved run instead of benchmarking (re-renders table/CSV/PNG; with --compare "
                         "compares two saved runs)")
     p.add_argument("--no-png", action="store_true", help="skip the chart (no matplotlib needed)")
-    p.add_argument("--timeout", type=positive_float, default=600.0, help="seconds before a row's process is stopped (600)")
+    p.add_argument("--timeout", type=positive_float, default=600.0,
+                   help="seconds before a row's process is stopped (600)")
     p.add_argument("--json", action="store_true",
                    help="print bench.json (with the comparison under 'compare') on stdout instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")

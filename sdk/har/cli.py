@@ -45,7 +45,8 @@ def add_har_parser(subparsers: Any) -> argparse.ArgumentParser:
     e = sub.add_parser("export-c", help="write a model as a C header for anyedge_bnn.c",
                        epilog="example:\n  anyedge har export-c --model bnn-racketsports --out model_racketsports.h")
     e.add_argument("--model", required=True, help="model name or bundle path")
-    e.add_argument("--out", type=Path, required=True, help="header file to write")
+    e.add_argument("--out", type=Path, required=True,
+                   help="header file to write (never a file anyedge did not write)")
     e.set_defaults(func=_export_c)
 
     m = sub.add_parser("models", help="list the shipped activity models", epilog="example:\n  anyedge har models")
