@@ -246,3 +246,20 @@ def test_a_stream_that_stalls_is_not_reported_as_its_end(tmp_path, capsys):
         server.shutdown()
         server.server_close()
     assert summary["captured"] > 0 and summary["stopped_by"].startswith("stalled"), summary
+
+
+def test_convert_out_onto_its_input_bundle_is_refused_up_front(tmp_path, capsys):
+    from anyedge.bundle import write_bundle
+    from anyedge.registry import resolve_model
+
+    from .conftest import WIDER
+    from .test_manifest import face_manifest
+
+    bundle = tmp_path / "b"
+    write_bundle(bundle, {"model.onnx": resolve_model("yunet-n-320")[0]}, face_manifest())
+    before = _snapshot(bundle)
+    t = time.monotonic()
+    rc = main(["convert", str(bundle), "--target", "arm-cpu", "--calib", str(WIDER), "--out", str(bundle)])
+    line = _error_line(capsys.readouterr().err)
+    assert rc == 2 and "is the input" in line and time.monotonic() - t < 30  # before any conversion work
+    assert _snapshot(bundle) == before
