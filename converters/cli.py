@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from anyedge.cli_args import size_arg
+from anyedge.cli_args import float_in, positive_int, size_arg
 from anyedge.signing_cli import add_trust_argument
 
 __all__ = ["add_parsers"]
@@ -36,9 +36,12 @@ def _pairs(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from anyedge.outputs import refuse_input
+
     from .api import convert
 
     calib = args.calib or _default_calibration()
+    refuse_input(args.out, [args.model, calib, args.pairs])
     if calib is None:
         from anyedge.errors import CalibrationError
 
@@ -207,7 +210,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--calib", default=None,
                    help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present); for a "
                         "face embedder, the faces SCRFD finds there are aligned into calibration crops")
-    p.add_argument("--max-drop", type=float, default=None,
+    p.add_argument("--max-drop", type=float_in(0.0, 1.0), default=None,
                    help="allowed drop vs the float model: F1 for detectors (default 0.05); 5th-percentile cosine "
                         "and verification accuracy for face embedders (default 0.02)")
     p.add_argument("--pairs", default=None,
@@ -220,7 +223,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--input-size", type=size_arg, default=None,
                    help="static input WIDTHxHEIGHT, e.g. 320x320 (default: the model's own size)")
     p.add_argument("--family", default=None, help="decoder family for a bare model file (default: from the registry)")
-    p.add_argument("--max-calibration", type=int, default=100,
+    p.add_argument("--max-calibration", type=positive_int, default=100,
                    help="use at most N calibration images (face embedders: N aligned face crops); every third "
                         "image is held back (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object (default: text)")

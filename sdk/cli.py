@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
 from .errors import AnyEdgeError, InputError
+from .cli_args import positive_int, unit_float
+from .outputs import OutputDir, write_atomic
 
 __all__ = ["main", "build_parser", "EXIT_CODES"]
 
@@ -95,22 +97,6 @@ def _shared_data() -> Path | None:
     return None
 
 
-def out_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
-    """Create (if needed) and return an output directory named on the command line.
-
-    Raises:
-        InputError: the path is an existing file, or the directory cannot be created.
-    """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InputError(f"{option} {p} is an existing file; expected a directory (created when missing)")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"{option} {p}: cannot create the directory ({e.strerror or e})") from None
-    return p
-
-
 # -- models ---------------------------------------------------------------------------------
 def _where_published(source: Any) -> str:
     if source.url:
@@ -174,19 +160,30 @@ def _precisions(row: dict[str, Any]) -> dict[str, str]:
 
 
 # -- detect ---------------------------------------------------------------------------------
-def _iter_inputs(paths: Sequence[str]) -> Iterator[tuple[str, Path]]:
+def _iter_inputs(paths: Sequence[str]) -> list[tuple[str, Path]]:
+    """(kind, path) of every input; a folder gives its images and videos, not anyedge's own outputs there.
+
+    Raises:
+        InputError: a folder holds no image or video.
+    """
+    from .outputs import written_here
+
+    found: list[tuple[str, Path]] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for f in sorted(p.iterdir()):
-                if f.suffix.lower() in IMAGE_SUFFIXES:
-                    yield "image", f
-                elif f.suffix.lower() in VIDEO_SUFFIXES:
-                    yield "video", f
+            ours = written_here(p)
+            inside = [("image" if f.suffix.lower() in IMAGE_SUFFIXES else "video", f) for f in sorted(p.iterdir())
+                      if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and f.name not in ours]
+            if not inside:
+                raise InputError(f"{p}: no images or videos in this folder (expected "
+                                 f"{', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+            found.extend(inside)
         elif p.suffix.lower() in VIDEO_SUFFIXES:
-            yield "video", p
+            found.append(("video", p))
         else:
-            yield "image", p
+            found.append(("image", p))
+    return found
 
 
 def _read_image(path: Path) -> Any:
@@ -206,12 +203,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         opts["max_faces"] = args.max_faces
     if not args.paths and args.camera is None:
         raise InputError("give one or more PATHs (images, folders, videos) or --camera")
-    out = out_dir(args.out) if args.out else None
+    inputs = [] if args.camera is not None else _iter_inputs(args.paths)
+    out = OutputDir(args.out, inputs=[p for _, p in inputs]) if args.out else None
     failures = 0
     with FaceDetector.create(args.model, engine=args.engine, **opts) as det:
         if args.camera is not None:
             return _detect_camera(det, args)
-        for kind, path in _iter_inputs(args.paths):
+        for kind, path in inputs:
+            written = None
             try:
                 if kind == "video":
                     _detect_video(det, path, args, out)
@@ -219,7 +218,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 img = _read_image(path)
                 faces = det.detect(img)
                 if out:
-                    _write_image(out / (path.stem + ".jpg"), draw_faces(img, faces))
+                    written = out.claim(path.stem + ".jpg")
+                    _write_image(written, draw_faces(img, faces))
+                    out.record(written)
             except BrokenPipeError:
                 raise
             except (AnyEdgeError, OSError) as e:  # one bad input never stops the others
@@ -231,10 +232,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 continue
             if args.json:
-                print(json.dumps({"image": str(path), "faces": faces.to_list()}), flush=True)
+                rec: dict[str, Any] = {"image": str(path), "faces": faces.to_list()}
+                if written is not None:
+                    rec["out"] = str(written)
+                print(json.dumps(rec), flush=True)
             else:
                 ms = det.last_timing["total"] * 1e3
-                print(f"{path}: {len(faces)} face(s) in {ms:.1f} ms", flush=True)
+                print(f"{path}: {len(faces)} face(s) in {ms:.1f} ms" + (f" -> {written}" if written else ""),
+                      flush=True)
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -265,15 +270,10 @@ def _write_image(path: Path, bgr: Any) -> None:
     ok, buf = cv2.imencode(path.suffix, bgr)
     if not ok:
         raise InputError(f"could not encode {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, buf.tobytes())
 
 
-def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: Path | None) -> None:
+def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir | None) -> None:
     import cv2
 
     from .ops.draw import draw_faces
@@ -283,7 +283,7 @@ def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: Path | No
     if not cap.isOpened():
         raise InputError(f"{path}: not a readable video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = AtomicVideoWriter(out / f"{path.stem}.annotated.mp4", fps) if out else None
+    writer = AtomicVideoWriter(out.claim(f"{path.stem}.annotated.mp4"), fps) if out else None
     frame_no = 0
     try:
         while True:
@@ -298,8 +298,9 @@ def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: Path | No
             frame_no += 1
         if frame_no == 0:
             raise InputError(f"{path}: video has no readable frames")
-        if writer is not None:
+        if writer is not None and out is not None:
             writer.commit()
+            out.record(writer.path)
     finally:
         cap.release()
         if writer is not None:
@@ -332,7 +333,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         name, img = args.image, _read_image(Path(args.image))
     else:
         name, img = _demo_image()
-    out = out_dir(args.out)
+    out = OutputDir(args.out, inputs=[args.image] if args.image else [])
     if args.models:
         models = args.models.split(",")
     else:  # every face detector on this machine or fetchable from its official source
@@ -357,23 +358,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             rows.append({"model": model, "engine": engine, "faces": len(faces), "median_ms": med,
                          "p90_ms": p90, "detections": faces.to_list()})
             if engine == engines_for(info.filename)[0]:
-                _write_image(out / f"demo_{model}.jpg", draw_faces(img, faces, f"{model} "))
-    (out / "demo.json").write_text(json.dumps({"image": name, "results": rows}, indent=1))
-    print(f"\nannotated images and demo.json written to {out}/")
+                written = out.claim(f"demo_{model}.jpg")
+                _write_image(written, draw_faces(img, faces, f"{model} "))
+                out.record(written)
+    summary = out.claim("demo.json")
+    write_atomic(summary, json.dumps({"image": name, "results": rows}, indent=1).encode())
+    out.record(summary)
+    print(f"\nannotated images and {summary.name} written to {out.path}/")
     return EXIT_OK
 
 
 # -- parser ---------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full ``anyedge`` parser, hooks' subcommands included."""
     from . import __version__
@@ -405,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", default=None,
                    help="camera index (0), 'picamera' or a stream URL instead of PATHs (default: none); "
                         "for live use with frame dropping see 'anyedge run'")
-    p.add_argument("--frames", type=_positive_int, default=None,
+    p.add_argument("--frames", type=positive_int, default=None,
                    help="with --camera: stop after N frames (default: until the source ends)")
     p.add_argument("--model", default="blazeface-short",
                    help="registry name, bundle or model file (default: %(default)s)")
@@ -415,11 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one JSON object per image (per frame for videos) on stdout (default: text)")
     p.add_argument("--out", default=None,
                    help="directory for annotated images (NAME.jpg) and videos (NAME.annotated.mp4); "
-                        "created when missing (default: write nothing)")
-    p.add_argument("--score", type=float, default=None, help="score threshold (default: the model's)")
-    p.add_argument("--max-faces", type=_positive_int, default=None,
+                        "created when missing; a name taken by an input or a file anyedge did not write gets "
+                        "a suffix (NAME-2.jpg) (default: write nothing)")
+    p.add_argument("--score", type=unit_float, default=None, help="score threshold in [0, 1] (default: the model's)")
+    p.add_argument("--max-faces", type=positive_int, default=None,
                    help="keep at most N faces per image (default: no limit)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for the engine (default: the engine's own choice)")
     add_trust_argument(p)
     p.set_defaults(func=_cmd_detect)
@@ -434,8 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image to use (default: $ANYEDGE_DATA's smoke photo, else the fetched sample photo)")
     p.add_argument("--models", default=None,
                    help="comma-separated model names (default: every face detector present or fetchable)")
-    p.add_argument("--runs", type=_positive_int, default=20, help="timed runs per model (default: %(default)s)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--runs", type=positive_int, default=20, help="timed runs per model (default: %(default)s)")
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for the engines (default: the engine's own choice)")
     p.add_argument("--out", default="out/demo",
                    help="directory for annotated images and demo.json (default: %(default)s)")

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .cli_args import size_arg
+from .cli_args import positive_float, positive_int, size_arg, unit_float
 from .errors import InputError
 
 __all__ = ["FrameSource", "open_source", "DropQueue", "LiveSummary", "run_live", "add_parsers"]
@@ -46,6 +46,7 @@ class FrameSource:
     name: str = ""
     fps: float | None = None
     is_file: bool = False
+    ended: str = "end of source"  # why read() returned None: "end of source", or that the source stalled
 
     def read(self) -> np.ndarray | None:
         """The next BGR ``(H, W, 3)`` uint8 frame, or ``None`` when the source has ended."""
@@ -62,12 +63,24 @@ class _CvSource(FrameSource):
         self._cap = cap
         self.name = name
         self.is_file = is_file
+        self._frames = 0
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and math.isfinite(fps) and 0 < fps < 1000 else None
 
     def read(self) -> np.ndarray | None:
+        import cv2
+
         ok, frame = self._cap.read()
-        return frame if ok else None
+        if ok:
+            self._frames += 1
+            return frame
+        if not self.is_file:  # a camera or stream that stops sending did not end: it stalled
+            total = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            declared = total > 0 and math.isfinite(total)
+            if not (declared and self._frames >= total):
+                self.ended = (f"stalled: no frame came after frame {self._frames}"
+                              + (f" of the {int(total)} the stream declares" if declared else ""))
+        return None
 
     def close(self) -> None:
         self._cap.release()
@@ -99,6 +112,9 @@ class _PiCameraSource(FrameSource):
         self._cam.close()
 
 
+_MAX_CAMERA_INDEX = 1023  # OpenCV reads larger numbers as a back-end choice plus an index
+
+
 def _is_url(source: str) -> bool:
     return "://" in source
 
@@ -108,6 +124,9 @@ def _open_cv(source: str, size: tuple[int, int], timeout_s: float) -> FrameSourc
 
     if source.isdigit():
         index = int(source)
+        if index > _MAX_CAMERA_INDEX:
+            raise InputError(f"camera index {source} cannot exist (expected 0-{_MAX_CAMERA_INDEX}, e.g. 0 for "
+                             "/dev/video0); give a camera index, a video file, a stream URL or 'picamera'")
         cap = cv2.VideoCapture(index)
         if not cap.isOpened():
             cap.release()
@@ -379,6 +398,7 @@ def run_live(
             item = queue.get(timeout=0.1)
             if item is None:
                 if queue.closed_and_empty:
+                    summary.stopped_by = source.ended
                     break
                 continue
             index, captured_at, frame = item
@@ -434,11 +454,13 @@ def _status_line(stats: dict[str, Any]) -> str:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .ops.draw import draw_faces
     from .tasks.face_detector import FaceDetector
+    from .outputs import output_file
     from .video import AtomicVideoWriter
 
     if args.queue not in (1, 2):
         raise InputError(f"--queue must be 1 or 2, got {args.queue}")
     writer = AtomicVideoWriter(args.out, 25.0) if args.out else None  # validates the name up front
+    out_folder = output_file(writer.path, inputs=[args.source])[0] if writer is not None else None
     labeller = _gallery_labeller(args.gallery, args) if args.gallery else None
     opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads}
     if args.score is not None:
@@ -477,8 +499,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             summary = run_live(src, det.detect, queue_size=args.queue, every_frame=args.every_frame,
                                max_frames=args.frames, duration_s=args.duration, stop=stop,
                                on_frame=on_frame, on_second=on_second)
-            if writer is not None and writer.frames:
-                writer.commit()
+            if summary.captured == 0 and summary.stopped_by not in ("signal", "duration"):
+                why = "" if summary.stopped_by == "end of source" else f" ({summary.stopped_by})"
+                raise InputError(f"{src.name}: no frame could be read{why}; expected a video file, camera or "
+                                 "stream that delivers frames")
+            if writer is not None and out_folder is not None and writer.frames:
+                out_folder.record(writer.commit())
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
@@ -519,10 +545,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--model", default="blazeface-short",
                    help="any face detector: registry name, bundle or model file (default: %(default)s)")
     p.add_argument("--engine", default=None, help="engine to run it on (default: the model's own)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the engine (default: the engine's)")
-    p.add_argument("--score", type=float, default=None, help="score threshold (default: the model's)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for the engine (default: the engine's)")
+    p.add_argument("--score", type=unit_float, default=None, help="score threshold in [0, 1] (default: the model's)")
     p.add_argument("--out", default=None,
-                   help="write the processed frames, annotated, to this video file (.mp4/.avi; default: none)")
+                   help="write the processed frames, annotated, to this video file (.mp4/.avi; never the source "
+                        "or a file anyedge did not write; default: none)")
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout: one per frame, a stats line per second, a summary at the end "
                         "(default: a live status line on stderr and a summary on stdout)")
@@ -533,11 +561,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--every-frame", action="store_true",
                    help="process every frame of a file, dropping none (default: files are paced at their "
                         "frame rate like a camera)")
-    p.add_argument("--frames", type=int, default=None, help="stop after N processed frames (default: no limit)")
-    p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: no limit)")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="stop after N processed frames (default: no limit)")
+    p.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds (default: no limit)")
     p.add_argument("--size", type=size_arg, default=(640, 480),
                    help="camera capture WIDTHxHEIGHT (default: 640x480)")
-    p.add_argument("--timeout", type=float, default=10.0,
+    p.add_argument("--timeout", type=positive_float, default=10.0,
                    help="seconds to wait for a source to open (default: %(default)s)")
     add_trust_argument(p)
     p.set_defaults(func=_cmd_run)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .cli_args import float_in, int_at_least, positive_int
 from .errors import InputError
 from .signing_cli import add_trust_argument
 
@@ -22,6 +23,7 @@ __all__ = ["add_parsers"]
 
 _EXIT = "exit codes: 0 ok, 1 some images failed (reported, others processed), 2 error"
 _DEFAULT_EMBEDDER = "mobilefacenet"
+_cosine = float_in(-1.0, 1.0)
 
 
 def _read_bgr(path: str | Path) -> np.ndarray:
@@ -242,7 +244,7 @@ def _model_opts(p: argparse.ArgumentParser, embedder_default: str | None) -> Non
     p.add_argument("--engine", default=None, help="litert, onnxruntime or openvino for both models "
                                                   "(default: each model's own)")
     add_trust_argument(p)
-    p.add_argument("--threads", type=int, default=None, help="engine CPU threads (default: engine default)")
+    p.add_argument("--threads", type=positive_int, default=None, help="engine CPU threads (default: engine default)")
     p.add_argument("--flip", action="store_true", help="average each embedding with its mirror image's")
 
 
@@ -265,7 +267,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("a", metavar="A", help="first image (its largest face is used)")
     p.add_argument("b", metavar="B", help="second image (its largest face is used)")
     _model_opts(p, _DEFAULT_EMBEDDER)
-    p.add_argument("--threshold", type=float, default=None, help="cosine for 'same' (default: the embedder's)")
+    p.add_argument("--threshold", type=_cosine, default=None,
+                   help="cosine in [-1, 1] for 'same' (default: the embedder's)")
     p.add_argument("--json", action="store_true", help='print {"same", "score", "threshold"}')
     p.set_defaults(func=_cmd_verify)
 
@@ -295,7 +298,8 @@ def add_parsers(sub: Any) -> None:
     _db_opt(p)
     _model_opts(p, None)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--face", type=int, default=None, help="index of the face to take (best detection first)")
+    which.add_argument("--face", type=int_at_least(0), default=None,
+                       help="index of the face to take (best detection first)")
     which.add_argument("--largest", action="store_true", help="take the largest face when there are several")
     p.set_defaults(func=_cmd_enroll)
 
@@ -304,8 +308,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="images to search for enrolled people")
     _db_opt(p)
     _model_opts(p, None)
-    p.add_argument("--threshold", type=float, default=None,
-                   help="cosine below which a face is unknown (name null); default: the embedder's")
+    p.add_argument("--threshold", type=_cosine, default=None,
+                   help="cosine in [-1, 1] below which a face is unknown (name null); default: the embedder's")
     p.set_defaults(func=_cmd_identify)
 
     p = gs.add_parser("list", help="people in the gallery and their number of embeddings",

@@ -37,7 +37,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("model", metavar="BUNDLE|MODEL",
                    help="registry name (anyedge models), bundle directory or .zip, or a model file (with --family)")
     p.add_argument("--out", type=Path, required=True,
-                   help="folder to write; must not exist, be empty, or hold an earlier export-c output (replaced)")
+                   help="folder to write; must not exist, be empty, or hold only an earlier export-c output "
+                        "(replaced; a file anyedge did not write there is never deleted: the export is refused)")
     p.add_argument("--family", default=None,
                    help="decoder family of a bare model file: blazeface, scrfd, yunet, retinaface or ultraface")
     p.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from ..bundle import replace_directory
 from ..errors import InputError, ModelLoadError
+from ..outputs import RECORD, OutputDir, check_replaceable
 from ..targets.ctext import c_comment, c_ident, c_string, check_c_ident
 
 __all__ = [
@@ -375,7 +376,8 @@ def export_c(model: str | os.PathLike[str], out: str | os.PathLike[str], *, fami
 
     Args:
         model: registry name, bundle (directory or .zip; verified like everywhere) or model file.
-        out: the folder to write; it must not exist, be empty, or be an earlier export.
+        out: the folder to write; it must not exist, be empty, or hold only what an earlier export
+            wrote there (its hidden record lists those files; anything else is never deleted).
         family: decoder family of a bare model file.
         input_size: ``(width, height)`` for models with a dynamic input.
         name: C identifier of the model (default: derived from the model name); C and C++
@@ -385,7 +387,7 @@ def export_c(model: str | os.PathLike[str], out: str | os.PathLike[str], *, fami
     Raises:
         BundleError, IntegrityError: a bundle that does not verify.
         InputError: bad arguments (``name`` not a usable C identifier), an unsupported family,
-            ``out`` is something else.
+            ``out`` is a file or holds a file anyedge did not write (named).
         ModelLoadError: the model's outputs do not match what its decoder reads.
     """
     from ..engines import open_engine
@@ -394,8 +396,10 @@ def export_c(model: str | os.PathLike[str], out: str | os.PathLike[str], *, fami
     out = Path(out)
     if name is not None:
         check_c_ident(name)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / ".anyedge-export").is_file())):
-        raise InputError(f"{out} exists and is not an empty folder or an earlier export-c output; refusing it")
+    if (out / ".anyedge-export").is_file() and not (out / RECORD).is_file():
+        raise InputError(f"{out} holds an export-c output of an older anyedge that did not list its files; "
+                         "remove that folder or choose another --out")
+    check_replaceable(out)  # only what an earlier export-c wrote there may be replaced
     spec = resolve_spec(model, task=TASK, family=family)
     chosen = engine or spec.engine
     eng = open_engine(spec.path, chosen)
@@ -423,7 +427,7 @@ def export_c(model: str | os.PathLike[str], out: str | os.PathLike[str], *, fami
             raise InputError(f"the header name {header} clashes with a model file; pass --name")
         (tmp / header).write_text(render_header(params))
         written.append(header)
-        (tmp / ".anyedge-export").write_text("written by anyedge export-c\n")
+        OutputDir(tmp).record(*(tmp / w for w in written))
         replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

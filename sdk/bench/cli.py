@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import int_at_least, positive_float, positive_int
+
 __all__ = ["add_parsers"]
 
 _EPILOG = """\
@@ -61,10 +63,12 @@ def _progress(stream: Any) -> Any:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ..errors import InputError
+    from ..outputs import OutputDir
     from . import report
     from .data import default_images
     from .runner import BenchConfig, run_bench
 
+    out = OutputDir(args.out, inputs=[p for p in (args.compare, args.from_json) if p])
     old = report.load_result(args.compare) if args.compare else None
     if args.from_json:
         if args.models:
@@ -78,10 +82,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                           images=images, max_images=args.max_images, runs=args.runs, warmup=args.warmup,
                           timeout_s=args.timeout)
         doc = run_bench(cfg, progress=None if args.quiet else _progress(sys.stderr))
-    out = Path(args.out)
-    written = [report.write_json(doc, out / "bench.json"), report.write_csv(doc, out / "bench.csv")]
+    written = [report.write_json(doc, out.claim("bench.json")), report.write_csv(doc, out.claim("bench.csv"))]
+    out.record(*written)
     if not args.no_png:
-        written.append(report.write_png(doc, out / "bench.png"))
+        written.append(report.write_png(doc, out.claim("bench.png")))
+        out.record(written[-1])
     cmp = report.compare(old, doc) if old else None
     if args.json:
         print(json.dumps({**doc, "compare": cmp} if cmp else doc))
@@ -114,10 +119,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--images", default=None,
                    help="folder of photos for the detectors (default: $ANYEDGE_DATA/widerface_val/images when "
                         "present, else a synthetic frame and no fidelity)")
-    p.add_argument("--max-images", type=int, default=None, help="use at most this many photos (default: all)")
-    p.add_argument("--runs", type=int, default=50, help="timed calls per row after warm-up (default 50)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls before timing (default 5)")
-    p.add_argument("--out", default="out/bench", help="folder for bench.json, bench.csv, bench.png (default out/bench)")
+    p.add_argument("--max-images", type=positive_int, default=None, help="use at most this many photos (default: all)")
+    p.add_argument("--runs", type=positive_int, default=50, help="timed calls per row after warm-up (default 50)")
+    p.add_argument("--warmup", type=int_at_least(0), default=5, help="untimed calls before timing (default 5)")
+    p.add_argument("--out", default="out/bench",
+                   help="folder for bench.json, bench.csv, bench.png (default out/bench); a name taken by an input "
+                        "or a file anyedge did not write gets a suffix (bench-2.json)")
     p.add_argument("--compare", default=None, metavar="OLD.json",
                    help="print ratios of this run against an earlier bench.json (same device: regressions; "
                         "another device: how they differ)")
@@ -125,7 +132,8 @@ def add_parsers(sub: Any) -> None:
                    help="use a saved run instead of benchmarking (re-renders table/CSV/PNG; with --compare "
                         "compares two saved runs)")
     p.add_argument("--no-png", action="store_true", help="skip the chart (no matplotlib needed)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds before a row's process is stopped (600)")
+    p.add_argument("--timeout", type=positive_float, default=600.0,
+                   help="seconds before a row's process is stopped (600)")
     p.add_argument("--json", action="store_true",
                    help="print bench.json (with the comparison under 'compare') on stdout instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")

@@ -47,7 +47,8 @@ def add_har_parser(subparsers: Any) -> argparse.ArgumentParser:
     e = sub.add_parser("export-c", help="write a model as a C header for anyedge_bnn.c",
                        epilog="example:\n  anyedge har export-c --model bnn-racketsports --out model_racketsports.h")
     e.add_argument("--model", required=True, help="model name or bundle path")
-    e.add_argument("--out", type=Path, required=True, help="header file to write")
+    e.add_argument("--out", type=Path, required=True,
+                   help="header file to write (never a file anyedge did not write)")
     add_trust_argument(e)
     e.set_defaults(func=_export_c)
 
@@ -81,14 +82,17 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _export_c(args: argparse.Namespace) -> int:
-    from ..converters.bnn import write_c_header
+    from ..converters.bnn import c_header
+    from ..outputs import output_file, write_atomic
     from ..targets.bnn.format import read_bnn
     from ..tasks._loading import resolve_spec
 
     spec = resolve_spec(args.model, task="activity_classification")
+    folder, target = output_file(args.out, inputs=[args.model, spec.path])
     model = read_bnn(spec.path)
     labels = (spec.manifest or {}).get("labels")
-    write_c_header(model, args.out, name=spec.name, labels=labels)
+    write_atomic(target, c_header(model, name=spec.name, labels=labels).encode())
+    folder.record(target)
     print(f"wrote {args.out} ({model.nbytes} parameter bytes); compile it with targets/bnn/c/anyedge_bnn.c")
     return 0
 

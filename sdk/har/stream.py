@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from ..cli_args import positive_int
 from ..errors import InputError
 
 __all__ = ["add_stream_parser", "csv_samples"]
@@ -124,9 +125,9 @@ def add_stream_parser(sub: Any) -> None:
     s.add_argument("--engine", default=None, help="engine name, e.g. bnn (default: the bundle's)")
     s.add_argument("--source", default="-",
                    help="'-' for stdin, a CSV file, or a serial device such as /dev/ttyACM0 (default: stdin)")
-    s.add_argument("--baud", type=int, default=115200,
+    s.add_argument("--baud", type=positive_int, default=115200,
                    help="serial speed when --source is a device and pyserial is installed (default: %(default)s)")
-    s.add_argument("--hop", type=int, default=None, help="samples between windows (default: half a window)")
+    s.add_argument("--hop", type=positive_int, default=None, help="samples between windows (default: half a window)")
     s.add_argument("--json", action="store_true", help='one JSON object per window: {"start", "label", "score"}')
     add_trust_argument(s)
     s.set_defaults(func=_stream)
