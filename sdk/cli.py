@@ -15,6 +15,7 @@ Conventions every subcommand follows (``anyedge --help`` shows them to users):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -40,7 +41,7 @@ EXIT_CODES = {
     EXIT_USAGE: "bad usage or an anyedge error: unknown model, unreadable input, refused bundle, "
                 "missing engine, failed conversion",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (anyedge run: Ctrl-C is the normal stop and exits 0)",
-    EXIT_PIPE: "stdout was closed early (e.g. piped into head); nothing else went wrong",
+    EXIT_PIPE: "stdout was closed early (e.g. piped into head), or is closed or full; nothing else went wrong",
     EXIT_TERMINATED: "terminated by SIGTERM (anyedge run: a clean stop, exits 0)",
 }
 
@@ -490,15 +491,19 @@ class _ResultsOnlyStdout(io.TextIOBase):
         return self._other
 
     def write(self, s: str) -> int:  # type: ignore[override]
-        return self._target().write(s)
+        target = self._target()
+        if target is not self._results:
+            return target.write(s)
+        with _writing_stdout():
+            return target.write(s)
 
     def writelines(self, lines: Any) -> None:  # type: ignore[override]
-        target = self._target()
         for line in lines:
-            target.write(line)
+            self.write(line)
 
     def flush(self) -> None:
-        self._results.flush()
+        with _writing_stdout():
+            self._results.flush()
         self._other.flush()
 
     def writable(self) -> bool:
@@ -521,12 +526,35 @@ def _module_of(g: dict[str, Any]) -> str:
     return name
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived (raised in the main thread by the signal handler)."""
+class _StdoutError(Exception):
+    """The results could not be written to stdout (closed, full, an I/O error); a broken pipe is not one."""
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated()
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise _StdoutError(f"cannot write to stdout: {e.strerror or e}") from e
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived (raised in the main thread by the signal handler).
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` on the way
+    (a remedy loop, an engine wrapper, a third-party library) can take it for a failed step.
+    """
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """The first SIGINT/SIGTERM raises; later ones are ignored so the clean-up and the one-line report finish."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    if signum == signal.SIGTERM:
+        raise _Terminated()
+    raise KeyboardInterrupt()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -542,8 +570,11 @@ def _run(args: argparse.Namespace) -> int:
     original = sys.stdout
     os.dup2(sys.stderr.fileno(), fd)
     sys.stdout = _ResultsOnlyStdout(results, sys.stderr)
+    done = False
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        done = True
+        return code
     finally:
         sys.stdout = original
         try:
@@ -551,9 +582,13 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             os.dup2(saved, fd)
             try:
-                results.close()
+                with _writing_stdout():
+                    results.close()
             except BrokenPipeError:
                 pass
+            except _StdoutError:
+                if done:  # else the error already on its way says more
+                    raise
 
 
 def _split_verbose(argv: Sequence[str]) -> tuple[list[str], bool]:
@@ -572,55 +607,74 @@ def _split_verbose(argv: Sequence[str]) -> tuple[list[str], bool]:
 
 
 def _silence_stdout() -> None:
-    """After a broken pipe: point stdout at /dev/null so the exit flush cannot fail again."""
+    """After a broken pipe or a failed write: point stdout at /dev/null so the exit flush cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, 1 if sys.stdout is None else sys.stdout.fileno())
     except (AttributeError, OSError, ValueError):
         pass
     finally:
         os.close(devnull)
 
 
+def _report(line: str) -> None:
+    """The one line a failed command prints on stderr (nothing, when stderr itself is gone)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anyedge`` command; returns the exit code (see :data:`EXIT_CODES`)."""
-    argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
-    args.verbose = verbose
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    previous = None
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            previous[s] = signal.signal(s, _on_signal)
     except ValueError:  # not the main thread
         pass
+    verbose = False
     code = EXIT_OK
     try:
+        if sys.stdout is None:  # started with stdout closed (>&-): fd 1 may be reused by any file opened
+            _silence_stdout()
+            raise _StdoutError("stdout is closed; give the output somewhere to go (e.g. >/dev/null)")
+        argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
+        args = build_parser().parse_args(argv)
+        args.verbose = verbose
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         code = _run(args)
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
         code = EXIT_PIPE
     except KeyboardInterrupt:
-        print("anyedge: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
+        _report("anyedge: interrupted")
     except _Terminated:
-        print("anyedge: terminated", file=sys.stderr)
         code = EXIT_TERMINATED
+        _report("anyedge: terminated")
     except AnyEdgeError as e:
         if verbose:
             traceback.print_exc()
-        print(f"anyedge: error: {_one_line(e)}", file=sys.stderr)
         code = EXIT_USAGE
+        _report(f"anyedge: error: {_one_line(e)}")
+    except _StdoutError as e:
+        if verbose:
+            traceback.print_exc()
+        _silence_stdout()
+        code = EXIT_PIPE
+        _report(f"anyedge: error: {e}")
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 1
         if verbose:
             traceback.print_exc()
         hint = "" if verbose else " (run with -v for the traceback)"
-        print(f"anyedge: error: {type(e).__name__}: {_one_line(e)}{hint}", file=sys.stderr)
         code = EXIT_PARTIAL
+        _report(f"anyedge: error: {type(e).__name__}: {_one_line(e)}{hint}")
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
     return code
 
 
