@@ -176,8 +176,12 @@ def _precisions(row: dict[str, Any]) -> dict[str, str]:
 
 # -- detect ---------------------------------------------------------------------------------
 def _iter_inputs(paths: Sequence[str]) -> Iterator[tuple[str, Path]]:
+    from .inputs import regular_file
+
     for raw in paths:
         p = Path(raw)
+        if p.exists() and not p.is_dir():  # a FIFO or device named on the line is refused, never opened
+            regular_file(p, "image or video")
         if p.is_dir():
             for f in sorted(p.iterdir()):
                 if f.suffix.lower() in IMAGE_SUFFIXES:
@@ -208,11 +212,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if not args.paths and args.camera is None:
         raise InputError("give one or more PATHs (images, folders, videos) or --camera")
     out = out_dir(args.out) if args.out else None
+    inputs = list(_iter_inputs(args.paths))
     failures = 0
     with FaceDetector.create(args.model, engine=args.engine, **opts) as det:
         if args.camera is not None:
             return _detect_camera(det, args)
-        for kind, path in _iter_inputs(args.paths):
+        for kind, path in inputs:
             try:
                 if kind == "video":
                     _detect_video(det, path, args, out)
@@ -277,10 +282,11 @@ def _write_image(path: Path, bgr: Any) -> None:
 def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: Path | None) -> None:
     import cv2
 
+    from .inputs import regular_file
     from .ops.draw import draw_faces
     from .video import AtomicVideoWriter
 
-    cap = cv2.VideoCapture(str(path))
+    cap = cv2.VideoCapture(str(regular_file(path, "video")))
     if not cap.isOpened():
         raise InputError(f"{path}: not a readable video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
