@@ -88,18 +88,18 @@ def load_ts(path: str | os.PathLike[str]) -> TsDataset:
             unequal lengths, has a case with the wrong number of dimensions or values,
             a value that is not a finite number, or a label the header does not list.
     """
-    from ..inputs import bounded_lines, regular_file
+    from ..inputs import bounded_lines, open_regular
 
-    p = regular_file(path, ".ts file")
-    if p.stat().st_size > _MAX_TS_BYTES:
-        raise InputError(f"{p} is larger than {_MAX_TS_BYTES} bytes; refusing to read it as a .ts file")
-    try:
-        with open(p, encoding="utf-8", newline=None) as f:
+    p = Path(path)
+    with open_regular(p, ".ts file", encoding="utf-8") as f:
+        if os.fstat(f.fileno()).st_size > _MAX_TS_BYTES:
+            raise InputError(f"{p} is larger than {_MAX_TS_BYTES} bytes; refusing to read it as a .ts file")
+        try:
             text_lines = [line.rstrip("\n") for line in bounded_lines(f, _MAX_TS_LINE, "case of a .ts file")]
-    except UnicodeDecodeError as e:
-        raise InputError(f"{p} is not a UTF-8 text .ts file: {e}") from e
-    except InputError as e:
-        raise InputError(f"{p}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"{p} is not a UTF-8 text .ts file: {e}") from e
+        except InputError as e:  # a line too long
+            raise InputError(f"{p}: {e}") from None
 
     meta: dict[str, str] = {}
     labels: tuple[str, ...] = ()

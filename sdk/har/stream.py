@@ -87,9 +87,9 @@ def _open_source(source: str, baud: int) -> IO[str]:
         except ImportError:  # a tty already set up with `stty -F DEV BAUD raw` reads as a file
             return open(path, encoding="ascii", errors="replace")  # noqa: SIM115
         return serial.Serial(str(path), baud, timeout=None)  # pragma: no cover - needs a device
-    from ..inputs import regular_file
+    from ..inputs import open_regular
 
-    return open(regular_file(path, "CSV file or serial device"), encoding="utf-8", errors="replace")  # noqa: SIM115
+    return open_regular(path, "CSV file or serial device", encoding="utf-8", errors="replace")
 
 
 class _SerialLines:

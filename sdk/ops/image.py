@@ -34,10 +34,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """
     import cv2
 
-    from ..inputs import regular_file
+    from ..inputs import open_regular
 
-    p = regular_file(path, "image")
-    with open(p, "rb") as f:
+    p = Path(path)
+    with open_regular(p, "image") as f:
         w, h = _header_size(f, p)
         if w * h > MAX_PIXELS:
             raise InputError(f"{p}: image has {w * h} pixels ({w}x{h}); at most {MAX_PIXELS} are accepted")
@@ -57,10 +57,10 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     Raises:
         InputError: not a regular file, or not a PNG, JPEG, BMP, WebP, TIFF or PNM image.
     """
-    from ..inputs import regular_file
+    from ..inputs import open_regular
 
-    p = regular_file(path, "image")
-    with open(p, "rb") as f:
+    p = Path(path)
+    with open_regular(p, "image") as f:
         return _header_size(f, p)
 
 
