@@ -109,10 +109,13 @@ def _fifo(path: Path) -> Path:
     ["detect", "{fifo}", "--model", "yunet-n-320"],
     ["har", "classify", "{fifo}", "--model", "bnn-basicmotions"],
     ["har", "stream", "--source", "{fifo}", "--model", "bnn-basicmotions"],
-], ids=["detect", "har-classify", "har-stream"])
+    ["run", "--source", "{fifo}", "--model", "yunet-n-320"],
+    ["detect", "{photo}", "--model", "{fifo}"],
+], ids=["detect", "har-classify", "har-stream", "run", "model-path"])
 def test_a_fifo_named_like_a_file_is_refused_without_opening_it(tmp_path: Path, argv: list[str]) -> None:
     fifo = _fifo(tmp_path / "x.mp4")  # nobody ever writes: opening it would block for good
-    p = subprocess.Popen([str(ANYEDGE), *(a.format(fifo=fifo) for a in argv)], stdout=subprocess.PIPE,
+    photo = Path(os.environ["ANYEDGE_DATA"]) / "faces" / "smoke" / "couple.jpg"
+    p = subprocess.Popen([str(ANYEDGE), *(a.format(fifo=fifo, photo=photo) for a in argv)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
         out, err = p.communicate(timeout=60)
