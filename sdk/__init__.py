@@ -11,8 +11,8 @@ import signal as _signal
 import sys as _sys
 
 
-def _stopped_while_starting(signum: int, frame: object) -> None:
-    """Ctrl-C or SIGTERM while the ``anyedge`` command is still importing: one line, exit 130 or 143."""
+def _exit_on_signal(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM when the ``anyedge`` command cannot raise (still importing, or a second signal): one line, 130/143."""
     _os.write(2, b"anyedge: interrupted\n" if signum == _signal.SIGINT else b"anyedge: terminated\n")
     _os._exit(130 if signum == _signal.SIGINT else 143)
 
@@ -21,7 +21,7 @@ def _stopped_while_starting(signum: int, frame: object) -> None:
 # before anyedge.cli.main can install the full handling); a program importing anyedge keeps its own.
 if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("anyedge", "anyedge.exe"):
     for _s in (_signal.SIGINT, _signal.SIGTERM):
-        _signal.signal(_s, _stopped_while_starting)
+        _signal.signal(_s, _exit_on_signal)
 
 from typing import Any  # noqa: E402
 

@@ -555,12 +555,24 @@ class _Terminated(BaseException):
 
 
 def _on_signal(signum: int, frame: Any) -> None:
-    """The first SIGINT/SIGTERM raises; later ones are ignored so the clean-up and the one-line report finish."""
+    """The first SIGINT/SIGTERM raises, so the command cleans up on its way out.
+
+    A second one (the clean-up hangs, or a library swallowed the first) ends the process at once:
+    one line, 130 or 143. While the one-line report is written, signals are ignored (:func:`_quiet`).
+    """
+    from . import _exit_on_signal
+
     for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_IGN)
+        signal.signal(s, _exit_on_signal)
     if signum == signal.SIGTERM:
         raise _Terminated()
     raise KeyboardInterrupt()
+
+
+def _quiet(previous: dict[int, Any]) -> None:
+    """Ignore SIGINT/SIGTERM (only where main() installed its handling)."""
+    for s in previous:
+        signal.signal(s, signal.SIG_IGN)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -640,45 +652,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread
         pass
     verbose = False
-    code = EXIT_OK
+    code, line = EXIT_OK, ""
     try:
-        if sys.stdout is None:  # started with stdout closed (>&-): fd 1 may be reused by any file opened
-            _silence_stdout()
-            raise _StdoutError("stdout is closed; give the output somewhere to go (e.g. >/dev/null)")
-        argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
-        args = build_parser().parse_args(argv)
-        args.verbose = verbose
-        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        code = _run(args)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-        code = EXIT_PIPE
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-        _report("anyedge: interrupted")
-    except _Terminated:
-        code = EXIT_TERMINATED
-        _report("anyedge: terminated")
-    except AnyEdgeError as e:
-        if verbose:
-            traceback.print_exc()
-        code = EXIT_USAGE
-        _report(f"anyedge: error: {_one_line(e)}")
-    except _StdoutError as e:
-        if verbose:
-            traceback.print_exc()
-        _silence_stdout()
-        code = EXIT_PIPE
-        _report(f"anyedge: error: {e}")
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 1
-        if verbose:
-            traceback.print_exc()
-        hint = "" if verbose else " (run with -v for the traceback)"
-        code = EXIT_PARTIAL
-        _report(f"anyedge: error: {type(e).__name__}: {_one_line(e)}{hint}")
-    finally:
+        try:
+            try:
+                if sys.stdout is None:  # started with stdout closed (>&-): fd 1 may be reused by any file opened
+                    _silence_stdout()
+                    raise _StdoutError("stdout is closed; give the output somewhere to go (e.g. >/dev/null)")
+                argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
+                args = build_parser().parse_args(argv)
+                args.verbose = verbose
+                logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                                    format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+                code = _run(args)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _silence_stdout()
+                code = EXIT_PIPE
+            except AnyEdgeError as e:
+                if verbose:
+                    traceback.print_exc()
+                code, line = EXIT_USAGE, f"anyedge: error: {_one_line(e)}"
+            except _StdoutError as e:
+                if verbose:
+                    traceback.print_exc()
+                _silence_stdout()
+                code, line = EXIT_PIPE, f"anyedge: error: {e}"
+            except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 1
+                if verbose:
+                    traceback.print_exc()
+                hint = "" if verbose else " (run with -v for the traceback)"
+                code, line = EXIT_PARTIAL, f"anyedge: error: {type(e).__name__}: {_one_line(e)}{hint}"
+        except KeyboardInterrupt:  # also while an error above was being handled
+            code, line = EXIT_INTERRUPTED, "anyedge: interrupted"
+        except _Terminated:
+            code, line = EXIT_TERMINATED, "anyedge: terminated"
+        finally:
+            _quiet(previous)
+        if line:
+            _report(line)
+    finally:  # also when argparse exits (--help, a usage error)
         for s, h in previous.items():
             signal.signal(s, h)
     return code

@@ -88,6 +88,32 @@ def test_a_second_ctrl_c_while_reporting_the_first_keeps_130() -> None:
     assert r.stderr.strip().splitlines() == ["anyedge: interrupted"]
 
 
+def test_a_second_ctrl_c_stops_a_command_that_swallowed_the_first() -> None:
+    code = textwrap.dedent("""
+        import os, signal, sys, time
+        from anyedge import cli
+
+        def models(args):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                pass  # as a careless library might
+            print("swallowed", file=sys.stderr, flush=True)
+            time.sleep(120)
+            return 0
+
+        cli._cmd_models = models
+        sys.exit(cli.main(["models"]))
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = _wait_for(p, b"swallowed\n", 60)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, (seen + err).decode()
+    assert err.decode().strip().splitlines() == ["anyedge: interrupted"]
+
+
 # -- stdout that cannot be written --------------------------------------------------------------
 @pytest.mark.parametrize("redirect", [">/dev/full", ">&-"], ids=["full", "closed"])
 @pytest.mark.parametrize("json_flag", ["--json", ""])
