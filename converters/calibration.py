@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from anyedge.errors import CalibrationError
+from anyedge.errors import CalibrationError, InputError
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "split_images", "read_bgr", "progress"]
 
@@ -47,12 +47,13 @@ def split_images(files: Sequence[Path], holdout_every: int = 3) -> tuple[list[Pa
 
 
 def read_bgr(path: Path) -> np.ndarray:
-    import cv2
+    """A calibration image as BGR ``uint8`` (size checked from its header before decoding)."""
+    from anyedge.ops.image import read_image
 
-    img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise CalibrationError(f"{path} is not a readable image")
-    return img
+    try:
+        return read_image(path)
+    except InputError as e:
+        raise CalibrationError(f"calibration image {e}") from None
 
 
 def progress(items: Iterable[Any], desc: str, total: int | None = None, enabled: bool = True) -> Iterator[Any]:

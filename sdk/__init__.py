@@ -6,7 +6,24 @@ model is first loaded on them.
 
 from __future__ import annotations
 
-from typing import Any
+import os as _os
+import signal as _signal
+import sys as _sys
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM when the ``anyedge`` command cannot raise (still importing, or a second signal): one line, 130/143."""
+    _os.write(2, b"anyedge: interrupted\n" if signum == _signal.SIGINT else b"anyedge: terminated\n")
+    _os._exit(130 if signum == _signal.SIGINT else 143)
+
+
+# First thing when this process is the ``anyedge`` command (its console script imports this package
+# before anyedge.cli.main can install the full handling); a program importing anyedge keeps its own.
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("anyedge", "anyedge.exe"):
+    for _s in (_signal.SIGINT, _signal.SIGTERM):
+        _signal.signal(_s, _exit_on_signal)
+
+from typing import Any  # noqa: E402
 
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all

@@ -15,6 +15,7 @@ Conventions every subcommand follows (``anyedge --help`` shows them to users):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -42,7 +43,7 @@ EXIT_CODES = {
     EXIT_USAGE: "bad usage or an anyedge error: unknown model, unreadable input, refused bundle, "
                 "missing engine, failed conversion",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (anyedge run: Ctrl-C is the normal stop and exits 0)",
-    EXIT_PIPE: "stdout was closed early (e.g. piped into head); nothing else went wrong",
+    EXIT_PIPE: "stdout was closed early (e.g. piped into head), or is closed or full; nothing else went wrong",
     EXIT_TERMINATED: "terminated by SIGTERM (anyedge run: a clean stop, exits 0)",
 }
 
@@ -166,11 +167,14 @@ def _iter_inputs(paths: Sequence[str]) -> list[tuple[str, Path]]:
     Raises:
         InputError: a folder holds no image or video.
     """
+    from .inputs import regular_file
     from .outputs import written_here
 
     found: list[tuple[str, Path]] = []
     for raw in paths:
         p = Path(raw)
+        if p.exists() and not p.is_dir():  # a FIFO or device named on the line is refused, never opened
+            regular_file(p, "image or video")
         if p.is_dir():
             ours = written_here(p)
             inside = [("image" if f.suffix.lower() in IMAGE_SUFFIXES else "video", f) for f in sorted(p.iterdir())
@@ -276,10 +280,11 @@ def _write_image(path: Path, bgr: Any) -> None:
 def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir | None) -> None:
     import cv2
 
+    from .inputs import regular_file
     from .ops.draw import draw_faces
     from .video import AtomicVideoWriter
 
-    cap = cv2.VideoCapture(str(path))
+    cap = cv2.VideoCapture(str(regular_file(path, "video")))
     if not cap.isOpened():
         raise InputError(f"{path}: not a readable video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
@@ -484,15 +489,19 @@ class _ResultsOnlyStdout(io.TextIOBase):
         return self._other
 
     def write(self, s: str) -> int:  # type: ignore[override]
-        return self._target().write(s)
+        target = self._target()
+        if target is not self._results:
+            return target.write(s)
+        with _writing_stdout():
+            return target.write(s)
 
     def writelines(self, lines: Any) -> None:  # type: ignore[override]
-        target = self._target()
         for line in lines:
-            target.write(line)
+            self.write(line)
 
     def flush(self) -> None:
-        self._results.flush()
+        with _writing_stdout():
+            self._results.flush()
         self._other.flush()
 
     def writable(self) -> bool:
@@ -515,12 +524,47 @@ def _module_of(g: dict[str, Any]) -> str:
     return name
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived (raised in the main thread by the signal handler)."""
+class _StdoutError(Exception):
+    """The results could not be written to stdout (closed, full, an I/O error); a broken pipe is not one."""
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated()
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise _StdoutError(f"cannot write to stdout: {e.strerror or e}") from e
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived (raised in the main thread by the signal handler).
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` on the way
+    (a remedy loop, an engine wrapper, a third-party library) can take it for a failed step.
+    """
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """The first SIGINT/SIGTERM raises, so the command cleans up on its way out.
+
+    A second one (the clean-up hangs, or a library swallowed the first) ends the process at once:
+    one line, 130 or 143. While the one-line report is written, signals are ignored (:func:`_quiet`).
+    """
+    from . import _exit_on_signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _exit_on_signal)
+    if signum == signal.SIGTERM:
+        raise _Terminated()
+    raise KeyboardInterrupt()
+
+
+def _quiet(previous: dict[int, Any]) -> None:
+    """Ignore SIGINT/SIGTERM (only where main() installed its handling)."""
+    for s in previous:
+        signal.signal(s, signal.SIG_IGN)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -536,8 +580,11 @@ def _run(args: argparse.Namespace) -> int:
     original = sys.stdout
     os.dup2(sys.stderr.fileno(), fd)
     sys.stdout = _ResultsOnlyStdout(results, sys.stderr)
+    done = False
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        done = True
+        return code
     finally:
         sys.stdout = original
         try:
@@ -545,9 +592,13 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             os.dup2(saved, fd)
             try:
-                results.close()
+                with _writing_stdout():
+                    results.close()
             except BrokenPipeError:
                 pass
+            except _StdoutError:
+                if done:  # else the error already on its way says more
+                    raise
 
 
 def _split_verbose(argv: Sequence[str]) -> tuple[list[str], bool]:
@@ -566,58 +617,78 @@ def _split_verbose(argv: Sequence[str]) -> tuple[list[str], bool]:
 
 
 def _silence_stdout() -> None:
-    """After a broken pipe: point stdout at /dev/null so the exit flush cannot fail again."""
+    """After a broken pipe or a failed write: point stdout at /dev/null so the exit flush cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, 1 if sys.stdout is None else sys.stdout.fileno())
     except (AttributeError, OSError, ValueError):
         pass
     finally:
         os.close(devnull)
 
 
+def _report(line: str) -> None:
+    """The one line a failed command prints on stderr (nothing, when stderr itself is gone)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anyedge`` command; returns the exit code (see :data:`EXIT_CODES`)."""
     from .signing_cli import trust_scope
 
-    argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
-    args.verbose = verbose
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    previous = None
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            previous[s] = signal.signal(s, _on_signal)
     except ValueError:  # not the main thread
         pass
-    code = EXIT_OK
+    verbose = False
+    code, line = EXIT_OK, ""
     try:
-        with trust_scope(args):  # --trust KEYS: $ANYEDGE_TRUSTED_KEYS for this command
-            code = _run(args)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-        code = EXIT_PIPE
-    except KeyboardInterrupt:
-        print("anyedge: interrupted", file=sys.stderr)
-        code = EXIT_INTERRUPTED
-    except _Terminated:
-        print("anyedge: terminated", file=sys.stderr)
-        code = EXIT_TERMINATED
-    except AnyEdgeError as e:
-        if verbose:
-            traceback.print_exc()
-        print(f"anyedge: error: {_one_line(e)}", file=sys.stderr)
-        code = EXIT_USAGE
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 1
-        if verbose:
-            traceback.print_exc()
-        hint = "" if verbose else " (run with -v for the traceback)"
-        print(f"anyedge: error: {type(e).__name__}: {_one_line(e)}{hint}", file=sys.stderr)
-        code = EXIT_PARTIAL
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        try:
+            try:
+                if sys.stdout is None:  # started with stdout closed (>&-): fd 1 may be reused by any file opened
+                    _silence_stdout()
+                    raise _StdoutError("stdout is closed; give the output somewhere to go (e.g. >/dev/null)")
+                argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
+                args = build_parser().parse_args(argv)
+                args.verbose = verbose
+                logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                                    format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+                with trust_scope(args):  # --trust KEYS: $ANYEDGE_TRUSTED_KEYS for this command
+                    code = _run(args)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _silence_stdout()
+                code = EXIT_PIPE
+            except AnyEdgeError as e:
+                if verbose:
+                    traceback.print_exc()
+                code, line = EXIT_USAGE, f"anyedge: error: {_one_line(e)}"
+            except _StdoutError as e:
+                if verbose:
+                    traceback.print_exc()
+                _silence_stdout()
+                code, line = EXIT_PIPE, f"anyedge: error: {e}"
+            except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 1
+                if verbose:
+                    traceback.print_exc()
+                hint = "" if verbose else " (run with -v for the traceback)"
+                code, line = EXIT_PARTIAL, f"anyedge: error: {type(e).__name__}: {_one_line(e)}{hint}"
+        except KeyboardInterrupt:  # also while an error above was being handled
+            code, line = EXIT_INTERRUPTED, "anyedge: interrupted"
+        except _Terminated:
+            code, line = EXIT_TERMINATED, "anyedge: terminated"
+        finally:
+            _quiet(previous)
+        if line:
+            _report(line)
+    finally:  # also when argparse exits (--help, a usage error)
+        for s, h in previous.items():
+            signal.signal(s, h)
     return code
 
 

@@ -147,10 +147,12 @@ def _open_cv(source: str, size: tuple[int, int], timeout_s: float) -> FrameSourc
             raise InputError(f"stream {source} did not answer within {timeout_s:g} s or is not a video stream")
         return _CvSource(cap, source, is_file=False)
     path = Path(source)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"source {source!r}: no such file; expected a video file, a camera index (0), "
                          "a stream URL (rtsp://, http://) or 'picamera'")
-    cap = cv2.VideoCapture(str(path))
+    from .inputs import regular_file
+
+    cap = cv2.VideoCapture(str(regular_file(path, "video file")))
     if not cap.isOpened():
         cap.release()
         raise InputError(f"{path}: not a readable video")

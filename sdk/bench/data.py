@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..ops.image import read_image
 
 __all__ = ["IMAGE_SUFFIXES", "default_images", "default_face_photos", "list_images", "read_images",
            "synthetic_frame", "face_crops"]
@@ -44,8 +45,6 @@ def face_crops(folder: str | os.PathLike[str], geometry: object, limit: int | No
     Raises:
         InputError: the folder holds no photos, or no face was found in any.
     """
-    import cv2
-
     from ..ops.align import align_faces
     from ..tasks.face_detector import FaceDetector
 
@@ -56,8 +55,9 @@ def face_crops(folder: str | os.PathLike[str], geometry: object, limit: int | No
     crops = []
     with FaceDetector.create(detector, channels="BGR", threads=1) as det:
         for f in files[:limit] if limit else files:
-            img = cv2.imdecode(np.fromfile(str(f), dtype=np.uint8), cv2.IMREAD_COLOR)
-            if img is None:
+            try:
+                img = read_image(f)
+            except InputError:
                 continue
             faces = det.detect(img)
             if len(faces):
@@ -99,12 +99,4 @@ def read_images(folder: str | os.PathLike[str] | None, limit: int | None = None)
     """
     if folder is None:
         return [synthetic_frame()]
-    import cv2
-
-    out = []
-    for f in list_images(folder, limit):
-        img = cv2.imdecode(np.fromfile(str(f), dtype=np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{f}: not a readable image")
-        out.append(img)
-    return out
+    return [read_image(f) for f in list_images(folder, limit)]

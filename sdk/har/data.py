@@ -22,6 +22,7 @@ from ..errors import InputError
 __all__ = ["TsDataset", "load_ts", "sliding_windows", "data_root", "har_dataset_path"]
 
 _MAX_TS_BYTES = 512 << 20
+_MAX_TS_LINE = 4 << 20  # characters in one case: ~400k values, far beyond any sensor window
 
 
 @dataclass(frozen=True)
@@ -87,22 +88,25 @@ def load_ts(path: str | os.PathLike[str]) -> TsDataset:
             unequal lengths, has a case with the wrong number of dimensions or values,
             a value that is not a finite number, or a label the header does not list.
     """
+    from ..inputs import bounded_lines, open_regular
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"expected a .ts file, but {p} does not exist or is not a file")
-    if p.stat().st_size > _MAX_TS_BYTES:
-        raise InputError(f"{p} is larger than {_MAX_TS_BYTES} bytes; refusing to read it as a .ts file")
-    try:
-        text = p.read_text("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{p} is not a UTF-8 text .ts file: {e}") from e
+    with open_regular(p, ".ts file", encoding="utf-8") as f:
+        if os.fstat(f.fileno()).st_size > _MAX_TS_BYTES:
+            raise InputError(f"{p} is larger than {_MAX_TS_BYTES} bytes; refusing to read it as a .ts file")
+        try:
+            text_lines = [line.rstrip("\n") for line in bounded_lines(f, _MAX_TS_LINE, "case of a .ts file")]
+        except UnicodeDecodeError as e:
+            raise InputError(f"{p} is not a UTF-8 text .ts file: {e}") from e
+        except InputError as e:  # a line too long
+            raise InputError(f"{p}: {e}") from None
 
     meta: dict[str, str] = {}
     labels: tuple[str, ...] = ()
     has_labels = False
     data_lines: list[tuple[int, str]] = []
     in_data = False
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(text_lines, start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

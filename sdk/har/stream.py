@@ -25,17 +25,25 @@ from typing import IO, Any, Iterator
 from ..cli_args import positive_int
 from ..errors import InputError
 
-__all__ = ["add_stream_parser", "csv_samples"]
+__all__ = ["add_stream_parser", "csv_samples", "MAX_LINE_CHARS"]
+
+MAX_LINE_CHARS = 4096  # one sample line: channels of numbers, far below this; longer is refused, not buffered
 
 
 def csv_samples(lines: IO[str] | Any, channels: int) -> Iterator[list[float]]:
     """Parse CSV sample lines into rows of ``channels`` floats.
 
+    A header line (channel names, none of them a number) may come before the first sample.
+
     Raises:
-        InputError: a data line that is not ``channels`` comma-separated numbers (naming the line).
+        InputError: a data line that is not ``channels`` comma-separated numbers, a first line that is
+            neither numbers nor a header of names, or a line over :data:`MAX_LINE_CHARS` (naming the line).
     """
     seen_data = False
     for n, raw in enumerate(lines, 1):
+        if len(raw) > MAX_LINE_CHARS + 1:
+            raise InputError(f"line {n}: longer than {MAX_LINE_CHARS} characters; expected one sample of "
+                             f"{channels} comma-separated numbers")
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -43,14 +51,29 @@ def csv_samples(lines: IO[str] | Any, channels: int) -> Iterator[list[float]]:
         try:
             row = [float(p) for p in parts]
         except ValueError:
-            if not seen_data:  # a header such as "acc_x,acc_y,..."
+            if not seen_data and _is_header(parts):  # such as "acc_x,acc_y,..."
                 seen_data = True
                 continue
-            raise InputError(f"line {n}: expected {channels} comma-separated numbers, got {line[:60]!r}") from None
+            first = " (or a header of channel names)" if not seen_data else ""
+            raise InputError(f"line {n}: expected {channels} comma-separated numbers{first}, "
+                             f"got {line[:60]!r}") from None
         if len(row) != channels:
             raise InputError(f"line {n}: expected {channels} values (one per channel), got {len(row)}: {line[:60]!r}")
         seen_data = True
         yield row
+
+
+def _is_header(fields: list[str]) -> bool:
+    """Names, not numbers: every field non-empty and none of them parses as a number."""
+    for f in fields:
+        if not f:
+            return False
+        try:
+            float(f)
+        except ValueError:
+            continue
+        return False
+    return True
 
 
 def _open_source(source: str, baud: int) -> IO[str]:
@@ -65,7 +88,9 @@ def _open_source(source: str, baud: int) -> IO[str]:
         except ImportError:  # a tty already set up with `stty -F DEV BAUD raw` reads as a file
             return open(path, encoding="ascii", errors="replace")  # noqa: SIM115
         return serial.Serial(str(path), baud, timeout=None)  # pragma: no cover - needs a device
-    return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    from ..inputs import open_regular
+
+    return open_regular(path, "CSV file or serial device", encoding="utf-8", errors="replace")
 
 
 class _SerialLines:
@@ -95,8 +120,11 @@ def _until_hangup(lines: Any) -> Iterator[str]:
 def _stream(args: argparse.Namespace) -> int:
     from ..tasks.activity_classifier import ActivityClassifier
 
+    from ..inputs import bounded_lines
+
     src = _open_source(args.source, args.baud)
-    lines = src if hasattr(src, "__iter__") and not hasattr(src, "in_waiting") else _SerialLines(src)
+    lines = (bounded_lines(src, MAX_LINE_CHARS, "CSV sample line") if not hasattr(src, "in_waiting")
+             else _SerialLines(src))
     lines = _until_hangup(lines)
     try:
         with ActivityClassifier.create(args.model, engine=args.engine) as clf:

@@ -3,36 +3,171 @@
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["MAX_PIXELS", "read_image", "check_image", "as_rgb", "Letterbox", "letterbox", "to_tensor",
+__all__ = ["MAX_PIXELS", "read_image", "image_size", "check_image", "as_rgb", "Letterbox", "letterbox", "to_tensor",
            "letterbox_tensor", "area_tables"]
 
 MAX_PIXELS = 100_000_000  # 100 MP: beyond this an edge device should tile, not resize
 
 
+_MAX_FILE_BYTES = 4 * MAX_PIXELS + (16 << 20)  # a 100 MP uncompressed 32-bit BMP, plus metadata
+
+
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file (any path, non-ASCII too) into a BGR ``uint8`` ``(H, W, 3)`` array.
 
+    The size is read from the file's header first (:func:`image_size`), so an image over
+    :data:`MAX_PIXELS` is refused before a single pixel is decoded.
+
     Raises:
-        InputError: no such file, or not a readable image.
+        InputError: no such file, not a regular file, not a PNG/JPEG/BMP/WebP/TIFF/PNM image,
+            too many pixels, or not decodable.
     """
     import cv2
 
+    from ..inputs import open_regular
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
-    data = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    with open_regular(p, "image") as f:
+        w, h = _header_size(f, p)
+        if w * h > MAX_PIXELS:
+            raise InputError(f"{p}: image has {w * h} pixels ({w}x{h}); at most {MAX_PIXELS} are accepted")
+        f.seek(0)
+        data = f.read(_MAX_FILE_BYTES + 1)
+    if len(data) > _MAX_FILE_BYTES:
+        raise InputError(f"{p}: larger than {_MAX_FILE_BYTES} bytes; not an image anyedge reads")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         raise InputError(f"{p}: not a readable image")
     return img
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` from an image file's header, without decoding it.
+
+    Raises:
+        InputError: not a regular file, or not a PNG, JPEG, BMP, WebP, TIFF or PNM image.
+    """
+    from ..inputs import open_regular
+
+    p = Path(path)
+    with open_regular(p, "image") as f:
+        return _header_size(f, p)
+
+
+def _header_size(f: BinaryIO, p: Path) -> tuple[int, int]:
+    head = f.read(32)
+    size: tuple[int, int] | None = None
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        size = struct.unpack(">II", head[16:24])
+    elif head.startswith(b"\xff\xd8"):
+        size = _jpeg_size(f)
+    elif head.startswith(b"BM") and len(head) >= 26:
+        if struct.unpack("<I", head[14:18])[0] == 12:  # BITMAPCOREHEADER
+            size = struct.unpack("<HH", head[18:22])
+        else:
+            w, hh = struct.unpack("<ii", head[18:26])
+            size = (abs(w), abs(hh))  # negative height: rows stored top-down
+    elif head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        size = _webp_size(head + f.read(8))
+    elif head[:4] in (b"II*\x00", b"MM\x00*"):
+        size = _tiff_size(f, head[:2])
+    elif head[:1] == b"P" and head[1:2] in b"123456":
+        size = _pnm_size(head + f.read(992))
+    if size is None:
+        raise InputError(f"{p}: not a PNG, JPEG, BMP, WebP, TIFF or PNM image (or its header is cut short)")
+    w, h = int(size[0]), int(size[1])
+    if w <= 0 or h <= 0:
+        raise InputError(f"{p}: the image header says {w}x{h} pixels")
+    return w, h
+
+
+def _jpeg_size(f: BinaryIO) -> tuple[int, int] | None:
+    """Walk the JPEG segments to the first start-of-frame marker (SOF0..SOF15 but DHT, JPG, DAC)."""
+    f.seek(2)
+    while True:
+        b = f.read(1)
+        while b == b"\xff":  # fill bytes
+            b = f.read(1)
+        if not b:
+            return None
+        marker = b[0]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            b = f.read(1)
+            if b != b"\xff":
+                return None
+            continue
+        raw = f.read(2)
+        if len(raw) < 2:
+            return None
+        (length,) = struct.unpack(">H", raw)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            sof = f.read(5)
+            if len(sof) < 5:
+                return None
+            h, w = struct.unpack(">HH", sof[1:5])
+            return w, h
+        if marker == 0xD9 or length < 2:  # end of image before any frame
+            return None
+        f.seek(length - 2, os.SEEK_CUR)
+        b = f.read(1)
+        if b != b"\xff":
+            return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    chunk, data = head[12:16], head[20:]
+    if chunk == b"VP8 " and len(data) >= 10 and data[3:6] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", data[6:10])
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 5 and data[0] == 0x2F:
+        bits = int.from_bytes(data[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X" and len(data) >= 10:
+        return int.from_bytes(data[4:7], "little") + 1, int.from_bytes(data[7:10], "little") + 1
+    return None
+
+
+def _tiff_size(f: BinaryIO, order: bytes) -> tuple[int, int] | None:
+    """ImageWidth (256) and ImageLength (257) of the first IFD."""
+    e = "<" if order == b"II" else ">"
+    f.seek(4)
+    (ifd,) = struct.unpack(e + "I", f.read(4))
+    f.seek(ifd)
+    raw = f.read(2)
+    if len(raw) < 2:
+        return None
+    (n,) = struct.unpack(e + "H", raw)
+    found: dict[int, int] = {}
+    for _ in range(min(n, 4096)):
+        entry = f.read(12)
+        if len(entry) < 12:
+            return None
+        tag, typ = struct.unpack(e + "HH", entry[:4])
+        if tag in (256, 257):
+            found[tag] = struct.unpack(e + ("H" if typ == 3 else "I"), entry[8:10] if typ == 3 else entry[8:12])[0]
+    return (found[256], found[257]) if len(found) == 2 else None
+
+
+def _pnm_size(head: bytes) -> tuple[int, int] | None:
+    fields: list[int] = []
+    for line in head[2:].split(b"\n"):
+        for tok in line.split(b"#", 1)[0].split():
+            if not tok.isdigit():
+                return None
+            fields.append(int(tok))
+            if len(fields) == 2:
+                return fields[0], fields[1]
+    return None
 
 
 def as_rgb(image: object, channels: str = "RGB") -> np.ndarray:

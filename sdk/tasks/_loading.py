@@ -116,6 +116,10 @@ def resolve_spec(
         if base is None:
             raise InputError(f"unknown {task} family {family!r}")
         return ModelSpec(p.stem, task, family, p, input_spec or base.input, _merge(base.decoder, decoder))
+    if p.exists() and not p.is_dir():  # a FIFO or device: say so rather than "not a model"
+        from ..inputs import regular_file
+
+        regular_file(p, "model file or bundle")
     raise UnknownModelError(
         f"{text!r} is not a registered model, a bundle or a model file; "
         f"known models: {', '.join(sorted([*REGISTRY, *PACKAGED_BUNDLES]))}"
