@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-from .bundle import _MAX_SIGNATURE, MANIFEST, SIGNATURE
+from .bundle import _MAX_SIGNATURE, MANIFEST, SIGNATURE, _read_regular
 from .errors import BundleError, EngineUnavailableError, InputError, IntegrityError
 
 __all__ = [
@@ -266,11 +266,13 @@ class SignatureInfo:
 def read_signature(root: str | os.PathLike[str]) -> SignatureInfo | None:
     """The ``manifest.sig`` of an unpacked bundle folder, or None when it is unsigned."""
     p = Path(root) / SIGNATURE
-    if not p.is_file():
+    if not os.path.lexists(p):
         return None
-    if p.stat().st_size > _MAX_SIGNATURE:
-        raise IntegrityError(f"{p}: malformed signature file (larger than {_MAX_SIGNATURE} bytes)")
-    return SignatureInfo.parse(p.read_bytes(), str(p))
+    try:  # a regular file, never read through a link or past the cap
+        data = _read_regular(Path(root), SIGNATURE, _MAX_SIGNATURE)
+    except BundleError as e:
+        raise IntegrityError(f"{p}: malformed signature file ({e})") from None
+    return SignatureInfo.parse(data, str(p))
 
 
 def check_trust(bundle: str | os.PathLike[str], root: Path, manifest: Mapping[str, Any],
