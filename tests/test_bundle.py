@@ -18,6 +18,7 @@ from anyedge.bundle import is_bundle_zip, load_bundle, write_bundle, zip_bundle
 from anyedge.errors import BundleError, IntegrityError
 from anyedge.registry import cache_dir, file_mode, resolve_model
 
+from .bundle_support import yunet_bundle
 from .test_manifest import face_manifest
 
 ZEROS = 256 << 20  # the bombs stay at a few hundred MB, streamed (never held in memory)
@@ -32,9 +33,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture()
 def bundle_dir(tmp_path: Path) -> Path:
-    out = tmp_path / "src" / "yunet"
-    write_bundle(out, {"model.onnx": resolve_model("yunet-n-320")[0]}, face_manifest())
-    return out
+    return yunet_bundle(tmp_path / "src" / "yunet")
 
 
 def _tree_bytes(root: Path) -> int:

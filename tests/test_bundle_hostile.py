@@ -4,7 +4,6 @@ names each member once, and processes racing to unpack one zip leave one cache e
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import shutil
@@ -19,9 +18,10 @@ import pytest
 
 from anyedge.bundle import load_bundle, write_bundle
 from anyedge.errors import BundleError
-from anyedge.manifest import Manifest, ModelCard, manifest_digest
+from anyedge.manifest import Manifest, ModelCard
 from anyedge.registry import REGISTRY, resolve_model
 
+from .bundle_support import reseal, yunet_bundle
 from .test_manifest import face_manifest
 
 
@@ -34,17 +34,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture()
 def bundle_dir(tmp_path: Path) -> Path:
-    out = tmp_path / "src" / "yunet"
-    write_bundle(out, {"model.onnx": resolve_model("yunet-n-320")[0]}, face_manifest())
-    return out
-
-
-def _reseal(bundle: Path, edit: Any) -> None:
-    """Edit the manifest and seal it again with the public digest function (as anyone can)."""
-    m = json.loads((bundle / "manifest.json").read_text())
-    edit(m)
-    m["manifest_sha256"] = manifest_digest(m)
-    (bundle / "manifest.json").write_text(json.dumps(m))
+    return yunet_bundle(tmp_path / "src" / "yunet")
 
 
 def _unlist(*names: str) -> Any:
@@ -66,7 +56,7 @@ def _openvino_bundle(tmp_path: Path) -> Path:
 
 # -- every member the model loads is listed and pinned -------------------------------------------
 def test_an_empty_files_table_does_not_verify_an_unpinned_model(bundle_dir: Path) -> None:
-    _reseal(bundle_dir, _unlist("model.onnx"))
+    reseal(bundle_dir, _unlist("model.onnx"))
     with pytest.raises(BundleError, match="'model.onnx', which the model loads, is not listed"):
         load_bundle(bundle_dir)
 
@@ -75,7 +65,7 @@ def test_a_task_refuses_an_unpinned_model(bundle_dir: Path) -> None:
     from anyedge.tasks.face_detector import FaceDetector
 
     (bundle_dir / "model.onnx").write_bytes(b"not the model that was pinned")
-    _reseal(bundle_dir, _unlist("model.onnx"))
+    reseal(bundle_dir, _unlist("model.onnx"))
     with pytest.raises(BundleError, match="model.onnx"):
         FaceDetector.create(bundle_dir)
 
@@ -83,7 +73,7 @@ def test_a_task_refuses_an_unpinned_model(bundle_dir: Path) -> None:
 def test_an_openvino_ir_needs_its_weights_pinned(tmp_path: Path) -> None:
     out = _openvino_bundle(tmp_path)
     assert load_bundle(out).info.loaded_members == ("model.xml", "model.bin")
-    _reseal(out, _unlist("model.bin"))
+    reseal(out, _unlist("model.bin"))
     with pytest.raises(BundleError, match="'model.bin', which the model loads, is not listed"):
         load_bundle(out)
 
@@ -140,7 +130,7 @@ def test_inspect_of_a_model_linked_to_pagemap_ends_at_once(bundle_dir: Path, siz
             m.pop("sizes")
     (bundle_dir / "model.onnx").unlink()
     (bundle_dir / "model.onnx").symlink_to("/proc/self/pagemap")
-    _reseal(bundle_dir, edit)
+    reseal(bundle_dir, edit)
     r = subprocess.run([sys.executable, "-m", "anyedge.cli", "inspect", str(bundle_dir)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2, r.stderr

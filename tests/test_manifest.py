@@ -14,8 +14,10 @@ import pytest
 
 from anyedge.bundle import load_bundle, write_bundle
 from anyedge.errors import BundleError, IntegrityError
-from anyedge.manifest import Embedding, Manifest, ModelCard, manifest_digest
+from anyedge.manifest import Embedding, Manifest, ModelCard
 from anyedge.registry import PACKAGED_BUNDLES, REGISTRY, packaged_bundle, resolve_model
+
+from .bundle_support import reseal, yunet_bundle
 
 
 def face_manifest() -> Manifest:
@@ -27,17 +29,7 @@ def face_manifest() -> Manifest:
 
 @pytest.fixture()
 def face_bundle(tmp_path: Path) -> Path:
-    out = tmp_path / "yunet"
-    write_bundle(out, {"model.onnx": resolve_model("yunet-n-320")[0]}, face_manifest())
-    return out
-
-
-def _reseal(bundle: Path, edit: Any) -> None:
-    """Apply ``edit`` to the manifest and make its digest consistent again (a careless tool)."""
-    m = json.loads((bundle / "manifest.json").read_text())
-    edit(m)
-    m["manifest_sha256"] = manifest_digest(m)
-    (bundle / "manifest.json").write_text(json.dumps(m))
+    return yunet_bundle(tmp_path / "yunet")
 
 
 def _set(path: str, value: Any) -> Any:
@@ -126,19 +118,19 @@ def test_edited_manifest_with_stale_digest_is_refused(face_bundle: Path) -> None
 )
 def test_malformed_fields_name_the_field(face_bundle: Path, path: str, value: Any, message: str) -> None:
     if path == "files.model.onnx":
-        _reseal(face_bundle, lambda m: m["files"].__setitem__("model.onnx", value))
+        reseal(face_bundle, lambda m: m["files"].__setitem__("model.onnx", value))
     else:
-        _reseal(face_bundle, _set(path, value))
+        reseal(face_bundle, _set(path, value))
     with pytest.raises(BundleError, match=message):
         load_bundle(face_bundle)
 
 
 @pytest.mark.parametrize("size", [[4097, 320], [320, 100_000], [10**9, 10**9]])
 def test_input_size_is_capped(face_bundle: Path, size: list[int]) -> None:
-    _reseal(face_bundle, _set("input.size", size))
+    reseal(face_bundle, _set("input.size", size))
     with pytest.raises(BundleError, match=r"input.size: expected a list of 2 positive ints \(width, height\) up to 4096"):
         load_bundle(face_bundle)
-    _reseal(face_bundle, _set("input.size", [4096, 4096]))  # the cap itself is allowed
+    reseal(face_bundle, _set("input.size", [4096, 4096]))  # the cap itself is allowed
     assert load_bundle(face_bundle).info.input.size == (4096, 4096)
 
 
@@ -157,7 +149,7 @@ def test_input_size_is_capped(face_bundle: Path, size: list[int]) -> None:
 def test_malformed_bnn_fields_name_the_field(tmp_path: Path, path: str, value: Any, message: str) -> None:
     b = tmp_path / "b"
     shutil.copytree(packaged_bundle("bnn-racketsports"), b)
-    _reseal(b, _set(path, value))
+    reseal(b, _set(path, value))
     with pytest.raises(BundleError, match=message):
         load_bundle(b)
 

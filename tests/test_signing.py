@@ -23,6 +23,7 @@ from anyedge.manifest import Embedding, Manifest, ModelCard, manifest_digest
 from anyedge.registry import REGISTRY, packaged_bundle, resolve_model
 from anyedge.signing import (SIGNATURE, TRUST_ENV, new_key, read_signature, sign_bundle, trusted_keys_from)
 
+from .bundle_support import reseal, yunet_bundle
 from .conftest import SMOKE, read_rgb
 from .har_support import har_file as ts_path
 from .test_manifest import face_manifest
@@ -60,17 +61,7 @@ def bnn(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def face(tmp_path: Path) -> Path:
-    out = tmp_path / "yunet"
-    write_bundle(out, {"model.onnx": resolve_model("yunet-n-320")[0]}, face_manifest())
-    return out
-
-
-def _reseal(bundle: Path, edit: Any) -> None:
-    """Edit the manifest and recompute its unkeyed digest, as anyone holding the bundle can."""
-    m = json.loads((bundle / "manifest.json").read_text())
-    edit(m)
-    m["manifest_sha256"] = manifest_digest(m)
-    (bundle / "manifest.json").write_text(json.dumps(m))
+    return yunet_bundle(tmp_path / "yunet")
 
 
 # -- keys -------------------------------------------------------------------------------------
@@ -196,7 +187,7 @@ def _flip_model_byte(bundle: Path) -> None:
 
 
 def _reseal_labels(bundle: Path) -> None:
-    _reseal(bundle, lambda m: m.__setitem__("labels", list(reversed(m["labels"]))))
+    reseal(bundle, lambda m: m.__setitem__("labels", list(reversed(m["labels"]))))
 
 
 def _reseal_model(bundle: Path) -> None:
@@ -204,7 +195,7 @@ def _reseal_model(bundle: Path) -> None:
     data = (bundle / "model.bnn").read_bytes()
     import hashlib
 
-    _reseal(bundle, lambda m: m["files"].__setitem__("model.bnn", hashlib.sha256(data).hexdigest()))
+    reseal(bundle, lambda m: m["files"].__setitem__("model.bnn", hashlib.sha256(data).hexdigest()))
 
 
 def _garble_signature(bundle: Path) -> None:
@@ -425,3 +416,15 @@ def test_convert_sign_fails_early_on_a_bad_key(tmp_path: Path) -> None:
             "--calib", str(SMOKE), "--sign", str(tmp_path / "bad.key"))
     assert r.returncode == 2 and "expected an unencrypted PEM Ed25519 private key" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_symlinked_signature_is_refused_under_trust(bnn: Path, keys: dict[str, Path], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A valid signature kept outside the bundle and linked in is still a link: refused, never followed."""
+    sign_bundle(bnn, keys["a"])
+    outside = tmp_path / "elsewhere.sig"
+    shutil.move(bnn / SIGNATURE, outside)
+    (bnn / SIGNATURE).symlink_to(outside)
+    monkeypatch.setenv(TRUST_ENV, str(keys["a_pub"]))
+    with pytest.raises(IntegrityError, match="symlink"):
+        load_bundle(bnn)
