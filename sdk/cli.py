@@ -182,7 +182,7 @@ def _subcommand_hooks() -> list[Callable[[Any], None]]:
     from .har.cli import add_parsers as har  # har
     from .live import add_parsers as live  # run
     from .recognition_cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
-    from .signing_cli import add_parsers as signing  # keys new, sign
+    from .signing.cli import add_parsers as signing  # keys new, sign
 
     return [_add_models_parser, detection, convert, har, recognition, live, export_c, bench, signing]
 
@@ -357,7 +357,7 @@ def _report(line: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anyedge`` command; returns the exit code (see :data:`EXIT_CODES`)."""
-    from .signing_cli import trust_scope
+    from .signing.cli import trust_scope
 
     previous = {}
     try:

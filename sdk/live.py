@@ -530,7 +530,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Add ``anyedge run`` to the main parser's subcommands."""
-    from .signing_cli import add_trust_argument
+    from .signing.cli import add_trust_argument
 
     p = sub.add_parser(
         "run", help="detect faces on a live stream (camera, file, URL, picamera) dropping stale frames",

@@ -23,7 +23,7 @@ from ..cli_args import positive_int, unit_float
 from ..cli_common import EXIT_OK, EXIT_PARTIAL, one_line
 from ..errors import AnyEdgeError, InputError
 from ..outputs import OutputDir, write_atomic
-from ..signing_cli import add_trust_argument
+from ..signing.cli import add_trust_argument
 
 __all__ = ["add_parsers", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import AnyEdgeError
-from ..signing_cli import add_trust_argument
+from ..signing.cli import add_trust_argument
 
 __all__ = ["add_parsers", "run_har", "main"]
 
@@ -112,7 +112,7 @@ def _models(args: argparse.Namespace) -> int:
 
 def run_har(args: argparse.Namespace) -> int:
     """Run a parsed ``har`` command; anyedge errors become a message and exit code 2."""
-    from ..signing_cli import trust_scope
+    from ..signing.cli import trust_scope
 
     try:
         with trust_scope(args):

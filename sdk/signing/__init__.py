@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-from .bundle import _MAX_SIGNATURE, MANIFEST, SIGNATURE, _read_regular
-from .errors import BundleError, EngineUnavailableError, InputError, IntegrityError
+from ..bundle import _MAX_SIGNATURE, MANIFEST, SIGNATURE, _read_regular
+from ..errors import BundleError, EngineUnavailableError, InputError, IntegrityError
 
 __all__ = [
     "SIGNATURE",
@@ -286,7 +286,7 @@ def check_trust(bundle: str | os.PathLike[str], root: Path, manifest: Mapping[st
     Raises:
         IntegrityError: unsigned, unknown signer, bad signature, or changed after signing.
     """
-    from .manifest import manifest_digest
+    from ..manifest import manifest_digest
 
     if trusted_keys is False:
         return None
@@ -328,8 +328,8 @@ def sign_bundle(bundle: str | os.PathLike[str], key: str | os.PathLike[str]) -> 
         BundleError, IntegrityError: the bundle does not verify.
         InputError: ``key`` is not an Ed25519 private key.
     """
-    from .bundle import load_bundle
-    from .manifest import manifest_digest
+    from ..bundle import load_bundle
+    from ..manifest import manifest_digest
 
     priv = _load_private(key)
     path = Path(bundle)
@@ -345,7 +345,7 @@ def sign_bundle(bundle: str | os.PathLike[str], key: str | os.PathLike[str]) -> 
 
 
 def _replace_file(target: Path, data: bytes) -> None:
-    from .registry import file_mode
+    from ..registry import file_mode
 
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
