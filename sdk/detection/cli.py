@@ -160,7 +160,7 @@ def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir
 
     from ..inputs import regular_file
     from ..ops.draw import draw_faces
-    from ..video import AtomicVideoWriter
+    from ..live.sinks import AtomicVideoWriter
 
     cap = cv2.VideoCapture(str(regular_file(path, "video")))
     if not cap.isOpened():

@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .cli_args import positive_float, positive_int, size_arg, unit_float
-from .errors import InputError
+from ..cli_args import positive_float, positive_int, size_arg, unit_float
+from ..errors import InputError
 
 __all__ = ["FrameSource", "open_source", "DropQueue", "LiveSummary", "run_live", "add_parsers"]
 
@@ -150,7 +150,7 @@ def _open_cv(source: str, size: tuple[int, int], timeout_s: float) -> FrameSourc
     if not path.exists():
         raise InputError(f"source {source!r}: no such file; expected a video file, a camera index (0), "
                          "a stream URL (rtsp://, http://) or 'picamera'")
-    from .inputs import regular_file
+    from ..inputs import regular_file
 
     cap = cv2.VideoCapture(str(regular_file(path, "video file")))
     if not cap.isOpened():
@@ -440,7 +440,7 @@ def run_live(
 # -- anyedge run ----------------------------------------------------------------------------
 def _gallery_labeller(gallery: str, args: argparse.Namespace) -> Callable[[np.ndarray, Any], list[str]]:
     """Names for the detected faces of a frame, from face recognition's gallery."""
-    from .tasks.face_pipeline import live_labeller
+    from ..tasks.face_pipeline import live_labeller
 
     if not Path(gallery).exists():
         raise InputError(f"--gallery {gallery}: no such gallery")
@@ -454,10 +454,10 @@ def _status_line(stats: dict[str, Any]) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .ops.draw import draw_faces
-    from .tasks.face_detector import FaceDetector
-    from .outputs import output_file
-    from .video import AtomicVideoWriter
+    from ..ops.draw import draw_faces
+    from ..tasks.face_detector import FaceDetector
+    from ..outputs import output_file
+    from .sinks import AtomicVideoWriter
 
     if args.queue not in (1, 2):
         raise InputError(f"--queue must be 1 or 2, got {args.queue}")
@@ -530,7 +530,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Add ``anyedge run`` to the main parser's subcommands."""
-    from .signing.cli import add_trust_argument
+    from ..signing.cli import add_trust_argument
 
     p = sub.add_parser(
         "run", help="detect faces on a live stream (camera, file, URL, picamera) dropping stale frames",
@@ -572,9 +572,3 @@ def add_parsers(sub: Any) -> None:
                    help="seconds to wait for a source to open (default: %(default)s)")
     add_trust_argument(p)
     p.set_defaults(func=_cmd_run)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main(["run", *sys.argv[1:]]))
