@@ -180,7 +180,7 @@ def _subcommand_hooks() -> list[Callable[[Any], None]]:
     from .converters.cli import add_parsers as convert  # convert, targets, inspect
     from .detection.cli import add_parsers as detection  # detect, demo
     from .har.cli import add_parsers as har  # har
-    from .live import add_parsers as live  # run
+    from .live.cli import add_parsers as live  # run
     from .recognition_cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
     from .signing.cli import add_parsers as signing  # keys new, sign
 

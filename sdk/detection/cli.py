@@ -126,7 +126,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _detect_camera(det: Any, args: argparse.Namespace) -> int:
-    from ..live import open_source
+    from ..live.sources import open_source
 
     src = open_source(args.camera)  # one-line errors for missing cameras and silent URLs
     try:
