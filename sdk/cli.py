@@ -77,7 +77,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
-# -- models ---------------------------------------------------------------------------------
+# -- models: the model registry's command (these four functions move together) -------------
 def _where_published(source: Any) -> str:
     if source.url:
         return source.url
