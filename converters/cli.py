@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from anyedge.cli_args import float_in, positive_int, size_arg
-from anyedge.signing_cli import add_trust_argument
+from anyedge.signing.cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 
@@ -146,7 +146,7 @@ def _host_table(host: dict[str, Any]) -> str:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from anyedge.bundle import load_bundle
 
-    from anyedge.signing_cli import signature_status
+    from anyedge.signing.cli import signature_status
 
     b = load_bundle(args.bundle)  # refuses a bundle that fails the configured trust (--trust)
     m = dict(b.manifest)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .cli_args import float_in, int_at_least, positive_int
 from .errors import InputError
-from .signing_cli import add_trust_argument
+from .signing.cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 
