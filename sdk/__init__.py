@@ -42,7 +42,7 @@ _LAZY = {
     "load_bundle": "anyedge.bundle",
     "FaceEmbedder": "anyedge.tasks.face_embedder",
     "FacePipeline": "anyedge.tasks.face_pipeline",
-    "Gallery": "anyedge.gallery",
+    "Gallery": "anyedge.recognition.gallery",
 }
 
 __all__ = ["__version__", *_errors_all, *_LAZY]

@@ -127,7 +127,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _open_gallery(args: argparse.Namespace, identity: Any = None, create: bool = True,
                   readonly: bool = False) -> Any:
     """The gallery --db names; commands that only read open it read-only (works on read-only media)."""
-    from .gallery import Gallery
+    from .recognition.gallery import Gallery
 
     return Gallery.open(args.db, identity, create=create, readonly=readonly)
 
@@ -141,7 +141,7 @@ def _embedder_for(args: argparse.Namespace) -> str:
     """--embedder, else the one the gallery was built with, else the default."""
     if args.embedder:
         return args.embedder
-    from .gallery import Gallery, default_gallery_path
+    from .recognition.gallery import Gallery, default_gallery_path
 
     db = Path(args.db) if args.db else default_gallery_path()
     if db.exists():
@@ -158,7 +158,7 @@ def _embedder_for(args: argparse.Namespace) -> str:
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
-    from .gallery import person_name
+    from .recognition.gallery import person_name
 
     name = person_name(args.name)  # refuse a bad name before loading any model
     with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity) as g:
@@ -217,7 +217,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    from .gallery import person_name
+    from .recognition.gallery import person_name
 
     name = person_name(args.name)
     with _open_gallery(args, create=False) as g:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from anyedge.errors import EmbedderMismatchError, FaceQualityError, GalleryError, InputError
-from anyedge.gallery import SCHEMA_VERSION, Gallery, default_gallery_path
+from anyedge.recognition.gallery import SCHEMA_VERSION, Gallery, default_gallery_path
 from anyedge.tasks.face_embedder import EmbedderIdentity
 
 from .conftest import DATA, read_rgb
@@ -168,7 +168,7 @@ def test_bad_enrolment_input(tmp_path: Path, name: str, vectors: np.ndarray) -> 
 
 _KILL_SCRIPT = textwrap.dedent("""
     import sys, time, numpy as np
-    from anyedge.gallery import Gallery
+    from anyedge.recognition.gallery import Gallery
     from anyedge.tasks.face_embedder import EmbedderIdentity
     g = Gallery(sys.argv[1], EmbedderIdentity("test-embedder", "ab" * 32, 16, "arcface-112x112"))
     inserts = []
@@ -308,7 +308,7 @@ def test_verify_and_calibrate_cli(tmp_path: Path) -> None:
 
 _WRITER_SCRIPT = textwrap.dedent("""
     import sys, numpy as np
-    from anyedge.gallery import Gallery
+    from anyedge.recognition.gallery import Gallery
     from anyedge.tasks.face_embedder import EmbedderIdentity
     g = Gallery(sys.argv[1], EmbedderIdentity("test-embedder", "ab" * 32, 16, "arcface-112x112"))
     rng = np.random.default_rng(3)
