@@ -86,7 +86,7 @@ def _read_pairs(path: Path) -> list[tuple[str, str, bool]]:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .ops.verification import verification_report
+    from .recognition.verification import verification_report
 
     path = Path(args.pairs)
     pairs = _read_pairs(path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anyedge.errors import InputError
-from anyedge.ops.verification import (balanced_threshold, cosine, cross_validated_threshold, equal_error_rate,
+from anyedge.recognition.verification import (balanced_threshold, cosine, cross_validated_threshold, equal_error_rate,
                                       roc_auc, roc_curve, tar_at_far, verification_report)
 
 
