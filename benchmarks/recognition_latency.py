@@ -54,7 +54,7 @@ def main() -> int:
 
     from anyedge.recognition.gallery import Gallery
     from anyedge.ops.align import ARCFACE_112, SPHEREFACE_112x96, align_face
-    from anyedge.tasks.face_pipeline import FacePipeline
+    from anyedge.recognition.pipeline import FacePipeline
 
     cv2.setNumThreads(1)
     paths = _images(SHARED / "data", args.wider)

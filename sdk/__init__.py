@@ -41,7 +41,7 @@ _LAZY = {
     "available_engines": "anyedge.engines",
     "load_bundle": "anyedge.bundle",
     "FaceEmbedder": "anyedge.tasks.face_embedder",
-    "FacePipeline": "anyedge.tasks.face_pipeline",
+    "FacePipeline": "anyedge.recognition.pipeline",
     "Gallery": "anyedge.recognition.gallery",
 }
 

@@ -33,7 +33,7 @@ def _read_bgr(path: str | Path) -> np.ndarray:
 
 
 def _pipeline(args: argparse.Namespace, embedder: str, gallery: Any = None) -> Any:
-    from .tasks.face_pipeline import FacePipeline
+    from .recognition.pipeline import FacePipeline
 
     return FacePipeline.create(args.detector, embedder, gallery=gallery, engine=args.engine,
                                threshold=getattr(args, "threshold", None), threads=args.threads,

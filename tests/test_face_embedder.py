@@ -14,7 +14,7 @@ from anyedge.errors import InputError, ModelNotFoundError, UnknownModelError
 from anyedge.ops.align import ARCFACE_112
 from anyedge.registry import REGISTRY, USER_SUPPLIED, InputSpec, resolve_model
 from anyedge.tasks.face_embedder import FaceEmbedder
-from anyedge.tasks.face_pipeline import FacePipeline
+from anyedge.recognition.pipeline import FacePipeline
 
 from .conftest import DATA, MODELS, read_rgb
 

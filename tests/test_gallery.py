@@ -216,7 +216,7 @@ def test_default_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 # -- enrolment gate and CLI with the real models ----------------------------------------------
 @pytest.fixture(scope="module")
 def pipeline():  # noqa: ANN201
-    from anyedge.tasks.face_pipeline import FacePipeline
+    from anyedge.recognition.pipeline import FacePipeline
 
     with FacePipeline.create("scrfd-500m", "mobilefacenet", threads=1) as fp:
         yield fp
@@ -225,7 +225,7 @@ def pipeline():  # noqa: ANN201
 def test_enrolment_quality_gate(pipeline, smoke, tmp_path: Path) -> None:  # noqa: ANN001
     import cv2
 
-    from anyedge.tasks.face_pipeline import FacePipeline
+    from anyedge.recognition.pipeline import FacePipeline
 
     photo = read_rgb(IDS / "person_01" / "img26.jpg")
     pipeline.enrolment_embedding(photo)  # passes

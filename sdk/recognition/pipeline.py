@@ -23,8 +23,8 @@ from ..errors import FaceQualityError, InputError
 from ..ops.align import five_points
 from ..ops.image import check_image
 from ..results import FaceDetections
-from .face_detector import FaceDetector
-from .face_embedder import FaceEmbedder
+from ..tasks.face_detector import FaceDetector
+from ..tasks.face_embedder import FaceEmbedder
 
 __all__ = ["QualityGate", "RecognizedFace", "RecognizedFaces", "FacePipeline", "sharpness", "live_labeller"]
 
@@ -322,8 +322,8 @@ def live_labeller(gallery: str | os.PathLike[str], *, detector_model: str | None
         InputError: the gallery's embedder is not a registry name.
     """
     from ..errors import GalleryError
-    from ..recognition.gallery import Gallery
-    from .face_embedder import embedder_names
+    from ..tasks.face_embedder import embedder_names
+    from .gallery import Gallery
 
     g = Gallery.open(gallery, create=False)
     ident = g.identity
