@@ -454,7 +454,7 @@ def _subcommand_hooks() -> list[Any]:
     hooks.append(conv)
     from .har.cli import add_har_parser  # anyedge har
     hooks.append(add_har_parser)
-    from .recognition_cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
+    from .recognition.cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
     hooks.append(recognition)
     from .live import add_parsers as live  # anyedge run
     hooks.append(live)

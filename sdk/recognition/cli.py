@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .cli_args import float_in, int_at_least, positive_int
-from .errors import InputError
-from .signing_cli import add_trust_argument
+from ..cli_args import float_in, int_at_least, positive_int
+from ..errors import InputError
+from ..signing_cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 
@@ -27,13 +27,13 @@ _cosine = float_in(-1.0, 1.0)
 
 
 def _read_bgr(path: str | Path) -> np.ndarray:
-    from .ops.image import read_image
+    from ..ops.image import read_image
 
     return read_image(path)
 
 
 def _pipeline(args: argparse.Namespace, embedder: str, gallery: Any = None) -> Any:
-    from .recognition.pipeline import FacePipeline
+    from .pipeline import FacePipeline
 
     return FacePipeline.create(args.detector, embedder, gallery=gallery, engine=args.engine,
                                threshold=getattr(args, "threshold", None), threads=args.threads,
@@ -86,7 +86,7 @@ def _read_pairs(path: Path) -> list[tuple[str, str, bool]]:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .recognition.verification import verification_report
+    from .verification import verification_report
 
     path = Path(args.pairs)
     pairs = _read_pairs(path)
@@ -127,7 +127,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _open_gallery(args: argparse.Namespace, identity: Any = None, create: bool = True,
                   readonly: bool = False) -> Any:
     """The gallery --db names; commands that only read open it read-only (works on read-only media)."""
-    from .recognition.gallery import Gallery
+    from .gallery import Gallery
 
     return Gallery.open(args.db, identity, create=create, readonly=readonly)
 
@@ -141,14 +141,14 @@ def _embedder_for(args: argparse.Namespace) -> str:
     """--embedder, else the one the gallery was built with, else the default."""
     if args.embedder:
         return args.embedder
-    from .recognition.gallery import Gallery, default_gallery_path
+    from .gallery import Gallery, default_gallery_path
 
     db = Path(args.db) if args.db else default_gallery_path()
     if db.exists():
         with Gallery.open(db, create=False, readonly=True) as g:
             ident = g.identity
         if ident:
-            from .tasks.face_embedder import embedder_names
+            from ..tasks.face_embedder import embedder_names
 
             if ident["name"] not in embedder_names():
                 raise InputError(f"{db} was built with embedder {ident['name']!r}, which is not a registry name "
@@ -158,7 +158,7 @@ def _embedder_for(args: argparse.Namespace) -> str:
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
-    from .recognition.gallery import person_name
+    from .gallery import person_name
 
     name = person_name(args.name)  # refuse a bad name before loading any model
     with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity) as g:
@@ -217,7 +217,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    from .recognition.gallery import person_name
+    from .gallery import person_name
 
     name = person_name(args.name)
     with _open_gallery(args, create=False) as g:
@@ -323,8 +323,3 @@ def add_parsers(sub: Any) -> None:
     _db_opt(p)
     p.set_defaults(func=_cmd_remove)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main())
