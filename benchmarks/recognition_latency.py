@@ -52,8 +52,8 @@ def main() -> int:
 
     import cv2
 
-    from anyedge.recognition.gallery import Gallery
     from anyedge.ops.align import ARCFACE_112, SPHEREFACE_112x96, align_face
+    from anyedge.recognition.gallery import Gallery
     from anyedge.recognition.pipeline import FacePipeline
 
     cv2.setNumThreads(1)
