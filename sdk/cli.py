@@ -181,7 +181,7 @@ def _subcommand_hooks() -> list[Callable[[Any], None]]:
     from .detection.cli import add_parsers as detection  # detect, demo
     from .har.cli import add_parsers as har  # har
     from .live.cli import add_parsers as live  # run
-    from .recognition_cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
+    from .recognition.cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
     from .signing.cli import add_parsers as signing  # keys new, sign
 
     return [_add_models_parser, detection, convert, har, recognition, live, export_c, bench, signing]

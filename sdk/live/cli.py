@@ -31,7 +31,7 @@ __all__ = ["add_parsers"]
 
 def _gallery_labeller(gallery: str, args: argparse.Namespace) -> Callable[[np.ndarray, Any], list[str]]:
     """Names for the detected faces of a frame, from face recognition's gallery."""
-    from ..tasks.face_pipeline import live_labeller
+    from ..recognition.pipeline import live_labeller
 
     if not Path(gallery).exists():
         raise InputError(f"--gallery {gallery}: no such gallery")
