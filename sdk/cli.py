@@ -90,76 +90,6 @@ def _one_line(text: str) -> str:
     return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
-def _shared_data() -> Path | None:
-    env = os.environ.get("ANYEDGE_DATA")
-    for cand in ([Path(env)] if env else []) + [Path.cwd().parent / "shared" / "data"]:
-        if cand.is_dir():
-            return cand
-    return None
-
-
-# -- models ---------------------------------------------------------------------------------
-def _where_published(source: Any) -> str:
-    if source.url:
-        return source.url
-    if source.wheel and source.member:
-        return f"PyPI wheel {source.wheel}, member {source.member}"
-    return source.origin
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    from .registry import PACKAGED_BUNDLES, find_model_file, list_models, packaged_bundle
-
-    rows = []
-    for m in list_models():
-        found = find_model_file(m)
-        rows.append({"name": m.name, "task": m.task, "family": m.family, "file": m.filename,
-                     "license": m.license, "present": str(found) if found else None,
-                     "fetchable": m.source.fetchable, "source": _where_published(m.source)})
-    for name in PACKAGED_BUNDLES:
-        p = packaged_bundle(name)
-        rows.append({"name": name, "task": "activity_classification", "family": "bnn", "file": "bundle",
-                     "license": "Apache-2.0 (anyedge's own)", "present": str(p) if p else None,
-                     "fetchable": False, "source": "shipped inside the anyedge package"})
-    if args.precision:
-        for r in rows:
-            r["precision"] = _precisions(r) if r["present"] else {}
-    if args.json:
-        for r in rows:
-            print(json.dumps(r))
-        return EXIT_OK
-    print(f"{'name':20} {'task':24} {'family':14} {'present':8} {'licence':34} where to get it (when missing)")
-    for r in rows:
-        state = "yes" if r["present"] else ("fetch" if r["fetchable"] else "no")
-        where = "" if r["present"] else r["source"]
-        print(f"{r['name']:20} {r['task']:24} {r['family']:14} {state:8} {r['license']:34} {where}".rstrip())
-        if r.get("precision"):
-            runs = ", ".join(f"{e} {p}" for e, p in r["precision"].items())
-            print(f"{'':20} runs here at: {runs}")
-    return EXIT_OK
-
-
-def _precisions(row: dict[str, Any]) -> dict[str, str]:
-    """Engine -> the precision a present model actually runs at there (``engine.precision``)."""
-    from .engines import engines_for, open_engine
-
-    path = Path(row["present"])
-    if path.is_dir():  # a bundle: its model file
-        from .bundle import load_bundle
-
-        path = load_bundle(path).model_path
-    out: dict[str, str] = {}
-    for name in engines_for(path):
-        try:
-            eng = open_engine(path, name)
-        except AnyEdgeError as e:
-            out[name] = f"cannot load ({e})"
-            continue
-        out[name] = str(getattr(eng, "precision", "unknown"))
-        eng.close()
-    return out
-
-
 # -- detect ---------------------------------------------------------------------------------
 def _iter_inputs(paths: Sequence[str]) -> list[tuple[str, Path]]:
     """(kind, path) of every input; a folder gives its images and videos, not anyedge's own outputs there.
@@ -316,7 +246,9 @@ def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir
 
 # -- demo -----------------------------------------------------------------------------------
 def _demo_image() -> tuple[str, Any]:
-    data = _shared_data()
+    from .paths import data_dir
+
+    data = data_dir()
     if data and (data / "faces" / "smoke" / "astronaut.png").is_file():
         p = data / "faces" / "smoke" / "astronaut.png"
         return str(p), _read_image(p)
@@ -386,16 +318,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print anyedge's version and exit")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("models", help="list the model registry and what is present here",
-                       description="List every registered model, whether its file is here, and where a "
-                                   "missing one is published.",
-                       epilog="example:\n  anyedge models\n  anyedge models --precision\n  anyedge models --json | jq -r .name")
-    p.add_argument("--json", action="store_true", help="one JSON object per model (default: a table)")
-    p.add_argument("--precision", action="store_true",
-                   help="also open each present model on every installed engine that reads it and show the "
-                        "precision it runs at there (engine.precision; default: off, it loads every model)")
-    p.set_defaults(func=_cmd_models)
-
     p = sub.add_parser("detect", help="detect faces in images, folders of images, videos or a camera",
                        description="Detect faces. PATHs may be images, folders of images/videos, or videos.",
                        epilog="examples:\n  anyedge detect photo.jpg\n"
@@ -450,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _subcommand_hooks() -> list[Any]:
     """Subcommands that live with their task (converters, HAR, live streams): one line each."""
     hooks = []
+    from .registry.cli import add_parsers as models  # anyedge models
+    hooks.append(models)
     from .converters.cli import add_parsers as conv  # convert, targets, inspect
     hooks.append(conv)
     from .har.cli import add_har_parser  # anyedge har
