@@ -246,11 +246,10 @@ def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir
 
 # -- demo -----------------------------------------------------------------------------------
 def _demo_image() -> tuple[str, Any]:
-    from .paths import data_dir
+    from .paths import data_path
 
-    data = data_dir()
-    if data and (data / "faces" / "smoke" / "astronaut.png").is_file():
-        p = data / "faces" / "smoke" / "astronaut.png"
+    p = data_path("faces", "smoke", "astronaut.png")
+    if p is not None and p.is_file():
         return str(p), _read_image(p)
     from .samples import sample_image
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["cache_dir", "model_path", "data_dir", "require_data_dir"]
+__all__ = ["cache_dir", "model_path", "data_dir", "data_path", "require_data_dir"]
 
 
 def cache_dir() -> Path:
@@ -42,6 +42,13 @@ def data_dir() -> Path | None:
     """The data folder named by ``ANYEDGE_DATA``, or ``None`` when the variable is unset or empty."""
     env = os.environ.get("ANYEDGE_DATA")
     return Path(env).expanduser() if env else None
+
+
+def data_path(*parts: str) -> Path | None:
+    """``$ANYEDGE_DATA/<parts>`` when the variable is set and that file or folder exists, else ``None``."""
+    root = data_dir()
+    found = root.joinpath(*parts) if root is not None else None
+    return found if found is not None and found.exists() else None
 
 
 def require_data_dir(what: str) -> Path:
