@@ -23,13 +23,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import os
 import signal
 import sys
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from .cli_common import (EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_PIPE, EXIT_TERMINATED,
@@ -77,81 +75,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
-# -- models: the model registry's command (these four functions move together) -------------
-def _where_published(source: Any) -> str:
-    if source.url:
-        return source.url
-    if source.wheel and source.member:
-        return f"PyPI wheel {source.wheel}, member {source.member}"
-    return source.origin
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    from .registry import PACKAGED_BUNDLES, find_model_file, list_models, packaged_bundle
-
-    rows = []
-    for m in list_models():
-        found = find_model_file(m)
-        rows.append({"name": m.name, "task": m.task, "family": m.family, "file": m.filename,
-                     "license": m.license, "present": str(found) if found else None,
-                     "fetchable": m.source.fetchable, "source": _where_published(m.source)})
-    for name in PACKAGED_BUNDLES:
-        p = packaged_bundle(name)
-        rows.append({"name": name, "task": "activity_classification", "family": "bnn", "file": "bundle",
-                     "license": "Apache-2.0 (anyedge's own)", "present": str(p) if p else None,
-                     "fetchable": False, "source": "shipped inside the anyedge package"})
-    if args.precision:
-        for r in rows:
-            r["precision"] = _precisions(r) if r["present"] else {}
-    if args.json:
-        for r in rows:
-            print(json.dumps(r))
-        return EXIT_OK
-    print(f"{'name':20} {'task':24} {'family':14} {'present':8} {'licence':34} where to get it (when missing)")
-    for r in rows:
-        state = "yes" if r["present"] else ("fetch" if r["fetchable"] else "no")
-        where = "" if r["present"] else r["source"]
-        print(f"{r['name']:20} {r['task']:24} {r['family']:14} {state:8} {r['license']:34} {where}".rstrip())
-        if r.get("precision"):
-            runs = ", ".join(f"{e} {p}" for e, p in r["precision"].items())
-            print(f"{'':20} runs here at: {runs}")
-    return EXIT_OK
-
-
-def _precisions(row: dict[str, Any]) -> dict[str, str]:
-    """Engine -> the precision a present model actually runs at there (``engine.precision``)."""
-    from .engines import engines_for, open_engine
-
-    path = Path(row["present"])
-    if path.is_dir():  # a bundle: its model file
-        from .bundle import load_bundle
-
-        path = load_bundle(path).model_path
-    out: dict[str, str] = {}
-    for name in engines_for(path):
-        try:
-            eng = open_engine(path, name)
-        except AnyEdgeError as e:
-            out[name] = f"cannot load ({e})"
-            continue
-        out[name] = str(getattr(eng, "precision", "unknown"))
-        eng.close()
-    return out
-
-
-def _add_models_parser(sub: Any) -> None:
-    """Add ``anyedge models``."""
-    p = sub.add_parser("models", help="list the model registry and what is present here",
-                       description="List every registered model, whether its file is here, and where a "
-                                   "missing one is published.",
-                       epilog="example:\n  anyedge models\n  anyedge models --precision\n  anyedge models --json | jq -r .name")
-    p.add_argument("--json", action="store_true", help="one JSON object per model (default: a table)")
-    p.add_argument("--precision", action="store_true",
-                   help="also open each present model on every installed engine that reads it and show the "
-                        "precision it runs at there (engine.precision; default: off, it loads every model)")
-    p.set_defaults(func=_cmd_models)
-
-
 # -- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The full ``anyedge`` parser, hooks' subcommands included."""
@@ -182,9 +105,10 @@ def _subcommand_hooks() -> list[Callable[[Any], None]]:
     from .har.cli import add_parsers as har  # har
     from .live.cli import add_parsers as live  # run
     from .recognition.cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
+    from .registry.cli import add_parsers as models  # models
     from .signing.cli import add_parsers as signing  # keys new, sign
 
-    return [_add_models_parser, detection, convert, har, recognition, live, export_c, bench, signing]
+    return [models, detection, convert, har, recognition, live, export_c, bench, signing]
 
 
 # -- running a command ----------------------------------------------------------------------

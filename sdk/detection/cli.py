@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,14 +28,6 @@ __all__ = ["add_parsers", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-
-
-def _shared_data() -> Path | None:
-    env = os.environ.get("ANYEDGE_DATA")
-    for cand in ([Path(env)] if env else []) + [Path.cwd().parent / "shared" / "data"]:
-        if cand.is_dir():
-            return cand
-    return None
 
 
 def _iter_inputs(paths: Sequence[str]) -> list[tuple[str, Path]]:
@@ -194,9 +185,10 @@ def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir
 
 # -- demo -----------------------------------------------------------------------------------
 def _demo_image() -> tuple[str, Any]:
-    data = _shared_data()
-    if data and (data / "faces" / "smoke" / "astronaut.png").is_file():
-        p = data / "faces" / "smoke" / "astronaut.png"
+    from ..paths import data_path
+
+    p = data_path("faces", "smoke", "astronaut.png")
+    if p is not None and p.is_file():
         return str(p), _read_image(p)
     from ..samples import sample_image
 
