@@ -88,8 +88,8 @@ def main() -> int:
     from anyedge import FaceDetector
     from anyedge.engines import engines_for, open_engine
     from anyedge.ops.align import align_face, five_points
-    from anyedge.ops.verification import (balanced_threshold, cross_validated_threshold, equal_error_rate,
-                                          roc_auc, tar_at_far)
+    from anyedge.recognition.verification import (balanced_threshold, cross_validated_threshold,
+                                                  equal_error_rate, roc_auc, tar_at_far)
     from anyedge.registry import resolve_model
     from anyedge.tasks.face_embedder import FaceEmbedder, FaceEmbedderOptions
 

@@ -52,9 +52,9 @@ def main() -> int:
 
     import cv2
 
-    from anyedge.gallery import Gallery
     from anyedge.ops.align import ARCFACE_112, SPHEREFACE_112x96, align_face
-    from anyedge.tasks.face_pipeline import FacePipeline
+    from anyedge.recognition.gallery import Gallery
+    from anyedge.recognition.pipeline import FacePipeline
 
     cv2.setNumThreads(1)
     paths = _images(SHARED / "data", args.wider)

@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from anyedge.cli_args import float_in, positive_int, size_arg
-from anyedge.signing_cli import add_trust_argument
+from anyedge.paths import data_path
+from anyedge.signing.cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 
 
 def _default_calibration() -> str | None:
-    data = os.environ.get("ANYEDGE_DATA") or str(Path.cwd().parent / "shared" / "data")
-    cand = Path(data) / "widerface_val" / "images"
-    return str(cand) if cand.is_dir() else None
+    found = data_path("widerface_val", "images")
+    return str(found) if found is not None and found.is_dir() else None
 
 
 def _pairs(args: argparse.Namespace) -> str | None:
-    """``--pairs``, or for a face embedder the shared ``faces/pairs.csv`` when it is there."""
+    """``--pairs``, or for a face embedder ``$ANYEDGE_DATA/faces/pairs.csv`` when it is there."""
     if args.pairs:
         return str(args.pairs)
     from anyedge.registry import REGISTRY
 
     info = REGISTRY.get(args.model)
     if (info is not None and info.task == "face_embedding") or args.family in ("mobilefacenet", "arcface"):
-        data = os.environ.get("ANYEDGE_DATA") or str(Path.cwd().parent / "shared" / "data")
-        cand = Path(data) / "faces" / "pairs.csv"
-        return str(cand) if cand.is_file() else None
+        found = data_path("faces", "pairs.csv")
+        return str(found) if found is not None and found.is_file() else None
     return None
 
 
@@ -146,7 +143,7 @@ def _host_table(host: dict[str, Any]) -> str:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from anyedge.bundle import load_bundle
 
-    from anyedge.signing_cli import signature_status
+    from anyedge.signing.cli import signature_status
 
     b = load_bundle(args.bundle)  # refuses a bundle that fails the configured trust (--trust)
     m = dict(b.manifest)

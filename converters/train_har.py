@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: train one data set's BNN + float twin and write them."""
     ap = argparse.ArgumentParser(prog="python -m anyedge.converters.train_har", description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", required=True, choices=sorted(CONFIGS))
-    ap.add_argument("--data-root", type=Path, default=None, help="folder holding har/<name>/ (default: ANYEDGE_DATA or ../shared/data)")
+    ap.add_argument("--data-root", type=Path, default=None, help="folder holding har/<name>/ (default: $ANYEDGE_DATA)")
     ap.add_argument("--bundle-dir", type=Path, default=None, help="default: sdk/models/bnn-<name>")
     ap.add_argument("--float-out", type=Path, default=None, help="default: benchmarks/models/float-<name>.npz")
     ap.add_argument("--seed", type=int, default=None)

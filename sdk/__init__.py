@@ -41,8 +41,8 @@ _LAZY = {
     "available_engines": "anyedge.engines",
     "load_bundle": "anyedge.bundle",
     "FaceEmbedder": "anyedge.tasks.face_embedder",
-    "FacePipeline": "anyedge.tasks.face_pipeline",
-    "Gallery": "anyedge.gallery",
+    "FacePipeline": "anyedge.recognition.pipeline",
+    "Gallery": "anyedge.recognition.gallery",
 }
 
 __all__ = ["__version__", *_errors_all, *_LAZY]

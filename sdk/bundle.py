@@ -14,16 +14,18 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import AnyEdgeError, BundleError, IntegrityError
+from .inputs import open_member, read_member
 from .manifest import FORMAT, Manifest, _json_default, manifest_digest, safe_member
+from .signing.trust import MAX_SIGNATURE as _MAX_SIGNATURE
+from .signing.trust import SIGNATURE, check_trust
 
 __all__ = [
     "MANIFEST",
@@ -38,9 +40,7 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"  # a detached signature beside the manifest, not listed in it (anyedge.signing)
 _MAX_MANIFEST = 4 << 20
-_MAX_SIGNATURE = 4096
 
 
 @dataclass(frozen=True)
@@ -84,41 +84,13 @@ def _sha256(path: Path) -> str:
 
 
 def _open_regular(root: Path, name: str) -> int:
-    """A read-only descriptor on member ``name``, which must be a regular file reached without links.
-
-    Every path component below ``root`` is checked with ``lstat``: a symlink, device, FIFO or
-    socket anywhere on the way is refused, so nothing outside the bundle is ever read.
-    """
-    parts = PurePosixPath(_safe_member(name)).parts
-    path = root
-    for i, part in enumerate(parts):
-        path = path / part
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            raise BundleError(f"bundle {root} is missing {name}, which its manifest lists") from None
-        last = i == len(parts) - 1
-        if not (stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode)):
-            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file" if last else "not a folder"
-            raise BundleError(f"bundle {root}: {'/'.join(parts[:i + 1])} (in member {name}) is {kind}; "
-                              "a bundle holds regular files only")
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-                 | getattr(os, "O_BINARY", 0))
-    opened = os.fstat(fd)
-    if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(opened.st_mode):
-        os.close(fd)
-        raise BundleError(f"bundle {root}: {name} was replaced while it was being opened")
-    return fd
+    """A read-only descriptor on member ``name`` (see :func:`anyedge.inputs.open_member`)."""
+    return open_member(root, _safe_member(name))
 
 
 def _read_regular(root: Path, name: str, limit: int) -> bytes:
-    """The bytes of member ``name`` (see :func:`_open_regular`), refusing more than ``limit``."""
-    fd = _open_regular(root, name)
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise BundleError(f"bundle {root}: {name} is larger than {limit} bytes")
-    return data
+    """The bytes of member ``name``, refusing more than ``limit`` (see :func:`anyedge.inputs.read_member`)."""
+    return read_member(root, _safe_member(name), limit)
 
 
 def _hash_member(root: Path, name: str, size: int | None) -> str:
@@ -335,8 +307,6 @@ def load_bundle(path: str | os.PathLike[str], *, trusted_keys: Any = None) -> Bu
         raise BundleError(f"{p} is neither a bundle directory nor a .zip")
     raw, manifest = _read_manifest(root)
     _verify(root, raw, manifest)
-    from .signing import check_trust
-
     check_trust(p, root, raw, trusted_keys)
     return Bundle(root=root, manifest=raw, info=manifest)
 

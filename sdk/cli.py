@@ -1,15 +1,21 @@
-"""The ``anyedge`` command line: models, detect, demo (and the tasks' own subcommands).
+"""The ``anyedge`` command line: it assembles the features' commands and runs them.
 
-Conventions every subcommand follows (``anyedge --help`` shows them to users):
+Every feature package adds its own subcommands from its ``cli.py`` (``add_parsers(sub)``);
+:func:`_subcommand_hooks` lists them, one line each. This module owns only what all commands
+share at run time (``anyedge --help`` shows it to users):
 
 * A failure is ONE line on stderr, ``anyedge: error: ...``, and a documented exit code
-  (:data:`EXIT_CODES`); ``-v``/``--verbose`` anywhere on the line adds the traceback.
+  (:data:`EXIT_CODES`, defined in :mod:`anyedge.cli_common`); ``-v``/``--verbose`` anywhere on
+  the line adds the traceback.
 * While a command runs, only anyedge's own output reaches stdout: file descriptor 1 points at
   stderr, so progress bars and log lines of third-party libraries (NNCF, OpenVINO, tqdm, C
   libraries) land on stderr, and ``--json`` output stays pure JSON.
-* Subcommands that live with their task register themselves through
-  :func:`_subcommand_hooks` (one line each) and build parsers with ``sub.add_parser``; they get
-  the same one-line usage errors and example epilogs.
+* SIGINT/SIGTERM raise in the command so it cleans up; a second one ends the process at once.
+* Sub-parsers made with ``sub.add_parser`` get the same one-line usage errors and example epilogs.
+
+Adding a command: write ``<feature>/cli.py`` with ``add_parsers(sub)`` (import helpers from
+:mod:`anyedge.cli_args` and :mod:`anyedge.cli_common`, never from this module) and add one line
+to :func:`_subcommand_hooks`.
 """
 
 from __future__ import annotations
@@ -17,35 +23,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import os
 import signal
 import sys
-import time
 import traceback
-from pathlib import Path
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
-from .errors import AnyEdgeError, InputError
-from .cli_args import positive_int, unit_float
-from .outputs import OutputDir, write_atomic
+from .cli_common import (EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_PIPE, EXIT_TERMINATED,
+                         EXIT_USAGE, one_line)
+from .errors import AnyEdgeError
 
 __all__ = ["main", "build_parser", "EXIT_CODES"]
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_TERMINATED = 0, 1, 2, 130, 141, 143
-EXIT_CODES = {
-    EXIT_OK: "success",
-    EXIT_PARTIAL: "some inputs failed (the others were processed), or an unexpected internal error",
-    EXIT_USAGE: "bad usage or an anyedge error: unknown model, unreadable input, refused bundle, "
-                "missing engine, failed conversion",
-    EXIT_INTERRUPTED: "interrupted by Ctrl-C (anyedge run: Ctrl-C is the normal stop and exits 0)",
-    EXIT_PIPE: "stdout was closed early (e.g. piped into head), or is closed or full; nothing else went wrong",
-    EXIT_TERMINATED: "terminated by SIGTERM (anyedge run: a clean stop, exits 0)",
-}
 
 _EPILOG = """\
 examples:
@@ -83,301 +72,13 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> Any:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
-def _shared_data() -> Path | None:
-    env = os.environ.get("ANYEDGE_DATA")
-    for cand in ([Path(env)] if env else []) + [Path.cwd().parent / "shared" / "data"]:
-        if cand.is_dir():
-            return cand
-    return None
-
-
-# -- models ---------------------------------------------------------------------------------
-def _where_published(source: Any) -> str:
-    if source.url:
-        return source.url
-    if source.wheel and source.member:
-        return f"PyPI wheel {source.wheel}, member {source.member}"
-    return source.origin
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    from .registry import PACKAGED_BUNDLES, find_model_file, list_models, packaged_bundle
-
-    rows = []
-    for m in list_models():
-        found = find_model_file(m)
-        rows.append({"name": m.name, "task": m.task, "family": m.family, "file": m.filename,
-                     "license": m.license, "present": str(found) if found else None,
-                     "fetchable": m.source.fetchable, "source": _where_published(m.source)})
-    for name in PACKAGED_BUNDLES:
-        p = packaged_bundle(name)
-        rows.append({"name": name, "task": "activity_classification", "family": "bnn", "file": "bundle",
-                     "license": "Apache-2.0 (anyedge's own)", "present": str(p) if p else None,
-                     "fetchable": False, "source": "shipped inside the anyedge package"})
-    if args.precision:
-        for r in rows:
-            r["precision"] = _precisions(r) if r["present"] else {}
-    if args.json:
-        for r in rows:
-            print(json.dumps(r))
-        return EXIT_OK
-    print(f"{'name':20} {'task':24} {'family':14} {'present':8} {'licence':34} where to get it (when missing)")
-    for r in rows:
-        state = "yes" if r["present"] else ("fetch" if r["fetchable"] else "no")
-        where = "" if r["present"] else r["source"]
-        print(f"{r['name']:20} {r['task']:24} {r['family']:14} {state:8} {r['license']:34} {where}".rstrip())
-        if r.get("precision"):
-            runs = ", ".join(f"{e} {p}" for e, p in r["precision"].items())
-            print(f"{'':20} runs here at: {runs}")
-    return EXIT_OK
-
-
-def _precisions(row: dict[str, Any]) -> dict[str, str]:
-    """Engine -> the precision a present model actually runs at there (``engine.precision``)."""
-    from .engines import engines_for, open_engine
-
-    path = Path(row["present"])
-    if path.is_dir():  # a bundle: its model file
-        from .bundle import load_bundle
-
-        path = load_bundle(path).model_path
-    out: dict[str, str] = {}
-    for name in engines_for(path):
-        try:
-            eng = open_engine(path, name)
-        except AnyEdgeError as e:
-            out[name] = f"cannot load ({e})"
-            continue
-        out[name] = str(getattr(eng, "precision", "unknown"))
-        eng.close()
-    return out
-
-
-# -- detect ---------------------------------------------------------------------------------
-def _iter_inputs(paths: Sequence[str]) -> list[tuple[str, Path]]:
-    """(kind, path) of every input; a folder gives its images and videos, not anyedge's own outputs there.
-
-    Raises:
-        InputError: a folder holds no image or video.
-    """
-    from .inputs import regular_file
-    from .outputs import written_here
-
-    found: list[tuple[str, Path]] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.exists() and not p.is_dir():  # a FIFO or device named on the line is refused, never opened
-            regular_file(p, "image or video")
-        if p.is_dir():
-            ours = written_here(p)
-            inside = [("image" if f.suffix.lower() in IMAGE_SUFFIXES else "video", f) for f in sorted(p.iterdir())
-                      if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and f.name not in ours]
-            if not inside:
-                raise InputError(f"{p}: no images or videos in this folder (expected "
-                                 f"{', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
-            found.extend(inside)
-        elif p.suffix.lower() in VIDEO_SUFFIXES:
-            found.append(("video", p))
-        else:
-            found.append(("image", p))
-    return found
-
-
-def _read_image(path: Path) -> Any:
-    from .ops.image import read_image
-
-    return read_image(path)
-
-
-def _cmd_detect(args: argparse.Namespace) -> int:
-    from .ops.draw import draw_faces
-    from .tasks.face_detector import FaceDetector
-
-    opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads}
-    if args.score is not None:
-        opts["score_threshold"] = args.score
-    if args.max_faces is not None:
-        opts["max_faces"] = args.max_faces
-    if not args.paths and args.camera is None:
-        raise InputError("give one or more PATHs (images, folders, videos) or --camera")
-    inputs = [] if args.camera is not None else _iter_inputs(args.paths)
-    out = OutputDir(args.out, inputs=[p for _, p in inputs]) if args.out else None
-    failures = 0
-    with FaceDetector.create(args.model, engine=args.engine, **opts) as det:
-        if args.camera is not None:
-            return _detect_camera(det, args)
-        for kind, path in inputs:
-            written = None
-            try:
-                if kind == "video":
-                    _detect_video(det, path, args, out)
-                    continue
-                img = _read_image(path)
-                faces = det.detect(img)
-                if out:
-                    written = out.claim(path.stem + ".jpg")
-                    _write_image(written, draw_faces(img, faces))
-                    out.record(written)
-            except BrokenPipeError:
-                raise
-            except (AnyEdgeError, OSError) as e:  # one bad input never stops the others
-                failures += 1
-                msg = _one_line(e) if isinstance(e, AnyEdgeError) else f"{type(e).__name__}: {_one_line(e)}"
-                if args.json:
-                    print(json.dumps({"image": str(path), "error": msg}), flush=True)
-                print(f"anyedge: error: {path}: {msg}" if str(path) not in msg else f"anyedge: error: {msg}",
-                      file=sys.stderr)
-                continue
-            if args.json:
-                rec: dict[str, Any] = {"image": str(path), "faces": faces.to_list()}
-                if written is not None:
-                    rec["out"] = str(written)
-                print(json.dumps(rec), flush=True)
-            else:
-                ms = det.last_timing["total"] * 1e3
-                print(f"{path}: {len(faces)} face(s) in {ms:.1f} ms" + (f" -> {written}" if written else ""),
-                      flush=True)
-    return EXIT_PARTIAL if failures else EXIT_OK
-
-
-def _detect_camera(det: Any, args: argparse.Namespace) -> int:
-    from .live import open_source
-
-    src = open_source(args.camera)  # one-line errors for missing cameras and silent URLs
-    try:
-        i = 0
-        while args.frames is None or i < args.frames:
-            frame = src.read()
-            if frame is None:
-                break
-            faces = det.detect(frame)
-            if args.json:
-                print(json.dumps({"camera": str(args.camera), "frame": i, "faces": faces.to_list()}), flush=True)
-            else:
-                print(f"frame {i}: {len(faces)} face(s) in {det.last_timing['total'] * 1e3:.1f} ms", flush=True)
-            i += 1
-    finally:
-        src.close()
-    return EXIT_OK
-
-
-def _write_image(path: Path, bgr: Any) -> None:
-    import cv2
-
-    ok, buf = cv2.imencode(path.suffix, bgr)
-    if not ok:
-        raise InputError(f"could not encode {path}")
-    write_atomic(path, buf.tobytes())
-
-
-def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir | None) -> None:
-    import cv2
-
-    from .inputs import regular_file
-    from .ops.draw import draw_faces
-    from .video import AtomicVideoWriter
-
-    cap = cv2.VideoCapture(str(regular_file(path, "video")))
-    if not cap.isOpened():
-        raise InputError(f"{path}: not a readable video")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = AtomicVideoWriter(out.claim(f"{path.stem}.annotated.mp4"), fps) if out else None
-    frame_no = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            faces = det.detect(frame)
-            if args.json:
-                print(json.dumps({"image": str(path), "frame": frame_no, "faces": faces.to_list()}), flush=True)
-            if writer is not None:
-                writer.write(draw_faces(frame, faces))
-            frame_no += 1
-        if frame_no == 0:
-            raise InputError(f"{path}: video has no readable frames")
-        if writer is not None and out is not None:
-            writer.commit()
-            out.record(writer.path)
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.discard()  # no-op after commit
-    if not args.json:
-        print(f"{path}: {frame_no} frames" + (f" -> {writer.path}" if writer is not None else ""), flush=True)
-
-
-# -- demo -----------------------------------------------------------------------------------
-def _demo_image() -> tuple[str, Any]:
-    data = _shared_data()
-    if data and (data / "faces" / "smoke" / "astronaut.png").is_file():
-        p = data / "faces" / "smoke" / "astronaut.png"
-        return str(p), _read_image(p)
-    from .samples import sample_image
-
-    path = sample_image()
-    return str(path), _read_image(path)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    import statistics
-
-    from .engines import engines_for
-    from .ops.draw import draw_faces
-    from .registry import find_model_file, get_model_info, list_models
-    from .tasks.face_detector import FaceDetector
-
-    if args.image:
-        name, img = args.image, _read_image(Path(args.image))
-    else:
-        name, img = _demo_image()
-    out = OutputDir(args.out, inputs=[args.image] if args.image else [])
-    if args.models:
-        models = args.models.split(",")
-    else:  # every face detector on this machine or fetchable from its official source
-        models = [m.name for m in list_models()
-                  if m.task == "face_detection" and (find_model_file(m) or m.source.fetchable)]
-    print(f"anyedge demo on {name} ({img.shape[1]}x{img.shape[0]}), {args.runs} timed runs each\n")
-    print(f"{'model':20} {'engine':12} {'faces':>5} {'median ms':>10} {'p90 ms':>8}")
-    rows = []
-    for model in models:
-        info = get_model_info(model)
-        for engine in engines_for(info.filename):
-            with FaceDetector.create(model, engine=engine, channels="BGR", threads=args.threads) as det:
-                faces = det.detect(img)  # warm-up
-                times = []
-                for _ in range(args.runs):
-                    t = time.perf_counter()
-                    faces = det.detect(img)
-                    times.append((time.perf_counter() - t) * 1e3)
-            times.sort()
-            med, p90 = statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
-            print(f"{model:20} {engine:12} {len(faces):5d} {med:10.2f} {p90:8.2f}", flush=True)
-            rows.append({"model": model, "engine": engine, "faces": len(faces), "median_ms": med,
-                         "p90_ms": p90, "detections": faces.to_list()})
-            if engine == engines_for(info.filename)[0]:
-                written = out.claim(f"demo_{model}.jpg")
-                _write_image(written, draw_faces(img, faces, f"{model} "))
-                out.record(written)
-    summary = out.claim("demo.json")
-    write_atomic(summary, json.dumps({"image": name, "results": rows}, indent=1).encode())
-    out.record(summary)
-    print(f"\nannotated images and {summary.name} written to {out.path}/")
-    return EXIT_OK
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
 # -- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The full ``anyedge`` parser, hooks' subcommands included."""
     from . import __version__
-    from .signing_cli import add_trust_argument
 
     ap = _Parser(prog="anyedge", description="Run face and activity models on edge devices.", epilog=_EPILOG)
     ap.add_argument("-v", "--verbose", action="store_true",
@@ -386,85 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print anyedge's version and exit")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("models", help="list the model registry and what is present here",
-                       description="List every registered model, whether its file is here, and where a "
-                                   "missing one is published.",
-                       epilog="example:\n  anyedge models\n  anyedge models --precision\n  anyedge models --json | jq -r .name")
-    p.add_argument("--json", action="store_true", help="one JSON object per model (default: a table)")
-    p.add_argument("--precision", action="store_true",
-                   help="also open each present model on every installed engine that reads it and show the "
-                        "precision it runs at there (engine.precision; default: off, it loads every model)")
-    p.set_defaults(func=_cmd_models)
-
-    p = sub.add_parser("detect", help="detect faces in images, folders of images, videos or a camera",
-                       description="Detect faces. PATHs may be images, folders of images/videos, or videos.",
-                       epilog="examples:\n  anyedge detect photo.jpg\n"
-                              "  anyedge detect photos/ clip.mp4 --model scrfd-500m --out annotated/ --json\n"
-                              "  anyedge detect --camera 0 --frames 100")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="images, folders or videos (.mp4, .avi, ...)")
-    p.add_argument("--camera", default=None,
-                   help="camera index (0), 'picamera' or a stream URL instead of PATHs (default: none); "
-                        "for live use with frame dropping see 'anyedge run'")
-    p.add_argument("--frames", type=positive_int, default=None,
-                   help="with --camera: stop after N frames (default: until the source ends)")
-    p.add_argument("--model", default="blazeface-short",
-                   help="registry name, bundle or model file (default: %(default)s)")
-    p.add_argument("--engine", default=None,
-                   help="litert, onnxruntime or openvino (default: the model's own engine)")
-    p.add_argument("--json", action="store_true",
-                   help="one JSON object per image (per frame for videos) on stdout (default: text)")
-    p.add_argument("--out", default=None,
-                   help="directory for annotated images (NAME.jpg) and videos (NAME.annotated.mp4); "
-                        "created when missing; a name taken by an input or a file anyedge did not write gets "
-                        "a suffix (NAME-2.jpg) (default: write nothing)")
-    p.add_argument("--score", type=unit_float, default=None, help="score threshold in [0, 1] (default: the model's)")
-    p.add_argument("--max-faces", type=positive_int, default=None,
-                   help="keep at most N faces per image (default: no limit)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for the engine (default: the engine's own choice)")
-    add_trust_argument(p)
-    p.set_defaults(func=_cmd_detect)
-
-    p = sub.add_parser("demo", help="detect faces on a sample image with every installed engine",
-                       description="Time every face detector on every installed engine on one image "
-                                   "(default: the smoke photo in $ANYEDGE_DATA when present, else NASA's "
-                                   "public-domain astronaut portrait, fetched once from the scikit-image "
-                                   "wheel on PyPI into the cache).",
-                       epilog="examples:\n  anyedge demo\n  anyedge demo --models yunet,scrfd-500m --runs 50")
-    p.add_argument("--image", default=None,
-                   help="image to use (default: $ANYEDGE_DATA's smoke photo, else the fetched sample photo)")
-    p.add_argument("--models", default=None,
-                   help="comma-separated model names (default: every face detector present or fetchable)")
-    p.add_argument("--runs", type=positive_int, default=20, help="timed runs per model (default: %(default)s)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for the engines (default: the engine's own choice)")
-    p.add_argument("--out", default="out/demo",
-                   help="directory for annotated images and demo.json (default: %(default)s)")
-    p.set_defaults(func=_cmd_demo)
-
     for hook in _subcommand_hooks():
         hook(sub)
     return ap
 
 
-def _subcommand_hooks() -> list[Any]:
-    """Subcommands that live with their task (converters, HAR, live streams): one line each."""
-    hooks = []
-    from .converters.cli import add_parsers as conv  # convert, targets, inspect
-    hooks.append(conv)
-    from .har.cli import add_har_parser  # anyedge har
-    hooks.append(add_har_parser)
-    from .recognition_cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
-    hooks.append(recognition)
-    from .live import add_parsers as live  # anyedge run
-    hooks.append(live)
+def _subcommand_hooks() -> list[Callable[[Any], None]]:
+    """Every feature's ``add_parsers(sub)``, in ``anyedge --help`` order: one line each.
+
+    Imported here, when the parser is built, so ``import anyedge.cli`` stays light; a feature
+    that fails to import fails the whole command line loudly rather than silently lacking.
+    """
     from .apps.cli import add_parsers as export_c  # export-c
-    hooks.append(export_c)
-    from .bench.cli import add_parsers as bench  # anyedge bench
-    hooks.append(bench)
-    from .signing_cli import add_parsers as signing  # keys new, sign
-    hooks.append(signing)
-    return hooks
+    from .bench.cli import add_parsers as bench  # bench
+    from .converters.cli import add_parsers as convert  # convert, targets, inspect
+    from .detection.cli import add_parsers as detection  # detect, demo
+    from .har.cli import add_parsers as har  # har
+    from .live.cli import add_parsers as live  # run
+    from .recognition.cli import add_parsers as recognition  # verify, calibrate-threshold, gallery
+    from .registry.cli import add_parsers as models  # models
+    from .signing.cli import add_parsers as signing  # keys new, sign
+
+    return [models, detection, convert, har, recognition, live, export_c, bench, signing]
 
 
 # -- running a command ----------------------------------------------------------------------
@@ -637,7 +281,7 @@ def _report(line: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anyedge`` command; returns the exit code (see :data:`EXIT_CODES`)."""
-    from .signing_cli import trust_scope
+    from .signing.cli import trust_scope
 
     previous = {}
     try:
@@ -667,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except AnyEdgeError as e:
                 if verbose:
                     traceback.print_exc()
-                code, line = EXIT_USAGE, f"anyedge: error: {_one_line(e)}"
+                code, line = EXIT_USAGE, f"anyedge: error: {one_line(e)}"
             except _StdoutError as e:
                 if verbose:
                     traceback.print_exc()
@@ -677,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if verbose:
                     traceback.print_exc()
                 hint = "" if verbose else " (run with -v for the traceback)"
-                code, line = EXIT_PARTIAL, f"anyedge: error: {type(e).__name__}: {_one_line(e)}{hint}"
+                code, line = EXIT_PARTIAL, f"anyedge: error: {type(e).__name__}: {one_line(e)}{hint}"
         except KeyboardInterrupt:  # also while an error above was being handled
             code, line = EXIT_INTERRUPTED, "anyedge: interrupted"
         except _Terminated:

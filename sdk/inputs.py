@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Iterator
 
-from .errors import InputError
+from .errors import BundleError, InputError
 
-__all__ = ["regular_file", "open_regular", "bounded_lines"]
+__all__ = ["regular_file", "open_regular", "bounded_lines", "open_member", "read_member"]
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -95,3 +95,50 @@ def bounded_lines(f: IO[str], limit: int, what: str = "line") -> Iterator[str]:
 
 def _article(what: str) -> str:
     return f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
+
+
+def open_member(root: Path, name: str) -> int:
+    """A read-only descriptor on bundle member ``name``, which must be a regular file reached without links.
+
+    ``name`` is a relative POSIX path already checked (:func:`anyedge.manifest.safe_member`).
+    Every path component below ``root`` is checked with ``lstat``: a symlink, device, FIFO or
+    socket anywhere on the way is refused, so nothing outside the bundle is ever read.
+
+    Raises:
+        BundleError: the member is missing, is or passes through a link or special file, or was
+            replaced while it was being opened.
+    """
+    parts = PurePosixPath(name).parts
+    path = root
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise BundleError(f"bundle {root} is missing {name}, which its manifest lists") from None
+        last = i == len(parts) - 1
+        if not (stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode)):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file" if last else "not a folder"
+            raise BundleError(f"bundle {root}: {'/'.join(parts[:i + 1])} (in member {name}) is {kind}; "
+                              "a bundle holds regular files only")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                 | getattr(os, "O_BINARY", 0))
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(opened.st_mode):
+        os.close(fd)
+        raise BundleError(f"bundle {root}: {name} was replaced while it was being opened")
+    return fd
+
+
+def read_member(root: Path, name: str, limit: int) -> bytes:
+    """The bytes of bundle member ``name`` (see :func:`open_member`), refusing more than ``limit``.
+
+    Raises:
+        BundleError: as :func:`open_member`, or the member is larger than ``limit`` bytes.
+    """
+    fd = open_member(root, name)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError(f"bundle {root}: {name} is larger than {limit} bytes")
+    return data

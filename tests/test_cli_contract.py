@@ -43,9 +43,9 @@ def test_verbose_is_accepted_anywhere_and_shows_the_traceback(where: str) -> Non
 
 
 def test_unexpected_exception_is_one_line_with_exit_1_and_traceback_only_with_v() -> None:
-    code = ("import sys, anyedge.cli as c\n"
+    code = ("import sys, anyedge.cli as c, anyedge.registry.cli as m\n"
             "def boom(args):\n    raise RuntimeError('disk on fire\\nsecond line')\n"
-            "c._cmd_models = boom\nsys.exit(c.main(sys.argv[1:]))")
+            "m._cmd_models = boom\nsys.exit(c.main(sys.argv[1:]))")
     r = subprocess.run([sys.executable, "-c", code, "models"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert one_line(r.stderr) == ("anyedge: error: RuntimeError: disk on fire; second line "
@@ -174,12 +174,12 @@ def test_convert_json_for_an_openvino_target_is_pure_json(tmp_path: Path, faces_
 
 def test_routed_stdout_sends_foreign_writers_to_stderr() -> None:
     """A library that bound sys.stdout (a logging handler) while a command ran writes to stderr."""
-    code = ("import logging, sys, anyedge.cli as c\n"
+    code = ("import logging, sys, anyedge.cli as c, anyedge.registry.cli as m\n"
             "def cmd(args):\n"
             "    h = logging.StreamHandler(sys.stdout); lg = logging.getLogger('thirdparty'); lg.addHandler(h)\n"
             "    lg.warning('INFO:thirdparty noise'); import os; os.write(1, b'C-level noise\\n')\n"
             "    print('{\"ok\": true}')\n"
-            "c._cmd_models = cmd\nsys.exit(c.main(['models', '--json']))")
+            "m._cmd_models = cmd\nsys.exit(c.main(['models', '--json']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"ok": True}

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from anyedge.errors import EmbedderMismatchError, FaceQualityError, GalleryError, InputError
-from anyedge.gallery import SCHEMA_VERSION, Gallery, default_gallery_path
+from anyedge.recognition.gallery import SCHEMA_VERSION, Gallery, default_gallery_path
 from anyedge.tasks.face_embedder import EmbedderIdentity
 
 from .conftest import DATA, read_rgb
@@ -168,7 +168,7 @@ def test_bad_enrolment_input(tmp_path: Path, name: str, vectors: np.ndarray) -> 
 
 _KILL_SCRIPT = textwrap.dedent("""
     import sys, time, numpy as np
-    from anyedge.gallery import Gallery
+    from anyedge.recognition.gallery import Gallery
     from anyedge.tasks.face_embedder import EmbedderIdentity
     g = Gallery(sys.argv[1], EmbedderIdentity("test-embedder", "ab" * 32, 16, "arcface-112x112"))
     inserts = []
@@ -216,7 +216,7 @@ def test_default_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 # -- enrolment gate and CLI with the real models ----------------------------------------------
 @pytest.fixture(scope="module")
 def pipeline():  # noqa: ANN201
-    from anyedge.tasks.face_pipeline import FacePipeline
+    from anyedge.recognition.pipeline import FacePipeline
 
     with FacePipeline.create("scrfd-500m", "mobilefacenet", threads=1) as fp:
         yield fp
@@ -225,7 +225,7 @@ def pipeline():  # noqa: ANN201
 def test_enrolment_quality_gate(pipeline, smoke, tmp_path: Path) -> None:  # noqa: ANN001
     import cv2
 
-    from anyedge.tasks.face_pipeline import FacePipeline
+    from anyedge.recognition.pipeline import FacePipeline
 
     photo = read_rgb(IDS / "person_01" / "img26.jpg")
     pipeline.enrolment_embedding(photo)  # passes
@@ -308,7 +308,7 @@ def test_verify_and_calibrate_cli(tmp_path: Path) -> None:
 
 _WRITER_SCRIPT = textwrap.dedent("""
     import sys, numpy as np
-    from anyedge.gallery import Gallery
+    from anyedge.recognition.gallery import Gallery
     from anyedge.tasks.face_embedder import EmbedderIdentity
     g = Gallery(sys.argv[1], EmbedderIdentity("test-embedder", "ab" * 32, 16, "arcface-112x112"))
     rng = np.random.default_rng(3)

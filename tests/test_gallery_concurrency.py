@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from anyedge.gallery import Gallery
+from anyedge.recognition.gallery import Gallery
 from anyedge.tasks.face_embedder import EmbedderIdentity
 
 ID = EmbedderIdentity("test-embedder", "ab" * 32, 16, "arcface-112x112")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from anyedge.errors import EmbedderMismatchError, GalleryError, InputError
-from anyedge.gallery import Gallery
+from anyedge.recognition.gallery import Gallery
 from anyedge.tasks.face_embedder import EmbedderIdentity
 
 ID = EmbedderIdentity("test-embedder", "ab" * 32, 16, "arcface-112x112")

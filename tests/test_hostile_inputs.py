@@ -63,6 +63,7 @@ def test_a_second_ctrl_c_while_reporting_the_first_keeps_130() -> None:
     code = textwrap.dedent("""
         import os, signal, sys
         from anyedge import cli
+        from anyedge.registry import cli as models_cli
 
         class Stderr:
             sent = False
@@ -79,7 +80,7 @@ def test_a_second_ctrl_c_while_reporting_the_first_keeps_130() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             return 0
 
-        cli._cmd_models = models
+        models_cli._cmd_models = models
         sys.stderr = Stderr(sys.stderr)
         sys.exit(cli.main(["models"]))
     """)
@@ -92,6 +93,7 @@ def test_a_second_ctrl_c_stops_a_command_that_swallowed_the_first() -> None:
     code = textwrap.dedent("""
         import os, signal, sys, time
         from anyedge import cli
+        from anyedge.registry import cli as models_cli
 
         def models(args):
             try:
@@ -103,7 +105,7 @@ def test_a_second_ctrl_c_stops_a_command_that_swallowed_the_first() -> None:
             time.sleep(120)
             return 0
 
-        cli._cmd_models = models
+        models_cli._cmd_models = models
         sys.exit(cli.main(["models"]))
     """)
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

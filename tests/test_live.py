@@ -164,13 +164,13 @@ def test_gallery_with_a_broken_recognition_import_fails_loudly(tmp_path: Path) -
     blocker = ("import sys, importlib.abc\n"
                "class B(importlib.abc.MetaPathFinder):\n"
                "    def find_spec(self, name, path, target=None):\n"
-               "        if name == 'anyedge.tasks.face_pipeline': raise ImportError(name)\n"
+               "        if name == 'anyedge.recognition.pipeline': raise ImportError(name)\n"
                "sys.meta_path.insert(0, B())\n"
                "from anyedge.cli import main\nsys.exit(main(sys.argv[1:]))")
     r = subprocess.run([sys.executable, "-c", blocker, "run", "--source", str(tmp_path / "clip.avi"),
                         "--gallery", str(tmp_path / "people.db")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1  # an internal error, named; not a usage message that hides it
-    assert "ImportError: anyedge.tasks.face_pipeline" in r.stderr.strip().splitlines()[-1], r.stderr
+    assert "ImportError: anyedge.recognition.pipeline" in r.stderr.strip().splitlines()[-1], r.stderr
 
 
 def test_gallery_puts_names_on_live_faces(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def test_signed_face_bundles_load_under_trust(face: Path, keys: dict[str, Path],
     with FaceEmbedder.create(emb, trusted_keys=keys["a_pub"]) as e:
         assert e.dim == 128
 
-    from anyedge.tasks.face_pipeline import FacePipeline
+    from anyedge.recognition.pipeline import FacePipeline
 
     with FacePipeline.create(face, emb, trusted_keys=keys["a_pub"]) as fp:
         assert fp.embedder.dim == 128

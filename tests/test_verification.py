@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from anyedge.errors import InputError
-from anyedge.ops.verification import (balanced_threshold, cosine, cross_validated_threshold, equal_error_rate,
-                                      roc_auc, roc_curve, tar_at_far, verification_report)
+from anyedge.recognition.verification import (balanced_threshold, cosine, cross_validated_threshold,
+                                              equal_error_rate, roc_auc, roc_curve, tar_at_far,
+                                              verification_report)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_args import size_arg
-from ..signing_cli import add_trust_argument
+from ..signing.cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 

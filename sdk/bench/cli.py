@@ -102,7 +102,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Register ``anyedge bench`` on the CLI's subparsers."""
-    from ..signing_cli import add_trust_argument
+    from ..signing.cli import add_trust_argument
 
     p = sub.add_parser("bench", help="benchmark models x engines x precisions x threads on this device",
                        description="Benchmark speed, memory and fidelity of every model x engine x precision x "

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..ops.image import read_image
+from ..paths import data_path
 
 __all__ = ["IMAGE_SUFFIXES", "default_images", "default_face_photos", "list_images", "read_images",
            "synthetic_frame", "face_crops"]
@@ -17,23 +18,15 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def default_images() -> Path | None:
-    """``$ANYEDGE_DATA/widerface_val/images`` (or ``../shared/data/...``) when it exists."""
-    env = os.environ.get("ANYEDGE_DATA")
-    for root in ([Path(env)] if env else []) + [Path.cwd().parent / "shared" / "data"]:
-        cand = root / "widerface_val" / "images"
-        if cand.is_dir():
-            return cand
-    return None
+    """``$ANYEDGE_DATA/widerface_val/images`` when it exists."""
+    found = data_path("widerface_val", "images")
+    return found if found is not None and found.is_dir() else None
 
 
 def default_face_photos() -> Path | None:
     """``$ANYEDGE_DATA/faces/identities`` (portraits, one face each) when it exists."""
-    env = os.environ.get("ANYEDGE_DATA")
-    for root in ([Path(env)] if env else []) + [Path.cwd().parent / "shared" / "data"]:
-        cand = root / "faces" / "identities"
-        if cand.is_dir():
-            return cand
-    return None
+    found = data_path("faces", "identities")
+    return found if found is not None and found.is_dir() else None
 
 
 def face_crops(folder: str | os.PathLike[str], geometry: object, limit: int | None = None,

@@ -4,7 +4,7 @@
     anyedge har export-c --model bnn-racketsports --out model_racketsports.h
     anyedge har models
 
-:func:`add_har_parser` adds the ``har`` sub-command to the main ``anyedge`` parser; the
+:func:`add_parsers` adds the ``har`` sub-command to the main ``anyedge`` parser; the
 module also runs alone (``python -m anyedge.har.cli ...``).
 """
 
@@ -17,26 +17,26 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import AnyEdgeError
-from ..signing_cli import add_trust_argument
+from ..signing.cli import add_trust_argument
 
-__all__ = ["add_har_parser", "run_har", "main"]
+__all__ = ["add_parsers", "run_har", "main"]
 
 
-def add_har_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``har`` (with ``classify``, ``export-c``, ``models``) to an argparse sub-parser set.
+def add_parsers(sub: Any) -> None:
+    """Add ``har`` (with ``classify``, ``export-c``, ``models``, ``stream``) to the main parser's subcommands.
 
     Each leaf parser sets ``func`` to a handler taking the parsed namespace and returning the
     exit code.
     """
-    har = subparsers.add_parser("har", help="human activity recognition on IMU windows",
-                                description="Human activity recognition on IMU windows.",
-                                epilog="examples:\n  anyedge har classify RacketSports_TEST.ts --json\n"
-                                       "  anyedge har models\n  imu-reader | anyedge har stream --model bnn-basicmotions")
-    sub = har.add_subparsers(dest="har_command", metavar="COMMAND")
-    sub.required = True
+    har = sub.add_parser("har", help="human activity recognition on IMU windows",
+                         description="Human activity recognition on IMU windows.",
+                         epilog="examples:\n  anyedge har classify RacketSports_TEST.ts --json\n"
+                                "  anyedge har models\n  imu-reader | anyedge har stream --model bnn-basicmotions")
+    hs = har.add_subparsers(dest="har_command", metavar="COMMAND")
+    hs.required = True
 
-    c = sub.add_parser("classify", help="classify every case of a UEA .ts file",
-                       epilog="example:\n  anyedge har classify RacketSports_TEST.ts --model bnn-racketsports --json")
+    c = hs.add_parser("classify", help="classify every case of a UEA .ts file",
+                      epilog="example:\n  anyedge har classify RacketSports_TEST.ts --model bnn-racketsports --json")
     c.add_argument("file", type=Path, help="a .ts file (UEA/sktime format) of windows")
     c.add_argument("--model", default="bnn-racketsports", help="model name or bundle path (default: %(default)s)")
     c.add_argument("--engine", default=None, help="engine name, e.g. bnn (default: the bundle's)")
@@ -44,21 +44,20 @@ def add_har_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_trust_argument(c)
     c.set_defaults(func=_classify)
 
-    e = sub.add_parser("export-c", help="write a model as a C header for anyedge_bnn.c",
-                       epilog="example:\n  anyedge har export-c --model bnn-racketsports --out model_racketsports.h")
+    e = hs.add_parser("export-c", help="write a model as a C header for anyedge_bnn.c",
+                      epilog="example:\n  anyedge har export-c --model bnn-racketsports --out model_racketsports.h")
     e.add_argument("--model", required=True, help="model name or bundle path")
     e.add_argument("--out", type=Path, required=True,
                    help="header file to write (never a file anyedge did not write)")
     add_trust_argument(e)
     e.set_defaults(func=_export_c)
 
-    m = sub.add_parser("models", help="list the shipped activity models", epilog="example:\n  anyedge har models")
+    m = hs.add_parser("models", help="list the shipped activity models", epilog="example:\n  anyedge har models")
     add_trust_argument(m)
     m.set_defaults(func=_models)
 
     from .stream import add_stream_parser
-    add_stream_parser(sub)
-    return har
+    add_stream_parser(hs)
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -113,7 +112,7 @@ def _models(args: argparse.Namespace) -> int:
 
 def run_har(args: argparse.Namespace) -> int:
     """Run a parsed ``har`` command; anyedge errors become a message and exit code 2."""
-    from ..signing_cli import trust_scope
+    from ..signing.cli import trust_scope
 
     try:
         with trust_scope(args):
@@ -129,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] != "har":
         argv = ["har", *argv]
     parser = argparse.ArgumentParser(prog="anyedge")
-    add_har_parser(parser.add_subparsers(dest="command"))
+    add_parsers(parser.add_subparsers(dest="command"))
     return run_har(parser.parse_args(argv))
 
 

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import InputError
+from ..paths import require_data_dir
 
 __all__ = ["TsDataset", "load_ts", "sliding_windows", "data_root", "har_dataset_path"]
 
@@ -251,11 +252,12 @@ def sliding_windows(
 
 
 def data_root() -> Path:
-    """Where the fixture data lives: ``ANYEDGE_DATA``, else ``../shared/data`` from the repo root."""
-    env = os.environ.get("ANYEDGE_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    """The data folder holding ``har/<name>/``: ``ANYEDGE_DATA`` (see :mod:`anyedge.paths`).
+
+    Raises:
+        InputError: ``ANYEDGE_DATA`` is not set.
+    """
+    return require_data_dir("har/<name>/")
 
 
 def har_dataset_path(name: str, split: str, root: str | os.PathLike[str] | None = None) -> Path:

@@ -142,7 +142,7 @@ def _stream(args: argparse.Namespace) -> int:
 
 def add_stream_parser(sub: Any) -> None:
     """Add ``stream`` to the ``har`` sub-commands."""
-    from ..signing_cli import add_trust_argument
+    from ..signing.cli import add_trust_argument
 
     s = sub.add_parser("stream", help="classify CSV sensor samples from stdin or a serial device, a label per hop",
                        description="Classify IMU samples given as CSV lines (one sample per line, channels "

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from anyedge.errors import ConversionError
+from anyedge.paths import data_dir
 from c_toolchains import Toolchain, host_toolchain
 
 __all__ = [
@@ -340,7 +341,10 @@ def check_model(model: str, images: Sequence[Path], chains: Iterable[Toolchain],
 
 
 def _wider_images(data_root: Path | None, limit: int | None) -> list[Path]:
-    root = data_root or Path(os.environ.get("ANYEDGE_DATA") or Path.cwd().parent / "shared" / "data")
+    root = data_root or data_dir()
+    if root is None:
+        raise ConversionError("no WIDER images: give --data-root or set ANYEDGE_DATA to the folder holding "
+                              "widerface_val/images")
     folder = root / "widerface_val" / "images"
     files = sorted(folder.glob("*.jpg"))
     if not files:

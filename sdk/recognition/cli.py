@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .cli_args import float_in, int_at_least, positive_int
-from .errors import InputError
-from .signing_cli import add_trust_argument
+from ..cli_args import float_in, int_at_least, positive_int
+from ..errors import InputError
+from ..signing.cli import add_trust_argument
 
 __all__ = ["add_parsers"]
 
@@ -27,13 +27,13 @@ _cosine = float_in(-1.0, 1.0)
 
 
 def _read_bgr(path: str | Path) -> np.ndarray:
-    from .ops.image import read_image
+    from ..ops.image import read_image
 
     return read_image(path)
 
 
 def _pipeline(args: argparse.Namespace, embedder: str, gallery: Any = None) -> Any:
-    from .tasks.face_pipeline import FacePipeline
+    from .pipeline import FacePipeline
 
     return FacePipeline.create(args.detector, embedder, gallery=gallery, engine=args.engine,
                                threshold=getattr(args, "threshold", None), threads=args.threads,
@@ -86,7 +86,7 @@ def _read_pairs(path: Path) -> list[tuple[str, str, bool]]:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .ops.verification import verification_report
+    from .verification import verification_report
 
     path = Path(args.pairs)
     pairs = _read_pairs(path)
@@ -148,7 +148,7 @@ def _embedder_for(args: argparse.Namespace) -> str:
         with Gallery.open(db, create=False, readonly=True) as g:
             ident = g.identity
         if ident:
-            from .tasks.face_embedder import embedder_names
+            from ..tasks.face_embedder import embedder_names
 
             if ident["name"] not in embedder_names():
                 raise InputError(f"{db} was built with embedder {ident['name']!r}, which is not a registry name "
@@ -323,8 +323,3 @@ def add_parsers(sub: Any) -> None:
     _db_opt(p)
     p.set_defaults(func=_cmd_remove)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """FacePipeline: one call from a frame to faces with box, keypoints, aligned crop, embedding and name.
 
 Any detector with 5 keypoints (SCRFD, YuNet, RetinaFace) or BlazeFace's 6 (mapped to 5, see
-:mod:`anyedge.ops.align`), any embedder, any engine. With a :class:`~anyedge.gallery.Gallery`
+:mod:`anyedge.ops.align`), any embedder, any engine. With a :class:`~anyedge.recognition.gallery.Gallery`
 each face also gets the best-matching name (``None`` below the threshold: an unknown person).
 
 Enrolment goes through a quality gate (:class:`QualityGate`): exactly one face (or the one
@@ -23,8 +23,8 @@ from ..errors import FaceQualityError, InputError
 from ..ops.align import five_points
 from ..ops.image import check_image
 from ..results import FaceDetections
-from .face_detector import FaceDetector
-from .face_embedder import FaceEmbedder
+from ..tasks.face_detector import FaceDetector
+from ..tasks.face_embedder import FaceEmbedder
 
 __all__ = ["QualityGate", "RecognizedFace", "RecognizedFaces", "FacePipeline", "sharpness", "live_labeller"]
 
@@ -137,7 +137,7 @@ class FacePipeline:
         Args:
             detector: any :class:`FaceDetector` whose model gives 5 or 6 keypoints.
             embedder: any :class:`FaceEmbedder`.
-            gallery: an open :class:`~anyedge.gallery.Gallery` for names, or ``None``.
+            gallery: an open :class:`~anyedge.recognition.gallery.Gallery` for names, or ``None``.
             threshold: cosine for "known person"; ``None`` takes the embedder's default.
             quality: the enrolment gate; ``None`` takes :class:`QualityGate`'s defaults.
         """
@@ -322,8 +322,8 @@ def live_labeller(gallery: str | os.PathLike[str], *, detector_model: str | None
         InputError: the gallery's embedder is not a registry name.
     """
     from ..errors import GalleryError
-    from ..gallery import Gallery
-    from .face_embedder import embedder_names
+    from ..tasks.face_embedder import embedder_names
+    from .gallery import Gallery
 
     g = Gallery.open(gallery, create=False)
     ident = g.identity

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import EmbedderMismatchError, GalleryError, InputError
+from ..errors import EmbedderMismatchError, GalleryError, InputError
 
 __all__ = ["SCHEMA_VERSION", "Match", "Gallery", "default_gallery_path", "person_name"]
 

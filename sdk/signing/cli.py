@@ -39,7 +39,7 @@ def add_trust_argument(p: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def trust_scope(args: argparse.Namespace) -> Iterator[None]:
     """While a parsed command runs, its ``--trust`` values are ``$ANYEDGE_TRUSTED_KEYS``."""
-    from .signing import TRUST_ENV
+    from .keys import TRUST_ENV
 
     values = getattr(args, "trust", None)
     if not values:
@@ -58,8 +58,9 @@ def trust_scope(args: argparse.Namespace) -> Iterator[None]:
 
 def signature_status(root: Path) -> dict[str, Any]:
     """How a bundle that just loaded stands: unsigned, signed (not checked) or signed by a trusted key."""
-    from .errors import IntegrityError
-    from .signing import read_signature, trusted_keys_from
+    from ..errors import IntegrityError
+    from .keys import trusted_keys_from
+    from .trust import read_signature
 
     try:
         sig = read_signature(root)
@@ -73,7 +74,7 @@ def signature_status(root: Path) -> dict[str, Any]:
 
 
 def _cmd_keys_new(args: argparse.Namespace) -> int:
-    from .signing import new_key
+    from .keys import new_key
 
     priv, pub, fp = new_key(args.out)
     if args.json:
@@ -86,7 +87,7 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
-    from .signing import sign_bundle
+    from .sign import sign_bundle
 
     info = sign_bundle(args.bundle, args.key)
     if args.json:

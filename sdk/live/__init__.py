@@ -1,0 +1,32 @@
+"""Live streams: a capture thread feeds a tiny queue that drops stale frames, so latency stays flat.
+
+    from anyedge.live import open_source, run_live
+
+    src = open_source("0")                         # camera index, file, URL or "picamera"
+    summary = run_live(src, det.detect, on_frame=print)
+
+When inference is slower than the camera, a frame that waits in the queue while a newer one
+arrives is dropped (and counted) instead of queued: the detector always works on the newest
+frame, and the capture-to-result latency is one inference plus at most one frame interval,
+however long the stream runs.
+
+The rooms, one module each:
+
+* :mod:`.sources` - capture: :func:`open_source` (cameras, the Pi camera, files, stream URLs)
+  and the plain :func:`frames` generator.
+* :mod:`.loop` - scheduling: :class:`DropQueue` and :func:`run_live`, which run any ``process``
+  callable on the newest frame and report through ``on_frame`` / ``on_second`` callbacks.
+* :mod:`.sinks` - outputs: JSON lines, the status line and summary, the annotated video writer.
+* :mod:`.cli` - ``anyedge run``, which wires a source, the loop and the sinks together.
+
+A new stage lands as a room beside these: something that works on each result (tracking) is
+a module called from ``on_frame``; a new output (a web view, MQTT) is a sink fed by
+``on_frame`` / ``on_second``; neither changes the loop or the sources.
+"""
+
+from __future__ import annotations
+
+from .loop import DropQueue, LiveSummary, run_live
+from .sources import FrameSource, frames, open_source
+
+__all__ = ["FrameSource", "open_source", "frames", "DropQueue", "LiveSummary", "run_live"]

@@ -1,0 +1,66 @@
+"""Where anyedge looks for files: the model cache, the model search path and the data folder.
+
+Every location comes from an environment variable; nothing else in anyedge computes one.
+
+==========================  ===========================================================
+``ANYEDGE_CACHE_DIR``       fetched models and sample files; default
+                            ``$XDG_CACHE_HOME/anyedge/models`` (``~/.cache/anyedge/models``)
+``ANYEDGE_MODEL_PATH``      folders (``os.pathsep``-separated) searched recursively for a
+                            model's file before the cache; default: none
+``ANYEDGE_DATA``            the data folder (``widerface_val/images``, ``faces/``,
+                            ``har/<name>/``) that commands needing data default to;
+                            default: none, such a command then names the variable to set
+==========================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = ["cache_dir", "model_path", "data_dir", "data_path", "require_data_dir"]
+
+
+def cache_dir() -> Path:
+    """The user cache for fetched models (``ANYEDGE_CACHE_DIR`` overrides it)."""
+    env = os.environ.get("ANYEDGE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "anyedge" / "models"
+
+
+def model_path() -> list[Path]:
+    """The directories in ``ANYEDGE_MODEL_PATH``, in order, that exist."""
+    raw = os.environ.get("ANYEDGE_MODEL_PATH", "")
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p and Path(p).expanduser().is_dir()]
+
+
+def data_dir() -> Path | None:
+    """The data folder named by ``ANYEDGE_DATA``, or ``None`` when the variable is unset or empty."""
+    env = os.environ.get("ANYEDGE_DATA")
+    return Path(env).expanduser() if env else None
+
+
+def data_path(*parts: str) -> Path | None:
+    """``$ANYEDGE_DATA/<parts>`` when the variable is set and that file or folder exists, else ``None``."""
+    root = data_dir()
+    found = root.joinpath(*parts) if root is not None else None
+    return found if found is not None and found.exists() else None
+
+
+def require_data_dir(what: str) -> Path:
+    """:func:`data_dir`, for a command that cannot go on without it.
+
+    Args:
+        what: what the data folder should hold, e.g. ``"har/<name>/"``; named in the error.
+
+    Raises:
+        InputError: ``ANYEDGE_DATA`` is not set (one line saying what to set).
+    """
+    root = data_dir()
+    if root is None:
+        raise InputError(f"no data folder: set ANYEDGE_DATA to the folder holding {what}")
+    return root
