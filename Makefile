@@ -44,20 +44,22 @@ bench-har: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/har_accuracy.py
 	$(BIN)/python benchmarks/bnn_speed.py
 
+# The check harnesses live in targets/checks/ (developer and CI tools, not in the wheel); they
+# import the installed anyedge.
 # Cross-compile the portable BNN C library for riscv64 and compare every test window with
 # Python under qemu (needs: apt-get install gcc-riscv64-linux-gnu qemu-user).
 riscv-check: $(VENV)/.test-installed
-	$(BIN)/python -m anyedge.targets.bnn.cbuild --require-riscv
+	$(BIN)/python targets/checks/bnn_check.py --require-riscv
 
 # The same for aarch64 (Raspberry Pi OS 64-bit, JetPack), plus the Cython kernels' C compiled with
 # aarch64-linux-gnu-gcc and checked for NEON cnt popcounts (needs: apt-get install gcc-aarch64-linux-gnu qemu-user).
 aarch64-check: $(VENV)/.test-installed
-	$(BIN)/python -m anyedge.targets.bnn.cbuild --require-aarch64 --arch host --arch aarch64 --kernels-c
+	$(BIN)/python targets/checks/bnn_check.py --require-aarch64 --arch host --arch aarch64 --kernels-c
 
 # The C post-processing library for apps (anyedge export-c) against the SDK on all 150 WIDER images:
 # host build and aarch64 under qemu (needs: apt-get install gcc-aarch64-linux-gnu qemu-user).
 apps-check: $(VENV)/.test-installed
-	$(BIN)/python -m anyedge.targets.apps.cbuild --require-aarch64
+	$(BIN)/python targets/checks/apps_check.py --require-aarch64
 
 # Retrain the shipped BNNs (PyTorch CPU; deterministic, byte-identical output).
 train-har: $(VENV)/.test-installed

@@ -26,6 +26,8 @@ import numpy as np
 from anyedge.errors import CalibrationError
 
 from .calibration import progress, read_bgr
+from .fidelity import EmbeddingEvaluator
+from .job import EmbeddingTask, Job
 
 __all__ = ["MIN_EYE_PX", "FACES_PER_IMAGE", "DETECTOR", "read_pairs", "face_crops", "prepare_embedder"]
 
@@ -81,15 +83,12 @@ def face_crops(detector: Any, geometry: Any, image_bgr: np.ndarray, limit: int =
 
 def prepare_embedder(spec: Any, max_drop: float, work: Path, calib_files: Sequence[Path],
                      held_files: Sequence[Path], pairs: str | os.PathLike[str] | None, max_crops: int,
-                     show: bool) -> Any:
+                     show: bool) -> Job:
     """The converter's job for a face embedder: float reference, calibration tensors, held-back crops."""
     from anyedge.engines import default_engine_for
     from anyedge.tasks.face_detector import FaceDetector
 
-    from .api import _EmbeddingTask, _Job
-    from .fidelity import EmbeddingEvaluator
-
-    task = _EmbeddingTask(spec)
+    task = EmbeddingTask(spec)
     pair_files, pair_idx, same = (read_pairs(pairs) if pairs is not None else ([], None, None))
     pair_set = {f.resolve() for f in pair_files}
     calib_files = [f for f in calib_files if f.resolve() not in pair_set]
@@ -129,7 +128,7 @@ def prepare_embedder(spec: Any, max_drop: float, work: Path, calib_files: Sequen
         raise
     log.info("embedder calibration: %d crops from %d images; held back: %d crops (%d from pair photos, %s pairs)",
              len(calib), len(set(sources)), len(held), len(pair_files), 0 if pair_idx is None else len(pair_idx))
-    job = _Job(spec, task, evaluator, ref, work, h_w, calib, held, held_ref, show)  # type: ignore[arg-type]
+    job = Job(spec, task, evaluator, ref, work, h_w, calib, held, held_ref, show)  # type: ignore[arg-type]
     job.calib_sources = sources
     job.data = {"crops": {"detector": DETECTOR, "min_eye_px": MIN_EYE_PX, "faces_per_image": FACES_PER_IMAGE,
                           "geometry": geometry.name, "calibration_crops": len(calib),

@@ -1,4 +1,13 @@
-"""Target profiles (as data) and target code (the BNN kernels and portable C in ``bnn``)."""
+"""Target profiles (as data) and target code.
+
+- Profiles: :class:`~.base.TargetProfile` records, one module per target (``arm_cpu``,
+  ``intel_cpu``...), looked up through :data:`TARGETS` / :func:`get_target`.
+- Runtime code the wheel ships: ``bnn`` (the ``.bnn`` format, numpy reference, Cython kernels and
+  the portable C library) and ``apps/c`` (the C post-processing library ``anyedge export-c`` copies);
+  ``ctext`` quotes untrusted strings for the C those exports generate.
+- Check harnesses (cross builds, qemu comparisons, install resolution) live in ``targets/checks/``,
+  outside the wheel: developer and CI tools, never imported by anyedge.
+"""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import apps_check  # targets/checks/ (pytest pythonpath)
 import numpy as np
 import pytest
 
@@ -26,7 +27,6 @@ from anyedge.ops.anchors import grid_centers, retinaface_priors, ssd_anchors
 from anyedge.ops.image import letterbox, to_tensor
 from anyedge.ops.nms import nms, weighted_nms
 from anyedge.registry import get_model_info
-from anyedge.targets.apps import cbuild
 
 from .conftest import SMOKE, WIDER
 
@@ -37,7 +37,7 @@ N_WIDER = 6
 
 def _chains():
     chains = [pytest.param("host", id="host")]
-    arm = cbuild.aarch64_toolchain()
+    arm = apps_check.aarch64_toolchain()
     # CI installs the toolchain (.ci/run), so there a missing toolchain fails instead of skipping.
     chains.append(pytest.param("aarch64", id="aarch64-qemu", marks=pytest.mark.skipif(
         arm is None and not os.environ.get("CI"),
@@ -45,8 +45,8 @@ def _chains():
     return chains
 
 
-def _toolchain(name: str) -> cbuild.Toolchain:
-    chain = cbuild.host_toolchain() if name == "host" else cbuild.aarch64_toolchain()
+def _toolchain(name: str) -> apps_check.Toolchain:
+    chain = apps_check.host_toolchain() if name == "host" else apps_check.aarch64_toolchain()
     assert chain is not None, f"no {name} C toolchain (CI installs gcc-aarch64-linux-gnu and qemu-user)"
     return chain
 
@@ -68,11 +68,11 @@ def harness(exports, tmp_path_factory):
     built: dict[tuple[str, str], Path] = {}
     work = tmp_path_factory.mktemp("harness")
 
-    def get(model: str, chain: str) -> tuple[Path, cbuild.Toolchain]:
+    def get(model: str, chain: str) -> tuple[Path, apps_check.Toolchain]:
         t = _toolchain(chain)
         if (model, chain) not in built:
             ident = model.replace("-", "_")
-            built[(model, chain)] = cbuild.build_harness(exports[model], ident, t, work)
+            built[(model, chain)] = apps_check.build_harness(exports[model], ident, t, work)
         return built[(model, chain)], t
 
     return get
@@ -93,13 +93,13 @@ def frames(exports, images, tmp_path_factory):
     """The SDK run once per model on ``images``: raw outputs on disk, its faces in memory."""
     from anyedge.apps.export_c import slot_names
 
-    done: dict[str, cbuild.Frames] = {}
+    done: dict[str, apps_check.Frames] = {}
     work = tmp_path_factory.mktemp("frames")
 
-    def get(model: str) -> cbuild.Frames:
+    def get(model: str) -> apps_check.Frames:
         if model not in done:
             info = get_model_info(model)
-            done[model] = cbuild.capture(model, images, work / f"{model}.bin",
+            done[model] = apps_check.capture(model, images, work / f"{model}.bin",
                                          slots=slot_names(info.family, info.decoder))
         return done[model]
 
@@ -112,16 +112,16 @@ def frames(exports, images, tmp_path_factory):
 def test_c_faces_equal_the_sdk(model, chain, harness, frames):
     exe, t = harness(model, chain)
     fr = frames(model)
-    res = cbuild.run_detect(exe, fr, t)
-    st = cbuild.compare(fr, res, t.name)
+    res = apps_check.run_detect(exe, fr, t)
+    st = apps_check.compare(fr, res, t.name)
     assert st.bad_rc == 0 and st.count_mismatches == 0, st.to_dict()
     assert st.faces > 0, "no faces at all: the comparison proves nothing"
     assert len(fr.faces[-1]) == 0 and len(res[-1].scores) == 0, "the blank frame has a face"
     # exp is the only difference: with the SDK decoding through libm's exp every face is bit-identical
     assert st.identical_libm_exp == st.images, st.to_dict()
-    if st.family in cbuild.EXACT_FAMILIES:
+    if st.family in apps_check.EXACT_FAMILIES:
         assert st.exact, st.to_dict()
-    assert st.max_coord_diff <= cbuild.COORD_TOL and st.max_score_diff <= cbuild.SCORE_TOL, st.to_dict()
+    assert st.max_coord_diff <= apps_check.COORD_TOL and st.max_score_diff <= apps_check.SCORE_TOL, st.to_dict()
 
 
 @pytest.mark.parametrize("model", ["blazeface-short", "blazeface-full"])
@@ -131,8 +131,8 @@ def test_blazeface_is_bit_identical_on_every_wider_image(model, tmp_path):
     # (a different exp or summation order shows on a handful of the 150 only).
     images = sorted(WIDER.glob("*.jpg"))
     assert len(images) == 150
-    chains = cbuild.toolchains(require_aarch64=bool(os.environ.get("CI")))
-    for st in cbuild.check_model(model, images, chains, tmp_path):
+    chains = apps_check.toolchains(require_aarch64=bool(os.environ.get("CI")))
+    for st in apps_check.check_model(model, images, chains, tmp_path):
         assert st.bad_rc == 0 and st.count_mismatches == 0 and st.faces > 50, st.to_dict()
         assert st.identical_libm_exp == st.images, st.to_dict()  # numpy decoder = C
         assert st.identical_images == st.images and st.exact, st.to_dict()  # compiled kernel = C
@@ -142,7 +142,7 @@ def test_blazeface_is_bit_identical_on_every_wider_image(model, tmp_path):
 def test_max_faces_keeps_the_best(model, harness, frames):
     exe, t = harness(model, "host")
     fr = frames(model)
-    res = cbuild.run_detect(exe, fr, t, max_faces=1)
+    res = apps_check.run_detect(exe, fr, t, max_faces=1)
     for py, c in zip(fr.faces_libm_exp, res):
         assert len(c.scores) == min(1, len(py))
         if len(py):
@@ -159,8 +159,8 @@ def test_wrong_output_size_is_refused(harness, frames, tmp_path):
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"AEPF" + struct.pack("<II", 1, 9) + bytes(data[12:20]) + struct.pack("<I", count - 1)
                     + bytes(data[off + 4: off + 4 + 4 * (count - 1)]) + bytes(data[off + 4 + 4 * count:]))
-    one = cbuild.Frames(fr.model, fr.family, bad, images=fr.images[:1], faces=fr.faces[:1], keypoints=5)
-    (res,) = cbuild.run_detect(exe, one, t)
+    one = apps_check.Frames(fr.model, fr.family, bad, images=fr.images[:1], faces=fr.faces[:1], keypoints=5)
+    (res,) = apps_check.run_detect(exe, one, t)
     assert res.rc == -2 and len(res.scores) == 0  # AEPOST_ERR_SHAPE
 
 
@@ -383,9 +383,9 @@ def test_export_c_of_a_converted_bundle_matches_the_sdk(converted_bundle, images
     assert (tmp_path / "e" / "manifest.json").read_bytes() == (converted_bundle / "manifest.json").read_bytes()
     header = (tmp_path / "e" / "gpu.h").read_text()
     assert "target=mobile-gpu" in header and f"manifest_sha256={manifest['manifest_sha256']}" in header
-    exe = cbuild.build_harness(tmp_path / "e", "gpu", _toolchain("host"), tmp_path)
-    fr = cbuild.capture(converted_bundle, images[:4], tmp_path / "f.bin", slots=info["slots"])
-    st = cbuild.compare(fr, cbuild.run_detect(exe, fr, _toolchain("host")), "host")
+    exe = apps_check.build_harness(tmp_path / "e", "gpu", _toolchain("host"), tmp_path)
+    fr = apps_check.capture(converted_bundle, images[:4], tmp_path / "f.bin", slots=info["slots"])
+    st = apps_check.compare(fr, apps_check.run_detect(exe, fr, _toolchain("host")), "host")
     assert st.faces > 0 and st.identical_libm_exp == st.images and st.ok, st.to_dict()
 
 
@@ -412,14 +412,14 @@ def test_export_c_refuses_a_tampered_bundle(converted_bundle, tmp_path, capsys):
 def test_apps_check_entry_point(capsys):
     """What ``make apps-check`` runs (there on all 150 images and every detector), here on two images of
     the detectors the tests above leave out (CI: aarch64 required)."""
-    rest = [m for m in cbuild.MODELS if m not in MODELS]
+    rest = [m for m in apps_check.MODELS if m not in MODELS]
     assert rest == ["blazeface-full", "yunet"]
     args = ["--limit", "2", "--models", ",".join(rest)] + (["--require-aarch64"] if os.environ.get("CI") else [])
-    rc = cbuild.main(args)
+    rc = apps_check.main(args)
     out = capsys.readouterr().out
     assert rc == 0, out
     rows = [line.split() for line in out.splitlines()[1:]]
     assert {r[0] for r in rows} == set(rest)
     assert all(r[-1] in ("bit-identical", "rounding") for r in rows), out
-    if cbuild.aarch64_toolchain() is not None:
+    if apps_check.aarch64_toolchain() is not None:
         assert {r[2] for r in rows} == {"host", "aarch64"}

@@ -12,6 +12,7 @@ import struct
 import zlib
 from dataclasses import replace
 
+import bnn_check  # targets/checks/ (pytest pythonpath)
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ from anyedge.converters.bnn import BatchNorm, c_header, fold_batchnorm
 from anyedge.errors import ConversionError, ModelLoadError
 from anyedge.har import load_ts
 from anyedge.registry import packaged_bundle
-from anyedge.targets.bnn import cbuild, kernels, reference
+from anyedge.targets.bnn import kernels, reference
 from anyedge.targets.bnn.format import BnnModel, parse_bnn, read_bnn, serialize_bnn
 
 from .har_support import extreme_windows, har_file, random_model
@@ -72,12 +73,12 @@ def test_cython_equals_reference_shipped(name, dataset):
 
 
 def _toolchains():
-    chains = [pytest.param(cbuild.host_toolchain(), id="host")]
-    rv = cbuild.riscv_toolchain()
+    chains = [pytest.param(bnn_check.host_toolchain(), id="host")]
+    rv = bnn_check.riscv_toolchain()
     # CI installs the toolchain (.ci/run), so there a missing toolchain fails instead of skipping.
     chains.append(pytest.param(rv, id="riscv64-qemu", marks=pytest.mark.skipif(
         rv is None and not os.environ.get("CI"), reason="riscv64-linux-gnu-gcc / qemu-riscv64 not installed (apt-get install gcc-riscv64-linux-gnu qemu-user)")))
-    a64 = cbuild.aarch64_toolchain()
+    a64 = bnn_check.aarch64_toolchain()
     chains.append(pytest.param(a64, id="aarch64-qemu", marks=pytest.mark.skipif(
         a64 is None and not os.environ.get("CI"), reason="aarch64-linux-gnu-gcc / qemu-aarch64 not installed (apt-get install gcc-aarch64-linux-gnu qemu-user)")))
     return chains
@@ -89,11 +90,11 @@ def test_c_equals_reference_shipped(tmp_path, toolchain, name, dataset):
     assert toolchain is not None, "no host C compiler"
     model = _shipped(name)
     x = _test_windows(dataset, model)
-    exe = cbuild.build_harness(model, tmp_path, toolchain, name=name)
-    res = cbuild.run_harness(exe, x, toolchain, n_classes=model.n_classes)
+    exe = bnn_check.build_harness(model, tmp_path, toolchain, name=name)
+    res = bnn_check.run_harness(exe, x, toolchain, n_classes=model.n_classes)
     assert (res.rc == 0).all()
     q = reference.quantize(x, model.offset, model.inv_scale)
-    np.testing.assert_array_equal(res.qhash, [cbuild.fnv1a(qi) for qi in q])
+    np.testing.assert_array_equal(res.qhash, [bnn_check.fnv1a(qi) for qi in q])
     ref = reference.forward(model, x)
     np.testing.assert_array_equal(res.scores, ref)
     np.testing.assert_array_equal(res.argmax, np.argmax(ref, axis=1))
@@ -106,8 +107,8 @@ def test_c_equals_reference_random_models(tmp_path, toolchain):
     for i, shape in enumerate(RANDOM_SHAPES[1:3]):
         model = random_model(11 + i, **shape)
         x = extreme_windows(model, 48, seed=i)
-        exe = cbuild.build_harness(model, tmp_path / str(i), toolchain, name=f"random-{i}")
-        res = cbuild.run_harness(exe, x, toolchain, n_classes=model.n_classes)
+        exe = bnn_check.build_harness(model, tmp_path / str(i), toolchain, name=f"random-{i}")
+        res = bnn_check.run_harness(exe, x, toolchain, n_classes=model.n_classes)
         np.testing.assert_array_equal(res.scores, reference.forward(model, x))
 
 
@@ -116,13 +117,13 @@ def test_c_reports_nonfinite_samples(tmp_path):
     x = extreme_windows(model, 4, seed=1)
     x[1, 5, 2] = np.nan
     x[2, 0, 0] = np.inf
-    chain = cbuild.host_toolchain()
-    res = cbuild.run_harness(cbuild.build_harness(model, tmp_path, chain), x, chain, n_classes=model.n_classes)
+    chain = bnn_check.host_toolchain()
+    res = bnn_check.run_harness(bnn_check.build_harness(model, tmp_path, chain), x, chain, n_classes=model.n_classes)
     assert res.rc.tolist() == [0, -3, -3, 0]
 
 
 def test_c_library_is_integer_only_and_malloc_free():
-    src = (cbuild.C_DIR / "anyedge_bnn.c").read_text()
+    src = (bnn_check.C_DIR / "anyedge_bnn.c").read_text()
     assert "malloc" not in src and "free(" not in src
     for fn in ("conv_q8", "conv_bin", "out_bin", "aebnn_run_quantized"):
         body = re.search(rf"^(static )?\w[\w ]* \*?{fn}\(.*?^}}", src, re.S | re.M)

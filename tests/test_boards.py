@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bnn_check  # targets/checks/ (pytest pythonpath)
 import pytest
 
-from anyedge.targets.bnn import cbuild
 
 from .har_support import har_file
 
@@ -41,18 +41,18 @@ def test_setup_popcount_flags_follow_the_compilers_target(monkeypatch: pytest.Mo
     assert s.popcount_flags("riscv64", yes) == []  # a CPU without Zbb must not get cpop
     monkeypatch.setenv("ANYEDGE_NO_POPCNT", "1")
     assert s.popcount_flags("x86_64", yes) == []
-    if cbuild.aarch64_toolchain() is not None:
+    if bnn_check.aarch64_toolchain() is not None:
         assert s.target_arch(["aarch64-linux-gnu-gcc"]) == "aarch64"  # a cross compiler gets its target's flags
 
 
 @pytest.mark.parametrize("arch, mnemonic", [("aarch64", "cnt"), ("riscv64", "cpop")])
 def test_cython_kernels_cross_compile_to_the_targets_popcount(tmp_path: Path, arch: str, mnemonic: str) -> None:
-    chain = cbuild.aarch64_toolchain() if arch == "aarch64" else cbuild.riscv_toolchain()
+    chain = bnn_check.aarch64_toolchain() if arch == "aarch64" else bnn_check.riscv_toolchain()
     if chain is None:
         if os.environ.get("CI"):
             pytest.fail(f"{arch} cross toolchain missing in CI (.ci/run installs it)")
         pytest.skip(f"{arch}-linux-gnu-gcc / qemu-{arch} not installed")
-    obj, count = cbuild.compile_kernels_c(chain, tmp_path)
+    obj, count = bnn_check.compile_kernels_c(chain, tmp_path)
     assert obj.stat().st_size > 10_000
     assert count > 0, f"no {mnemonic} in the {arch} kernels"
 
@@ -108,7 +108,7 @@ def test_without_compiled_kernels_the_reference_runs_with_a_notice(reference_lab
 
 
 def test_riscv64_requirements_are_numpy_only_for_the_declared_dependencies() -> None:
-    from anyedge.targets.install_check import BOARDS, requirements_for
+    from install_check import BOARDS, requirements_for
 
     pyproject = (ROOT / "pyproject.toml").read_text()
     import tomllib
@@ -135,7 +135,7 @@ def test_aarch64_boards_resolve_every_dependency_from_binary_wheels(board: str) 
         if os.environ.get("CI"):
             pytest.fail("CI has PyPI: the aarch64 resolution must run there")
         pytest.skip("pypi.org is not reachable from here")
-    from anyedge.targets.install_check import BOARDS, resolve
+    from install_check import BOARDS, resolve
 
     rows = {r["name"].lower(): r for r in resolve(BOARDS[board])}
     for name in ("numpy", "opencv-python-headless", "ai-edge-litert", "onnxruntime", "openvino", "nncf"):

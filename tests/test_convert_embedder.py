@@ -77,7 +77,7 @@ def test_litert_int8_collapse_caught_then_remedied(calib: Path, pairs: Path, tmp
     info = registry.REGISTRY["mobilefacenet"]
     monkeypatch.setitem(registry.REGISTRY, "mobilefacenet", replace(
         info, quantization={"tflite_int8_ranges": {"model/p_re_lu/add": (-0.02, 0.02)}}))
-    monkeypatch.setattr("anyedge.converters.api._MIXED_STEPS", ())
+    monkeypatch.setattr("anyedge.converters.job._MIXED_STEPS", ())
     res = convert("mobilefacenet", target="arm-cpu", out=tmp_path / "b", calibration=calib, pairs=pairs,
                   max_calibration=24, show_progress=False)
     first = res.report["attempts"][0]
@@ -94,7 +94,7 @@ def bundles(calib: Path, pairs: Path, tmp_path_factory: pytest.TempPathFactory) 
     """One conversion per engine family that reads the .tflite: LiteRT (arm-cpu), OpenVINO (intel-cpu)."""
     out = {}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("anyedge.converters.api._MIXED_STEPS", ())  # int8 -> int8w without the 113-layer search
+        mp.setattr("anyedge.converters.job._MIXED_STEPS", ())  # int8 -> int8w without the 113-layer search
         for target, engine in (("arm-cpu", "litert"), ("intel-cpu", "openvino")):
             if engine not in available_engines():
                 continue

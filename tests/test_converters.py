@@ -366,7 +366,7 @@ def test_forced_remedy_keeps_float_layers(model, target, engine, calib_dir, face
 
     folder = _calib_for(model, calib_dir, faces_calib)
     only = _int8_only(target, monkeypatch, resolve_model(model)[0].suffix)
-    monkeypatch.setattr("anyedge.converters.api._MIXED_STEPS", (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    monkeypatch.setattr("anyedge.converters.job._MIXED_STEPS", (1, 2, 4, 8, 16, 32, 64, 128, 256))
     plain = convert(model, target=only, out=tmp_path / "plain", calibration=folder, max_drop=0.5,
                     show_progress=False).report["chosen"]
     assert plain["remedy"] == "int8" and plain["float_layer_count"] == 0
@@ -387,7 +387,7 @@ def test_forced_remedy_keeps_float_layers(model, target, engine, calib_dir, face
 def test_every_remedy_failing_writes_nothing(faces_calib, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """int8 only, a gate of F1 >= 1.0: plain int8, the layer ranking and every float-layer step run, all fail."""
     only = _int8_only("arm-cpu", monkeypatch, ".tflite")
-    monkeypatch.setattr("anyedge.converters.api._MIXED_STEPS", (1, 2))
+    monkeypatch.setattr("anyedge.converters.job._MIXED_STEPS", (1, 2))
     out = tmp_path / "b"
     with pytest.raises(FidelityError, match="nothing was written") as e:
         convert("blazeface-short", target=only, out=out, calibration=faces_calib, max_drop=0.0, show_progress=False)
@@ -398,15 +398,15 @@ def test_every_remedy_failing_writes_nothing(faces_calib, tmp_path: Path, monkey
 # -- --target host: measured, not guessed -----------------------------------------------------------
 def test_host_target_remedies_int8_that_fails_the_gate(faces_calib, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Plain int8's own F1 sets the gate just above it: the host table holds the remedied int8."""
-    from anyedge.converters import api
+    from anyedge.converters import host, job
 
     only = _int8_only("arm-cpu", monkeypatch, ".tflite")
-    monkeypatch.setattr(api, "_MIXED_STEPS", (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    monkeypatch.setattr(job, "_MIXED_STEPS", (1, 2, 4, 8, 16, 32, 64, 128, 256))
     plain = convert("blazeface-short", target=only, out=tmp_path / "plain", calibration=faces_calib, max_drop=0.5,
                     show_progress=False).report["chosen"]
     assert plain["remedy"] == "int8" and plain["fidelity"]["f1"] < 0.999
-    every_engine = api._host_recipes
-    monkeypatch.setattr(api, "_host_recipes", lambda suffix: {"litert": every_engine(suffix)["litert"]})
+    every_engine = host.host_recipes
+    monkeypatch.setattr(host, "host_recipes", lambda suffix: {"litert": every_engine(suffix)["litert"]})
     res = convert("blazeface-short", target="host", out=tmp_path / "host", calibration=faces_calib,
                   max_drop=1.0 - plain["fidelity"]["f1"] - 1e-3, show_progress=False)
     attempts = res.report["attempts"]

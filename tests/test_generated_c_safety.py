@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from c_toolchains import host_toolchain  # targets/checks/ (pytest pythonpath)
 
 from anyedge.apps.export_c import TensorInfo, export_c, render_header
 from anyedge.bundle import load_bundle, write_bundle
@@ -25,8 +26,7 @@ from anyedge.cli import main as cli_main
 from anyedge.errors import BundleError
 from anyedge.manifest import Manifest, ModelCard, manifest_digest
 from anyedge.registry import REGISTRY, packaged_bundle, resolve_model
-from anyedge.targets.bnn.cbuild import C_DIR as BNN_DIR
-from anyedge.targets.bnn.cbuild import host_toolchain
+from anyedge.targets.bnn import C_DIR as BNN_DIR
 
 FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 

@@ -151,10 +151,10 @@ def test_blazeface_logit_cut_keeps_exactly_the_full_sigmoid_faces(frames, thresh
 
 
 def _chain(name: str):
-    from anyedge.targets.bnn import cbuild
+    import c_toolchains  # targets/checks/ (pytest pythonpath)
 
-    return {"host": cbuild.host_toolchain, "aarch64": cbuild.aarch64_toolchain,
-            "riscv64": cbuild.riscv_toolchain}[name]()
+    return {"host": c_toolchains.host_toolchain, "aarch64": c_toolchains.aarch64_toolchain,
+            "riscv64": c_toolchains.riscv_toolchain}[name]()
 
 
 def _toolchains():

@@ -43,7 +43,7 @@ def _metadata(wheel: Path) -> list[str]:
 
 
 def test_wheel_dependencies_on_riscv64_are_numpy_only(wheel: Path) -> None:
-    from anyedge.targets.install_check import BOARDS, requirements_for
+    from install_check import BOARDS, requirements_for
 
     requires = _metadata(wheel)
     for extras in ((), ("openvino",), ("openvino", "camera")):
@@ -62,6 +62,13 @@ def test_wheel_ships_the_models_and_kernels_and_no_photos(wheel: Path) -> None:
     for kernel in ("anyedge/targets/bnn/_kernels", "anyedge/ops/_decode", "anyedge/ops/_resize"):
         assert any(n.startswith(kernel + ".") and n.endswith((".so", ".pyd")) for n in names), kernel
     assert not any(n.startswith(("tests/", "benchmarks/", "sdk/")) for n in names)
+    # the C sources the product copies at run time (export-c, har export-c) ship; the check harnesses
+    # (targets/checks/: cross builds, qemu comparisons, pip resolution) are developer tools and do not
+    assert {"anyedge/targets/apps/c/anyedge_post.c", "anyedge/targets/apps/c/anyedge_post.h",
+            "anyedge/targets/bnn/c/anyedge_bnn.c", "anyedge/targets/bnn/c/anyedge_bnn.h",
+            "anyedge/targets/bnn/_kernels.pyx"} <= names
+    harness = ("/checks/", "cbuild", "_check.py", "_check.c", "install_check", "c_toolchains")
+    assert not [n for n in names if any(h in n for h in harness)]
 
 
 def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Path, tmp_path: Path) -> None:

@@ -13,10 +13,9 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..errors import ModelLoadError
+from .base import Decoded, require
 
 __all__ = ["Decoded", "DecoderEntry", "DECODERS", "get_decoder", "require"]
-
-Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -28,16 +27,6 @@ class DecoderEntry:
     # giving (boxes, scores, keypoints) in source pixels, suppressed and filtered, or None for
     # no face: a compiled whole post-processing, where the family has one and it is built
     prepare: Callable | None = None
-
-
-def require(outputs: Mapping[str, np.ndarray], name: str, family: str) -> np.ndarray:
-    """Fetch a named output tensor or say which names the model has."""
-    try:
-        return outputs[name]
-    except KeyError:
-        raise ModelLoadError(
-            f"{family} decoder needs an output named {name!r}; the model has {sorted(outputs)}"
-        ) from None
 
 
 def _table() -> dict[str, DecoderEntry]:

@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..ops.anchors import ssd_anchors
-from . import Decoded, require
+from .base import Decoded, require
 
 __all__ = ["decode", "prepare"]
 

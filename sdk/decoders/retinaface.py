@@ -8,7 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from ..ops.anchors import retinaface_priors
-from . import Decoded, require
+from .base import Decoded, require
 
 __all__ = ["decode"]
 

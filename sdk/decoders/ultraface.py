@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from . import Decoded, require
+from .base import Decoded, require
 
 __all__ = ["decode"]
 

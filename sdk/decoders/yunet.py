@@ -7,7 +7,7 @@ from typing import Mapping
 import numpy as np
 
 from ..ops.anchors import grid_centers
-from . import Decoded, require
+from .base import Decoded, require
 
 __all__ = ["decode"]
 

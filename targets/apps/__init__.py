@@ -1,7 +1,8 @@
 """Target code for phone and embedded apps: the portable C post-processing library (``c/``).
 
-``c/anyedge_post.{h,c}`` is what ``anyedge export-c`` ships next to a model; :mod:`.cbuild`
-compiles it for this host and for aarch64 (run under qemu) and checks it against the SDK.
+``c/anyedge_post.{h,c}`` is what ``anyedge export-c`` ships next to a model. The check that
+compiles it for this host and for aarch64 (run under qemu) and compares it with the SDK is a
+developer tool outside the wheel (``targets/checks/apps_check.py``, run by ``make apps-check``).
 """
 
 from __future__ import annotations

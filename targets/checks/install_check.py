@@ -1,6 +1,6 @@
 """Prove that ``pip install anyedge`` resolves on a board, without the board.
 
-``python -m anyedge.targets.install_check pi-os-64 jetpack-6`` asks pip (``install --dry-run
+``python targets/checks/install_check.py pi-os-64 jetpack-6`` asks pip (``install --dry-run
 --report`` with ``--platform``/``--python-version`` tags and ``--only-binary=:all:``) to resolve
 anyedge's dependencies, core and the ``openvino`` extra, as a Raspberry Pi OS 64-bit or JetPack 6
 board would, from binary wheels only, and prints every package, version and wheel. It needs
@@ -155,7 +155,7 @@ def resolve(board: Board) -> list[dict[str, str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Resolve anyedge for the named boards; exit 1 when one does not resolve."""
-    ap = argparse.ArgumentParser(prog="python -m anyedge.targets.install_check", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python targets/checks/install_check.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("boards", nargs="*", metavar="BOARD",
                     help=f"boards to check, of {', '.join(BOARDS)} (default: pi-os-64 jetpack-6)")

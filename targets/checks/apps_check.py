@@ -1,6 +1,6 @@
 """Prove the C post-processing library against the SDK: on this host, and for aarch64 under qemu.
 
-``python -m anyedge.targets.apps.cbuild`` (what ``make apps-check`` runs) takes every registered
+``python targets/checks/apps_check.py`` (what ``make apps-check`` runs) takes every registered
 face detector, runs the SDK's :class:`~anyedge.tasks.face_detector.FaceDetector` on the WIDER
 validation images, and feeds the raw engine outputs Python produced to the C library
 (``anyedge export-c``'s folder, compiled with the host compiler and, when
@@ -31,10 +31,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ...errors import ConversionError
-from ...paths import data_dir
-from ..bnn.cbuild import Toolchain, host_toolchain
-from . import C_DIR
+from anyedge.errors import ConversionError
+from anyedge.paths import data_dir
+from c_toolchains import Toolchain, host_toolchain
 
 __all__ = [
     "FLAGS",
@@ -56,6 +55,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+CHECK_C = Path(__file__).resolve().parent / "c" / "post_check.c"
 FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
 # Families whose decoding is only + - * / and comparisons (SCRFD, UltraFace), or whose one exp
 # the SDK takes in float64 and rounds to float32 as the C library does (BlazeFace's sigmoid, in
@@ -106,7 +106,7 @@ def build_harness(export_dir: str | os.PathLike[str], ident: str, toolchain: Too
     work.mkdir(parents=True, exist_ok=True)
     exe = work / f"post_check_{ident}_{toolchain.name}"
     cmd = [toolchain.cc, *FLAGS, *toolchain.flags, f"-I{exp}", f'-DAEPOST_CHECK_HEADER="{ident}.h"',
-           f"-DAEPOST_CHECK_MODEL={ident}", str(exp / "anyedge_post.c"), str(C_DIR / "post_check.c"), "-lm",
+           f"-DAEPOST_CHECK_MODEL={ident}", str(exp / "anyedge_post.c"), str(CHECK_C), "-lm",
            "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -178,7 +178,7 @@ def capture(model: str | os.PathLike[str], images: Sequence[Path], out_file: str
     The raw outputs of every image go to ``out_file`` in the harness's ``AEPF`` format, one image
     at a time (a 640x640 SCRFD frame is ~1 MB); the SDK's own faces are kept in memory.
     """
-    from ...tasks.face_detector import FaceDetector
+    from anyedge.tasks.face_detector import FaceDetector
 
     det = FaceDetector.create(model, engine=engine)
     try:
@@ -328,7 +328,7 @@ def compare(frames: Frames, c: Sequence[CFace], toolchain: str) -> Stats:
 def check_model(model: str, images: Sequence[Path], chains: Iterable[Toolchain], workdir: str | os.PathLike[str],
                 *, progress: bool = False) -> list[Stats]:
     """Export ``model`` (anyedge export-c), capture the SDK on ``images``, run the C library per toolchain."""
-    from ...apps.export_c import export_c
+    from anyedge.apps.export_c import export_c
 
     work = Path(workdir)
     exp = export_c(model, work / "export")
@@ -354,7 +354,7 @@ def _wider_images(data_root: Path | None, limit: int | None) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Compare the C library (host, and aarch64 under qemu) with the SDK on the WIDER images."""
-    ap = argparse.ArgumentParser(prog="python -m anyedge.targets.apps.cbuild", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python targets/checks/apps_check.py", description=main.__doc__)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated registry names or bundles")
     ap.add_argument("--limit", type=int, default=None, help="first N images only (default: all)")
     ap.add_argument("--data-root", type=Path, default=None, help="folder holding widerface_val/ (default: ANYEDGE_DATA)")

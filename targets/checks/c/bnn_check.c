@@ -2,7 +2,7 @@
  * Test harness for anyedge_bnn.c: runs every window of a file through the model in
  * "aebnn_model.h" (a header from anyedge.converters.bnn.write_c_header, copied under that name)
  * and prints one line per window: the return code, a FNV-1a hash of the int8 quantized input,
- * then the int32 scores. Used by anyedge.targets.bnn.cbuild on the host and under qemu-riscv64.
+ * then the int32 scores. Used by targets/checks/bnn_check.py on the host and under qemu-riscv64.
  *
  * Input file: uint32 n, window, channels (little-endian), then n * window * channels float32.
  */

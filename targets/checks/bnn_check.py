@@ -1,6 +1,6 @@
 """Compile the portable C library with a model header and run it: on this host, and for riscv64/aarch64 under qemu.
 
-``python -m anyedge.targets.bnn.cbuild`` (what ``make riscv-check`` and ``make aarch64-check``
+``python targets/checks/bnn_check.py`` (what ``make riscv-check`` and ``make aarch64-check``
 run) takes every shipped BNN, runs its data set's ``_TEST`` windows through the C library built
 with the host compiler and, when the cross compilers and qemu are installed
 (``riscv64-linux-gnu-gcc`` + ``qemu-riscv64``, ``aarch64-linux-gnu-gcc`` + ``qemu-aarch64``),
@@ -26,8 +26,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ...errors import ConversionError, EngineUnavailableError, InputError
-from .format import BnnModel
+from anyedge.errors import ConversionError, EngineUnavailableError, InputError
+from anyedge.targets.bnn import C_DIR, KERNELS_PYX
+from anyedge.targets.bnn.format import BnnModel
+from c_toolchains import Toolchain, aarch64_toolchain, host_toolchain, riscv_toolchain
 
 __all__ = [
     "C_DIR",
@@ -45,18 +47,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-C_DIR = Path(__file__).resolve().parent / "c"
+CHECK_C = Path(__file__).resolve().parent / "c" / "bnn_check.c"
 _FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
-
-
-@dataclass(frozen=True)
-class Toolchain:
-    """A C compiler and, for foreign architectures, the emulator that runs its programs."""
-
-    name: str
-    cc: str
-    runner: tuple[str, ...] = ()
-    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,32 +66,6 @@ class CResult:
     qhash: np.ndarray
     scores: np.ndarray
     argmax: np.ndarray
-
-
-def host_toolchain() -> Toolchain | None:
-    """The host C compiler (``CC``, else cc/gcc/clang), or ``None``."""
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc):
-            return Toolchain("host", cc)
-    return None
-
-
-def riscv_toolchain() -> Toolchain | None:
-    """``riscv64-linux-gnu-gcc`` (static build) + ``qemu-riscv64``, or ``None`` when either is missing."""
-    cc = os.environ.get("RISCV_CC", "riscv64-linux-gnu-gcc")
-    qemu = os.environ.get("QEMU_RISCV", "qemu-riscv64")
-    if shutil.which(cc) and shutil.which(qemu):
-        return Toolchain("riscv64", cc, (qemu,), ("-static", "-march=rv64gc", "-mabi=lp64d"))
-    return None
-
-
-def aarch64_toolchain() -> Toolchain | None:
-    """``aarch64-linux-gnu-gcc`` (static build) + ``qemu-aarch64``, or ``None`` when either is missing."""
-    cc = os.environ.get("AARCH64_CC", "aarch64-linux-gnu-gcc")
-    qemu = os.environ.get("QEMU_AARCH64", "qemu-aarch64")
-    if shutil.which(cc) and shutil.which(qemu):
-        return Toolchain("aarch64", cc, (qemu,), ("-static", "-march=armv8-a"))
-    return None
 
 
 # What the popcount must compile to in the Cython kernels, per cross target: (-march flags, objdump, mnemonic).
@@ -127,7 +93,7 @@ def compile_kernels_c(toolchain: Toolchain, workdir: str | os.PathLike[str]) -> 
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     c_file = work / "_kernels.c"
-    pyx = Path(__file__).resolve().parent / "_kernels.pyx"
+    pyx = KERNELS_PYX
     proc = subprocess.run([sys.executable, "-m", "cython", "-3", str(pyx), "-o", str(c_file)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -164,14 +130,14 @@ def build_harness(model: BnnModel, workdir: str | os.PathLike[str], toolchain: T
     Raises:
         ConversionError: the compiler reported an error.
     """
-    from ...converters.bnn import write_c_header
+    from anyedge.converters.bnn import write_c_header
 
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     write_c_header(model, work / "aebnn_model.h", name=name)
     exe = work / f"bnn_check_{toolchain.name}"
     cmd = [toolchain.cc, *_FLAGS, *toolchain.flags, f"-I{C_DIR}", f"-I{work}",
-           str(C_DIR / "anyedge_bnn.c"), str(C_DIR / "bnn_check.c"), "-o", str(exe)]
+           str(C_DIR / "anyedge_bnn.c"), str(CHECK_C), "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ConversionError(f"{toolchain.cc} failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-4000:]}")
@@ -211,7 +177,7 @@ def run_harness(exe: str | os.PathLike[str], windows: np.ndarray, toolchain: Too
 
 def check_model(model: BnnModel, windows: np.ndarray, toolchain: Toolchain, *, name: str = "model") -> int:
     """Build and run the C library for ``toolchain``; return how many windows differ from the reference."""
-    from .reference import forward, quantize
+    from anyedge.targets.bnn.reference import forward, quantize
 
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_harness(model, tmp, toolchain, name=name)
@@ -225,12 +191,12 @@ def check_model(model: BnnModel, windows: np.ndarray, toolchain: Toolchain, *, n
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Compare C (host, and riscv64 under qemu) with the numpy reference on every shipped model's test windows."""
-    from ...har.data import har_dataset_path, load_ts
-    from ...bundle import load_bundle
-    from ...registry import PACKAGED_BUNDLES, packaged_bundle
-    from .format import read_bnn
+    from anyedge.bundle import load_bundle
+    from anyedge.har.data import har_dataset_path, load_ts
+    from anyedge.registry import PACKAGED_BUNDLES, packaged_bundle
+    from anyedge.targets.bnn.format import read_bnn
 
-    ap = argparse.ArgumentParser(prog="python -m anyedge.targets.bnn.cbuild", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python targets/checks/bnn_check.py", description=main.__doc__)
     ap.add_argument("--require-riscv", action="store_true", help="fail when the riscv64 toolchain or qemu is missing")
     ap.add_argument("--require-aarch64", action="store_true",
                     help="fail when the aarch64 toolchain or qemu is missing")
