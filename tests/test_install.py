@@ -27,8 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from the checkout's own files only: setuptools reuses ./build/lib, where files that
+    # were moved or deleted since an earlier build would otherwise still ship.
+    src = tmp_path_factory.mktemp("src")
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                        "-q", "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=900)
+                        "-q", "-w", str(out), str(src)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     wheels = list(out.glob("anyedge-*.whl"))
     assert len(wheels) == 1, wheels
