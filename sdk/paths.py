@@ -10,6 +10,9 @@ Every location comes from an environment variable; nothing else in anyedge compu
 ``ANYEDGE_DATA``            the data folder (``widerface_val/images``, ``faces/``,
                             ``har/<name>/``) that commands needing data default to;
                             default: none, such a command then names the variable to set
+``ANYEDGE_HAR_TWINS``       folders (``os.pathsep``-separated) holding the float twins of the
+                            shipped activity nets (``float-<dataset>.npz``) that ``bench``
+                            compares against; default: none
 ==========================  ===========================================================
 """
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["cache_dir", "model_path", "data_dir", "data_path", "require_data_dir"]
+__all__ = ["cache_dir", "model_path", "data_dir", "data_path", "require_data_dir", "har_twin_dirs"]
 
 
 def cache_dir() -> Path:
@@ -64,3 +67,9 @@ def require_data_dir(what: str) -> Path:
     if root is None:
         raise InputError(f"no data folder: set ANYEDGE_DATA to the folder holding {what}")
     return root
+
+
+def har_twin_dirs() -> list[Path]:
+    """The directories in ``ANYEDGE_HAR_TWINS``, in order (the float twins of the activity nets)."""
+    raw = os.environ.get("ANYEDGE_HAR_TWINS", "")
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]

@@ -44,10 +44,10 @@ def test_split(dataset: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def twin_dirs() -> list[Path]:
-    """Where float twins are looked for: ``$ANYEDGE_HAR_TWINS``, then the checkout's benchmarks/models."""
-    dirs = [Path(p) for p in os.environ.get("ANYEDGE_HAR_TWINS", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[2] / "benchmarks" / "models")
-    return dirs
+    """Where float twins are looked for: ``$ANYEDGE_HAR_TWINS`` (see :mod:`anyedge.paths`)."""
+    from ..paths import har_twin_dirs
+
+    return har_twin_dirs()
 
 
 class FloatTwin:
@@ -71,8 +71,9 @@ class FloatTwin:
         for d in twin_dirs():
             if (d / name).is_file():
                 return cls(d / name)
-        raise ModelNotFoundError(f"float twin {name} not found in {', '.join(map(str, twin_dirs()))} "
-                                 "(a source checkout has it in benchmarks/models; or set ANYEDGE_HAR_TWINS)")
+        where = ", ".join(map(str, twin_dirs())) or "no folder ($ANYEDGE_HAR_TWINS is not set)"
+        raise ModelNotFoundError(f"float twin {name} not found in {where} (a source checkout has it in "
+                                 "benchmarks/models: set ANYEDGE_HAR_TWINS to that folder)")
 
     @property
     def param_bytes(self) -> int:
