@@ -33,7 +33,7 @@ import numpy as np
 
 from anyedge.errors import ConversionError
 from anyedge.paths import data_dir
-from c_toolchains import Toolchain, host_toolchain
+from c_toolchains import CHECK_FLAGS, Toolchain, host_toolchain
 
 __all__ = [
     "FLAGS",
@@ -56,7 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECK_C = Path(__file__).resolve().parent / "c" / "post_check.c"
-FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
+FLAGS = CHECK_FLAGS
 # Families whose decoding is only + - * / and comparisons (SCRFD, UltraFace), or whose one exp
 # the SDK takes in float64 and rounds to float32 as the C library does (BlazeFace's sigmoid, in
 # the compiled kernel and the numpy path): IEEE float32 makes C and the SDK agree bit for bit.

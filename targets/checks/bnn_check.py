@@ -29,7 +29,7 @@ import numpy as np
 from anyedge.errors import ConversionError, EngineUnavailableError, InputError
 from anyedge.targets.bnn import C_DIR, KERNELS_PYX
 from anyedge.targets.bnn.format import BnnModel
-from c_toolchains import Toolchain, aarch64_toolchain, host_toolchain, riscv_toolchain
+from c_toolchains import CHECK_FLAGS, Toolchain, aarch64_toolchain, host_toolchain, riscv_toolchain
 
 __all__ = [
     "C_DIR",
@@ -48,7 +48,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECK_C = Path(__file__).resolve().parent / "c" / "bnn_check.c"
-_FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def build_harness(model: BnnModel, workdir: str | os.PathLike[str], toolchain: T
     work.mkdir(parents=True, exist_ok=True)
     write_c_header(model, work / "aebnn_model.h", name=name)
     exe = work / f"bnn_check_{toolchain.name}"
-    cmd = [toolchain.cc, *_FLAGS, *toolchain.flags, f"-I{C_DIR}", f"-I{work}",
+    cmd = [toolchain.cc, *CHECK_FLAGS, *toolchain.flags, f"-I{C_DIR}", f"-I{work}",
            str(C_DIR / "anyedge_bnn.c"), str(CHECK_C), "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -10,7 +10,11 @@ import os
 import shutil
 from dataclasses import dataclass
 
-__all__ = ["Toolchain", "host_toolchain", "riscv_toolchain", "aarch64_toolchain"]
+__all__ = ["CHECK_FLAGS", "Toolchain", "host_toolchain", "riscv_toolchain", "aarch64_toolchain"]
+
+#: What every check program is built with: strict C99, and no fused multiply-add, so the float
+#: arithmetic is the same on every CPU the checks compare.
+CHECK_FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
 
 
 @dataclass(frozen=True)
