@@ -20,7 +20,20 @@ import numpy as np
 from ..errors import InputError
 from ..paths import require_data_dir
 
-__all__ = ["TsDataset", "load_ts", "sliding_windows", "data_root", "har_dataset_path"]
+__all__ = ["TsDataset", "load_ts", "sliding_windows", "data_root", "har_dataset_path", "har_split_file",
+           "HAR_DATA_WHEELS"]
+
+# UEA data sets that a PyPI wheel ships byte for byte, fetched like the sample photo when
+# ``$ANYEDGE_DATA/har/<name>/`` does not hold them: (name, split) -> (pinned requirement,
+# member in the wheel, cached file name, sha256). The files are aeon's copies of the UEA archive.
+HAR_DATA_WHEELS: dict[tuple[str, str], tuple[str, str, str, str]] = {
+    ("BasicMotions", "TEST"): ("aeon==1.6.0", "aeon/datasets/data/BasicMotions/BasicMotions_TEST.ts",
+                               "har-BasicMotions_TEST.ts",
+                               "79213102bc6fca1a398ad98ce1185dff0208fa3d1465e687f48288946b0ff8dc"),
+    ("BasicMotions", "TRAIN"): ("aeon==1.6.0", "aeon/datasets/data/BasicMotions/BasicMotions_TRAIN.ts",
+                                "har-BasicMotions_TRAIN.ts",
+                                "8dc43cc6306cb679c888c01e26f91772ac4441a916da43bac8b79734a538b9d6"),
+}
 
 _MAX_TS_BYTES = 512 << 20
 _MAX_TS_LINE = 4 << 20  # characters in one case: ~400k values, far beyond any sensor window
@@ -271,3 +284,38 @@ def har_dataset_path(name: str, split: str, root: str | os.PathLike[str] | None 
         raise InputError(f"split must be 'train' or 'test', got {split!r}")
     base = Path(root) if root is not None else data_root()
     return base / "har" / name / f"{name}_{s}.ts"
+
+
+def har_split_file(name: str, split: str) -> Path:
+    """The ``.ts`` file of a UEA data set's split: ``$ANYEDGE_DATA/har/<name>/<name>_<SPLIT>.ts``
+    when it is there, else the copy a pinned PyPI wheel ships (:data:`HAR_DATA_WHEELS`), fetched
+    once into anyedge's cache and sha256-checked.
+
+    Raises:
+        InputError: ``split`` is not train or test; or the file is in neither place and no wheel
+            ships it (the message names the folder ``ANYEDGE_DATA`` must hold).
+        ModelNotFoundError: a wheel ships it but it is not cached and cannot be fetched
+            (offline, pip failed); the message says so.
+    """
+    from ..paths import data_dir
+
+    s = split.upper()
+    if s not in {"TRAIN", "TEST"}:
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
+    root = data_dir()
+    if root is not None and (found := har_dataset_path(name, s, root)).is_file():
+        return found
+    pinned = HAR_DATA_WHEELS.get((name, s))
+    want = f"har/{name}/{name}_{s}.ts"
+    if pinned is None:
+        where = f"{root} has no {want}" if root is not None else "ANYEDGE_DATA is not set"
+        raise InputError(f"no {name} {s.lower()} data here ({where}) and no package ships it: "
+                         f"set ANYEDGE_DATA to a folder holding {want}")
+    from ..errors import ModelNotFoundError
+    from ..registry import fetch_wheel_file
+
+    requirement, member, filename, sha = pinned
+    try:
+        return fetch_wheel_file(requirement, member, filename, sha, f"the {name} {s.lower()} data")
+    except ModelNotFoundError as e:
+        raise ModelNotFoundError(f"{e}; or set ANYEDGE_DATA to a folder holding {want}") from None
