@@ -24,8 +24,9 @@ def add_parsers(sub: Any) -> None:
                                    "published. 'models fetch' downloads models into the cache; 'models pack' "
                                    "writes a folder of them for an offline machine or a mirror.",
                        epilog="examples:\n  anyedge models\n  anyedge models --precision\n"
-                              "  anyedge models --json | jq -r .name\n  anyedge models fetch yunet-n-320\n"
-                              "  anyedge models pack models-pack/ yunet-n-320")
+                              "  anyedge models --json | jq -r .name\n"
+                              "  anyedge models fetch yunet-n-320 retinaface-mnet025\n"
+                              "  anyedge models pack models-pack/ yunet-n-320 retinaface-mnet025")
     p.add_argument("--json", action="store_true", help="one JSON object per model (default: a table)")
     p.add_argument("--precision", action="store_true",
                    help="also open each present model on every installed engine that reads it and show the "
