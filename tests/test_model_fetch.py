@@ -162,8 +162,11 @@ def test_a_download_killed_half_way_leaves_nothing_that_loads(mirror_server: Mir
     with pytest.raises(errors.ModelNotFoundError):  # nothing partial is found, let alone loaded
         resolve_model("scrfd-500m", download=False)
     mirror_server.mode = "ok"
+    old = time.time() - 2 * 3600
+    os.utime(_cache() / part, (old, old))  # as if killed two hours ago
     path, _ = resolve_model("scrfd-500m", accept_licence=True)
     assert sha256_file(path) == info.sha256
+    assert _cache_files() == [info.filename]  # the next download cleared the stale temp file
 
 
 def test_concurrent_first_fetches_in_threads_all_end_with_the_verified_file(mirror_server: MirrorServer) -> None:

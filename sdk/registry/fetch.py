@@ -19,7 +19,8 @@ A download waits at most ``ANYEDGE_FETCH_TIMEOUT`` seconds (default 30) for the 
 its progress on stderr for files over 1 MB and says the model's licence once, when it arrives.
 
 Every download is written to a temporary file of its own in the cache folder and renamed into
-place only once its sha256 matches: a killed download never leaves a file that loads, and
+place only once its sha256 matches: a killed download never leaves a file that loads (a later
+download of the same file removes its temp file once it is an hour old), and
 concurrent first uses all end with the same verified file. A file whose sha256 differs from the
 pinned one is refused wherever it was found. The locations themselves come from
 :mod:`anyedge.paths`; what each model is comes from :mod:`anyedge.registry.table`.
@@ -27,6 +28,7 @@ pinned one is refused wherever it was found. The locations themselves come from
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
@@ -70,6 +72,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FETCH_TIMEOUT = 30.0
 _PROGRESS_MIN_BYTES = 1_000_000  # show progress for files over 1 MB
+_STALE_PART_S = 3600.0  # a temp file untouched this long belongs to a killed download
 _MAX_BYTES = 1 << 30  # no registry model comes near this; a server streaming more is refused
 
 
@@ -316,8 +319,20 @@ def _download(info: ModelInfo, dest_dir: Path) -> None:
                 f"for model {info.name!r}; nothing was cached"
             )
         os.replace(part, dest_dir / info.filename)
+        _remove_stale_parts(dest_dir, info.filename, older_than=max(_STALE_PART_S, 10 * timeout))
     finally:
         part.unlink(missing_ok=True)
+
+
+def _remove_stale_parts(dest_dir: Path, filename: str, *, older_than: float) -> None:
+    """Delete temp files of earlier downloads of ``filename`` that were killed (untouched for a long time)."""
+    now = time.time()
+    for p in dest_dir.glob(f".{glob.escape(filename)}.*.part"):
+        try:
+            if now - p.stat().st_mtime > older_than:
+                p.unlink()
+        except OSError:  # gone already, or not ours to remove
+            pass
 
 
 def _why(reason: object, timeout: float) -> str:
