@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             info = get_model_info(name)
             refused = isinstance(e, LicenceNotAcceptedError)
             codes.append(error_exit_code(e))
+            if getattr(args, "verbose", False):
+                traceback.print_exc()
             print(f"anyedge: error: {one_line(e)}", file=sys.stderr, flush=True)
             if args.json:
                 print(json.dumps({"name": name, "status": "refused" if refused else "failed", "path": None,
