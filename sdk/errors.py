@@ -13,6 +13,9 @@ __all__ = [
     "UnknownModelError",
     "ModelNotFoundError",
     "IntegrityError",
+    "DownloadError",
+    "CorruptDownloadError",
+    "LicenceNotAcceptedError",
     "ModelLoadError",
     "EngineUnavailableError",
     "EngineError",
@@ -48,6 +51,24 @@ class ModelNotFoundError(AnyEdgeError, FileNotFoundError):
 
 class IntegrityError(AnyEdgeError, ValueError):
     """A file's sha256 does not match the one the registry or manifest pins."""
+
+
+class DownloadError(ModelNotFoundError):
+    """A model's file could not be downloaded: HTTP error, timeout, refused or no connection.
+
+    ``anyedge`` exits with :data:`anyedge.cli_common.EXIT_DOWNLOAD` on it.
+    """
+
+
+class CorruptDownloadError(DownloadError, IntegrityError):
+    """A download arrived complete but with the wrong sha256 (nothing was cached)."""
+
+
+class LicenceNotAcceptedError(AnyEdgeError, PermissionError):
+    """A model's weights are non-commercial or unlicensed, and fetching them was not accepted.
+
+    ``anyedge`` exits with :data:`anyedge.cli_common.EXIT_LICENCE` on it.
+    """
 
 
 class ModelLoadError(AnyEdgeError, ValueError):
