@@ -16,6 +16,7 @@ __all__ = [
     "ModelLoadError",
     "EngineUnavailableError",
     "EngineError",
+    "DeviceUnavailableError",
     "BundleError",
     "ConversionError",
     "UnsupportedTargetError",
@@ -60,6 +61,10 @@ class EngineUnavailableError(AnyEdgeError, ImportError):
 
 class EngineError(AnyEdgeError, RuntimeError):
     """The engine failed while running a model."""
+
+
+class DeviceUnavailableError(AnyEdgeError, RuntimeError):
+    """Strict device selection: the device or execution provider asked for cannot run the model here."""
 
 
 class BundleError(AnyEdgeError, ValueError):
