@@ -220,7 +220,7 @@ def fresh_notices(monkeypatch: pytest.MonkeyPatch) -> None:
     """Notices are said once per process; each test starts from none said."""
     import anyedge.engines.base as base
 
-    monkeypatch.setattr(base, "_NOTICED", set())
+    monkeypatch.setattr(base, "_NOTICED", set(), raising=False)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
