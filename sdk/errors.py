@@ -19,6 +19,7 @@ __all__ = [
     "ModelLoadError",
     "EngineUnavailableError",
     "EngineError",
+    "DeviceUnavailableError",
     "BundleError",
     "ConversionError",
     "UnsupportedTargetError",
@@ -81,6 +82,10 @@ class EngineUnavailableError(AnyEdgeError, ImportError):
 
 class EngineError(AnyEdgeError, RuntimeError):
     """The engine failed while running a model."""
+
+
+class DeviceUnavailableError(AnyEdgeError, RuntimeError):
+    """Strict device selection: the device or execution provider asked for cannot run the model here."""
 
 
 class BundleError(AnyEdgeError, ValueError):
