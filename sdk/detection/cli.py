@@ -197,6 +197,13 @@ def _demo_image() -> tuple[str, Any]:
     return str(path), _read_image(path)
 
 
+def _fetchable_unasked(info: Any) -> bool:
+    """Whether first use of a model fetches it by itself (a source, and no licence to accept)."""
+    from ..registry.fetch import licence_accepted
+
+    return info.source.fetchable and (not info.licence_class.needs_acceptance or licence_accepted())
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import statistics
 
@@ -212,9 +219,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = OutputDir(args.out, inputs=[args.image] if args.image else [])
     if args.models:
         models = args.models.split(",")
-    else:  # every face detector on this machine or fetchable from its official source
-        models = [m.name for m in list_models()
-                  if m.task == "face_detection" and (find_model_file(m) or m.source.fetchable)]
+    else:  # every face detector on this machine, or fetchable without accepting a licence first
+        detectors = [m for m in list_models() if m.task == "face_detection"]
+        models = [m.name for m in detectors if find_model_file(m) or _fetchable_unasked(m)]
+        gated = [m.name for m in detectors if m.name not in models and m.source.fetchable]
+        if gated:
+            print(f"anyedge: not in the demo: {', '.join(gated)} (their weights' licence must be accepted "
+                  f"first: anyedge models fetch NAME --accept-licence)", file=sys.stderr)
     print(f"anyedge demo on {name} ({img.shape[1]}x{img.shape[0]}), {args.runs} timed runs each\n")
     print(f"{'model':20} {'engine':12} {'faces':>5} {'median ms':>10} {'p90 ms':>8}")
     rows = []
