@@ -219,3 +219,17 @@ def test_a_wheel_with_other_bytes_is_refused_and_nothing_is_cached(tmp_path, mon
     with pytest.raises(ModelNotFoundError, match="pinned sha256"):
         har_split_file("BasicMotions", "test")
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "x" * 65, "Basic Motions", "a\\b", "..", None])
+def test_a_data_set_name_that_is_not_a_plain_name_is_refused_before_any_path(tmp_path, monkeypatch, name):
+    """A bundle's manifest names its data set: that name never walks out of the data folder."""
+    from anyedge.bench.har import FloatTwin
+    from anyedge.har.data import har_dataset_path, har_split_file
+
+    monkeypatch.setenv("ANYEDGE_DATA", str(tmp_path))
+    monkeypatch.setenv("ANYEDGE_OFFLINE", "1")
+    for call in (lambda: har_split_file(name, "test"), lambda: har_dataset_path(name, "test"),
+                 lambda: FloatTwin.find(name)):
+        with pytest.raises(InputError, match="data set name"):
+            call()

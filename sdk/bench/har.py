@@ -88,9 +88,12 @@ class FloatTwin:
         """Load ``float-<dataset>.npz`` from :func:`twin_dirs`.
 
         Raises:
+            InputError: ``dataset`` is not a plain name (it may come from a bundle's manifest).
             ModelNotFoundError: no such file in any of them.
         """
-        name = f"float-{dataset.lower()}.npz"
+        from ..har.data import check_dataset_name
+
+        name = f"float-{check_dataset_name(dataset).lower()}.npz"
         for d in twin_dirs():
             if (d / name).is_file():
                 return cls(d / name)

