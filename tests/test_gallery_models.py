@@ -90,8 +90,7 @@ def enrolled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     r = _cli("gallery", "enroll", "alice", str(ALICE[0]), str(ALICE[1]), "--db", str(db), "--detector", RECORDED,
              "--json")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert out["detector"] == RECORDED and out["embedder"] == "mobilefacenet" and out["embeddings"] == 2
+    (db.parent / "enroll.json").write_text(r.stdout)
     return db
 
 
@@ -108,6 +107,8 @@ def _copy(db: Path, tmp_path: Path) -> Path:
 def test_a_new_gallery_records_its_detector_and_embedder(enrolled: Path) -> None:
     from anyedge.registry import REGISTRY
 
+    out = json.loads((enrolled.parent / "enroll.json").read_text())
+    assert out["detector"] == RECORDED and out["embedder"] == "mobilefacenet" and out["embeddings"] == 2
     meta = _meta(enrolled)
     assert meta["detector_name"] == RECORDED and meta["detector_sha256"] == REGISTRY[RECORDED].sha256
     assert meta["embedder_name"] == "mobilefacenet" and meta["embedder_sha256"] == REGISTRY["mobilefacenet"].sha256
@@ -119,6 +120,22 @@ def test_a_new_gallery_records_its_detector_and_embedder(enrolled: Path) -> None
     assert doc["embedder"]["dim"] == 128 and doc["people"] == [{"name": "alice", "embeddings": 2}]
     r = _cli("gallery", "list", "--db", str(enrolled))
     assert r.returncode == 0 and f"detector {RECORDED}" in r.stdout
+
+
+def test_gallery_list_json_gives_numbers_as_numbers(tmp_path: Path) -> None:
+    from anyedge.recognition.gallery import Gallery
+    from anyedge.tasks.face_embedder import EmbedderIdentity
+
+    db = tmp_path / "g.db"
+    with Gallery(db, EmbedderIdentity("test-embedder", "ab" * 32, 16, "arcface-112x112")) as g:
+        g.add("alice", np.eye(16, dtype=np.float32)[:3])
+        g.add("1234", np.eye(16, dtype=np.float32)[3:4])  # a name may look like a number; it stays a name
+    r = _cli("gallery", "list", "--db", str(db), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["embedder"]["dim"] == 16 and [p["embeddings"] for p in doc["people"]] == [3, 1]
+    doc["people"][1]["name"] = "x"  # the one string that is a name, not a number
+    _numbers_are_numbers(doc)
 
 
 def test_the_python_api_records_and_checks_the_detector(tmp_path: Path) -> None:
