@@ -165,6 +165,28 @@ def test_the_python_api_records_and_checks_the_detector(tmp_path: Path) -> None:
         assert g.detector == other
 
 
+def test_the_readme_python_example_records_registry_and_file_detectors(tmp_path: Path) -> None:
+    from anyedge import FaceDetector
+    from anyedge.errors import DetectorMismatchError
+    from anyedge.recognition.gallery import DetectorIdentity, Gallery
+    from anyedge.recognition.pipeline import FacePipeline, detector_identity
+    from anyedge.registry import REGISTRY
+
+    from .conftest import read_rgb
+
+    with FacePipeline.create("yunet", "mobilefacenet") as fp, \
+            Gallery.open(tmp_path / "faces.db", fp.embedder.identity, detector=fp.detector_identity) as g:
+        fp.gallery = g
+        fp.enroll("alice", [read_rgb(ALICE[0]), read_rgb(ALICE[1])])
+        assert [face.name for face in fp.process(read_rgb(ALICE[2]))] == ["alice"]
+        assert g.detector == DetectorIdentity("yunet", REGISTRY["yunet"].sha256)
+    path = MODELS / "retinaface" / "retinaface_mbnet0.25.onnx"
+    with FaceDetector.create(path, family="retinaface") as det:  # a file: its name, the same bytes
+        assert detector_identity(det) == DetectorIdentity("retinaface_mbnet0.25.onnx", REGISTRY[RECORDED].sha256)
+        with pytest.raises(DetectorMismatchError, match="'yunet'.*'retinaface_mbnet0.25.onnx'"):
+            Gallery.open(tmp_path / "faces.db", detector=detector_identity(det))
+
+
 # -- defaults from the record -------------------------------------------------------------------
 def test_commands_use_the_recorded_detector(enrolled: Path, tmp_path: Path) -> None:
     db = _copy(enrolled, tmp_path)

@@ -153,7 +153,7 @@ class Gallery:
     """People and embeddings in SQLite, with top-k cosine search over an in-memory matrix.
 
     Example:
-        >>> with Gallery.open("faces.db", embedder.identity) as g:
+        >>> with Gallery.open("faces.db", embedder.identity, detector=pipeline.detector_identity) as g:
         ...     g.add("alice", embedder.embed(crops))
         ...     g.search(query_vector, k=3)
     """
