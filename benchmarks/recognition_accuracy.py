@@ -1,22 +1,31 @@
 """Face recognition accuracy on ../shared/data/faces (6 people, 28 photos, 378 pairs).
 
-For every embedder x detector (SCRFD's 5 keypoints, BlazeFace's 6 mapped to 5) x flip-averaging:
+For every embedder x detector (SCRFD, YuNet, RetinaFace: 5 keypoints; BlazeFace's 6 mapped to 5)
+x flip-averaging:
 ROC AUC, EER, TAR at FAR 1e-2, accuracy and balanced accuracy at the embedder's default
 threshold, the 10-fold cross-validated accuracy and threshold, and rank-1 identification
-(enrol each person's first photo, identify the rest). Also what the BlazeFace keypoint mapping
-costs (keypoint offsets vs SCRFD, in inter-ocular distances, and the cosine between the two
-embeddings of the same photo), the cosine between engines, and the sharpness (variance of the
+(enrol each person's first photo, identify the rest). Per detector, how many photos pass the
+gallery's enrolment gate (one face, eyes 20 px apart, a sharp crop) as ``anyedge gallery enroll``
+would take them. Also how far each detector's keypoints lie from the reference detector's (first
+of ``--detectors`` unless ``--reference``; in inter-ocular distances, and the cosine between the
+two embeddings of the same photo), the cosine between engines, and the sharpness (variance of the
 Laplacian) of the aligned crops, sharp and blurred, behind the gallery's quality gate.
 
 In each photo the largest detected face is used. Note: the default thresholds were chosen on
 these same pairs (cross-validated); with 6 people every figure here is a rough estimate.
 
 ``--embedders`` also takes converted bundles (``anyedge convert mobilefacenet --target ...``):
-for each, the cosine of its embeddings to the float model's on the same SCRFD crops (mean, 5th
+for each, the cosine of its embeddings to the float model's on the same reference-detector crops (mean, 5th
 percentile), its size and its embed latency next to the float model on the same engine (medians
 of a rotating round robin, one thread; noisy on a shared machine, compare the ratios).
 
-    python benchmarks/recognition_accuracy.py [--embedders a,b,BUNDLE] [--detectors a,b] [--no-flip] [--out DIR]
+    python benchmarks/recognition_accuracy.py [--embedders a,b,BUNDLE] [--detectors a,b] [--reference DET] [--no-flip]
+        [--out DIR]
+
+Choosing recognition's default detector (the licence-free ones with 5 keypoints):
+
+    python benchmarks/recognition_accuracy.py --embedders mobilefacenet \
+        --detectors yunet-n-320,yunet,retinaface-mnet025,scrfd-500m
 """
 
 from __future__ import annotations
@@ -75,7 +84,9 @@ def conversion_row(name: str, bundle: str, float_name: str, crops: list, float_r
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--embedders", default="mobilefacenet,mobilefacenet-int8w")
-    ap.add_argument("--detectors", default="scrfd-500m,blazeface-short,blazeface-full")
+    ap.add_argument("--detectors", default="yunet-n-320,yunet,retinaface-mnet025,scrfd-500m,blazeface-short")
+    ap.add_argument("--reference", default=None,
+                    help="detector the others' keypoints and crops are compared with (default: the first)")
     ap.add_argument("--faces", default=str(SHARED / "data" / "faces"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-flip", action="store_true", help="skip the flip-averaged runs")
@@ -85,7 +96,6 @@ def main() -> int:
 
     import cv2
 
-    from anyedge import FaceDetector
     from anyedge.engines import engines_for, open_engine
     from anyedge.ops.align import align_face, five_points
     from anyedge.recognition.verification import (balanced_threshold, cross_validated_threshold,
@@ -105,25 +115,42 @@ def main() -> int:
     print(f"{len(files)} photos of {len(set(person.values()))} people, {len(pairs)} pairs "
           f"({sum(s for *_, s in pairs)} genuine)", file=sys.stderr)
 
-    # -- detection: keypoints of the largest face per photo ----------------------------------
+    # -- detection: keypoints of the largest face per photo, and the enrolment gate ----------
+    from anyedge.errors import FaceQualityError
+    from anyedge.recognition.pipeline import FacePipeline
+
+    detectors = args.detectors.split(",")
+    ref_det = args.reference or detectors[0]
+    if ref_det not in detectors:
+        detectors.insert(0, ref_det)
     kps: dict[str, dict[str, np.ndarray]] = {}
-    for det_name in args.detectors.split(","):
+    enrol_rows = []
+    for det_name in detectors:
         kps[det_name] = {}
-        with FaceDetector.create(det_name) as det:
+        refused: dict[str, str] = {}
+        with FacePipeline.create(det_name, args.float) as fp:
             for p in files:
-                faces = det.detect(images[p])
+                faces = fp.detector.detect(images[p])
                 i = largest(faces)
                 if i is not None:
                     kps[det_name][p] = faces.keypoints[i]
+                try:
+                    fp.enrolment_embedding(images[p])
+                except FaceQualityError as e:
+                    refused[p] = str(e)
         missed = [p for p in files if p not in kps[det_name]]
+        enrol_rows.append({"detector": det_name, "photos": len(files), "face_found": len(files) - len(missed),
+                           "enrolment_passed": len(files) - len(refused),
+                           "refused": "; ".join(f"{p}: {why}" for p, why in refused.items())})
         print(f"{det_name}: face found in {len(files) - len(missed)}/{len(files)} photos"
-              + (f" (missed {missed})" if missed else ""), file=sys.stderr)
+              + (f" (missed {missed})" if missed else "")
+              + f", enrolment gate passed by {len(files) - len(refused)}", file=sys.stderr)
 
-    # -- BlazeFace mapping cost on photos both found -----------------------------------------
+    # -- keypoints vs the reference detector on photos both found -----------------------------
     mapping = []
-    ref = kps.get("scrfd-500m", {})
+    ref = kps.get(ref_det, {})
     for det_name in kps:
-        if det_name == "scrfd-500m" or not ref:
+        if det_name == ref_det or not ref:
             continue
         common = [p for p in files if p in ref and p in kps[det_name]]
         if not common:
@@ -134,7 +161,7 @@ def main() -> int:
             iod = float(np.linalg.norm(a[1] - a[0]))
             off.append(np.linalg.norm(a - b, axis=1) / iod)
         off = np.array(off)
-        mapping.append({"detector": det_name, "photos": len(common),
+        mapping.append({"detector": det_name, "reference": ref_det, "photos": len(common),
                         **{f"offset_{n}": float(np.median(off[:, i])) for i, n in
                            enumerate(["reye", "leye", "nose", "rmouth", "lmouth"])}})
 
@@ -161,9 +188,9 @@ def main() -> int:
                 for det_name in kps:
                     vecs[det_name] = {p: emb.embed(align_face(images[p], k, emb.geometry))[0]
                                       for p, k in kps[det_name].items()}
-                if not flip:  # engine agreement and the BlazeFace embedding cosine, once per embedder
-                    crops = [align_face(images[p], k, emb.geometry) for p, k in kps["scrfd-500m"].items()]
-                    base = np.stack([vecs["scrfd-500m"][p] for p in kps["scrfd-500m"]])
+                if not flip:  # engine agreement and the cosine to the reference crops, once per embedder
+                    crops = [align_face(images[p], k, emb.geometry) for p, k in kps[ref_det].items()]
+                    base = np.stack([vecs[ref_det][p] for p in kps[ref_det]])
                     ref_name = args.float
                     with FaceEmbedder.create(ref_name) as fl:
                         float_ref = fl.embed(np.stack(crops))
@@ -183,8 +210,8 @@ def main() -> int:
                                             f"min_cosine_to_{ref_name}_litert": float(cf.min())})
                     for m in mapping:
                         d = m["detector"]
-                        common = [p for p in files if p in vecs["scrfd-500m"] and p in vecs[d]]
-                        m[f"cos_{emb_name}"] = float(np.median([vecs["scrfd-500m"][p] @ vecs[d][p] for p in common]))
+                        common = [p for p in files if p in vecs[ref_det] and p in vecs[d]]
+                        m[f"cos_{emb_name}"] = float(np.median([vecs[ref_det][p] @ vecs[d][p] for p in common]))
                     if emb_path == args.embedders.split(",")[0]:
                         for blur in (0, 3, 7):
                             lv = []
@@ -233,20 +260,23 @@ def main() -> int:
                                 "threshold", "accuracy", "balanced_accuracy", "cv_threshold", "cv_accuracy",
                                 "cv_balanced_accuracy", "rank1", "probes", "genuine_mean", "impostor_mean",
                                 "margin", "d_prime"]))
+    print("\n## Enrolment gate per detector (photos that anyedge gallery enroll would take)\n")
+    print(markdown_table(enrol_rows, ["detector", "photos", "face_found", "enrolment_passed", "refused"]))
     if mapping:
-        print("\n## BlazeFace 6 -> 5 keypoint mapping vs SCRFD (median offset in inter-ocular distances; "
+        print(f"\n## Keypoints vs {ref_det} (median offset in inter-ocular distances; "
               "median cosine of the two embeddings of a photo)\n")
         print(markdown_table(mapping, list(mapping[0])))
     if engine_rows:
-        print("\n## Engines (cosine to the default engine's embeddings of the same SCRFD crops)\n")
+        print(f"\n## Engines (cosine to the default engine's embeddings of the same {ref_det} crops)\n")
         print(markdown_table(engine_rows, list(engine_rows[0])))
     if conv_rows:
-        print("\n## Converted embedders vs float (same SCRFD crops; latency: medians, 1 thread, side by side)\n")
+        print(f"\n## Converted embedders vs float (same {ref_det} crops; latency: medians, 1 thread, side by side)\n")
         print(markdown_table(conv_rows, list(conv_rows[0])))
     if sharp_rows:
         print("\n## Variance of the Laplacian of aligned crops (grey), sharp and Gaussian-blurred\n")
         print(markdown_table(sharp_rows, list(sharp_rows[0])))
-    jpath, _ = write_results("recognition_accuracy", rows, {"mapping": mapping, "engines": engine_rows,
+    jpath, _ = write_results("recognition_accuracy", rows, {"reference_detector": ref_det, "enrolment": enrol_rows,
+                                                             "mapping": mapping, "engines": engine_rows,
                                                              "sharpness": sharp_rows, "converted": conv_rows},
                              Path(args.out) if args.out else None)
     print(f"\nwritten {jpath}", file=sys.stderr)

@@ -27,6 +27,7 @@ __all__ = [
     "FidelityError",
     "GalleryError",
     "EmbedderMismatchError",
+    "DetectorMismatchError",
     "FaceQualityError",
 ]
 
@@ -118,3 +119,7 @@ class EmbedderMismatchError(GalleryError, ValueError):
 
 class FaceQualityError(InputError):
     """A photo cannot be enrolled: no face, several faces, a face too small or too blurred."""
+
+
+class DetectorMismatchError(GalleryError, ValueError):
+    """A gallery enrolled with one face detector was used with another."""

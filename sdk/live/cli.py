@@ -2,6 +2,10 @@
 
     anyedge run --source 0 --model blazeface-short
     anyedge run --source clip.mp4 --model scrfd-500m --out annotated.mp4 --json
+    anyedge run --source 0 --gallery people.db --json
+
+With ``--gallery`` the detector is the one the gallery was enrolled with (``--model`` may only
+repeat it) and each face carries ``name`` and ``score`` as ``anyedge gallery identify --json``.
 
 It wires the rooms together: a source (:mod:`.sources`), the loop (:mod:`.loop`) running a
 :class:`~anyedge.tasks.face_detector.FaceDetector`, and the sinks (:mod:`.sinks`): JSON lines or
@@ -14,8 +18,9 @@ import argparse
 import signal
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,13 +34,18 @@ from .sources import open_source
 __all__ = ["add_parsers"]
 
 
-def _gallery_labeller(gallery: str, args: argparse.Namespace) -> Callable[[np.ndarray, Any], list[str]]:
-    """Names for the detected faces of a frame, from face recognition's gallery."""
-    from ..recognition.pipeline import live_labeller
+_DEFAULT_MODEL = "blazeface-short"
 
-    if not Path(gallery).exists():
-        raise InputError(f"--gallery {gallery}: no such gallery")
-    return live_labeller(gallery, detector_model=args.model)  # type: ignore[return-value]
+
+def _detector_for(args: argparse.Namespace) -> Any:
+    """--model, else (with --gallery) the gallery's recorded detector or recognition's default."""
+    if not args.gallery:
+        return args.model or _DEFAULT_MODEL
+    from ..recognition.pipeline import gallery_models
+
+    if not Path(args.gallery).exists():
+        raise InputError(f"--gallery {args.gallery}: no such gallery")
+    return gallery_models(args.gallery, args.model, detector_option="--model", embedder_option=None)[0]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -47,21 +57,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"--queue must be 1 or 2, got {args.queue}")
     writer = AtomicVideoWriter(args.out, 25.0) if args.out else None  # validates the name up front
     out_folder = output_file(writer.path, inputs=[args.source])[0] if writer is not None else None
-    labeller = _gallery_labeller(args.gallery, args) if args.gallery else None
+    model = _detector_for(args)
     opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads, "device": device_request(args)}
     if args.score is not None:
         opts["score_threshold"] = args.score
     stop = threading.Event()
     tty = sys.stderr.isatty()
-    with FaceDetector.create(args.model, engine=args.engine, **opts) as det:
+    with FaceDetector.create(model, engine=args.engine, **opts) as det, ExitStack() as stack:
+        labeller = None
+        if args.gallery:
+            from ..recognition.pipeline import live_labeller
+
+            labeller = live_labeller(args.gallery, det, channels="BGR")
+            stack.callback(labeller.close)
         src = open_source(args.source, size=args.size, timeout_s=args.timeout)
         if writer is not None and src.fps:
             writer.fps = src.fps
 
         def on_frame(index: int, frame: np.ndarray, faces: Any, latency: float, infer: float) -> None:
-            names = labeller(frame, faces) if labeller is not None else None
-            if args.json:
-                print_json(frame_record(index, faces, latency, infer, names))
+            if args.json:  # with a gallery, faces as recognition's schema (name, score, detection_score)
+                print_json(frame_record(index, labeller(frame, faces) if labeller is not None else faces,
+                                        latency, infer))
             if writer is not None:
                 writer.write(draw_faces(frame, faces))
 
@@ -112,11 +128,14 @@ def add_parsers(sub: Any) -> None:
                "  anyedge run --source clip.mp4 --model scrfd-500m --out annotated.mp4 --json\n"
                "  anyedge run --source rtsp://camera.local/stream --model yunet --duration 60\n"
                "  anyedge run --source picamera --model blazeface-short --threads 4\n"
-               "  anyedge run --source 0 --model scrfd-500m --providers cuda,cpu")
+               "  anyedge run --source 0 --model scrfd-500m --providers cuda,cpu\n"
+               "  anyedge run --source clip.mp4 --gallery people.db --json    # the gallery's detector")
     p.add_argument("--source", required=True,
                    help="camera index (0), video file, stream URL (rtsp://, http://) or 'picamera' (required)")
-    p.add_argument("--model", default="blazeface-short",
-                   help="any face detector: registry name, bundle or model file (default: %(default)s)")
+    p.add_argument("--model", default=None,
+                   help=f"any face detector: registry name, bundle or model file (default: {_DEFAULT_MODEL}; with "
+                        "--gallery the detector the gallery records, else yunet, and one that differs from the "
+                        "record is refused)")
     p.add_argument("--engine", default=None, help="engine to run it on (default: the model's own)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for the engine (default: the engine's)")
@@ -128,7 +147,9 @@ def add_parsers(sub: Any) -> None:
                    help="JSON lines on stdout: one per frame, a stats line per second, a summary at the end "
                         "(default: a live status line on stderr and a summary on stdout)")
     p.add_argument("--gallery", default=None,
-                   help="face gallery for names on the faces (anyedge gallery enroll fills one; default: none)")
+                   help="face gallery (anyedge gallery enroll fills one) for names on the faces: with --json each "
+                        "face gets name (null when unknown), score (best gallery cosine) and detection_score, as "
+                        "in anyedge gallery identify --json (default: none)")
     p.add_argument("--queue", type=int, default=1, help="frames held between capture and inference, 1 or 2 "
                                                         "(default: %(default)s)")
     p.add_argument("--every-frame", action="store_true",

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import InputError
 
@@ -24,14 +24,17 @@ __all__ = ["AtomicVideoWriter", "frame_record", "print_json", "status_line", "pr
 
 
 # -- JSON lines and the status line ----------------------------------------------------------
-def frame_record(index: int, faces: Any, latency_ms: float, infer_ms: float,
-                 names: Sequence[str | None] | None = None) -> dict[str, Any]:
-    """The JSON line of one processed frame (``names`` when a gallery named the faces)."""
-    rec: dict[str, Any] = {"type": "frame", "frame": index, "latency_ms": round(latency_ms, 2),
-                           "infer_ms": round(infer_ms, 2), "faces": faces.to_list()}
-    if names is not None:
-        rec["names"] = list(names)
-    return rec
+def frame_record(index: int, faces: Any, latency_ms: float, infer_ms: float) -> dict[str, Any]:
+    """The JSON line of one processed frame.
+
+    ``faces`` is anything with ``to_list()``: :class:`~anyedge.results.FaceDetections` (``box``,
+    ``score``, ``keypoints``), or, when a gallery named them,
+    :class:`~anyedge.recognition.pipeline.RecognizedFaces`, whose faces have the keys of
+    ``anyedge gallery identify --json`` (``box``, ``keypoints``, ``name``, ``score``: the gallery
+    cosine, ``detection_score``).
+    """
+    return {"type": "frame", "frame": index, "latency_ms": round(latency_ms, 2),
+            "infer_ms": round(infer_ms, 2), "faces": faces.to_list()}
 
 
 def print_json(doc: dict[str, Any]) -> None:

@@ -2,6 +2,13 @@
 
 Exit codes: 0 success; 1 some images could not be used (each reported, the rest processed);
 2 an error stopped the command (one line on stderr; ``-v`` for details).
+
+Models: a gallery records the detector and embedder it was enrolled with. ``gallery enroll``
+and ``gallery identify`` (on ``--db``, else the default gallery) and ``verify --db`` take them
+from the gallery when ``--detector`` / ``--embedder`` are left out, and refuse a given one that
+differs from the record (exit 2, one line naming both). Without a gallery, or for a gallery written
+before detectors were recorded, the defaults (``yunet``, ``mobilefacenet``) are used; the next
+``gallery enroll`` records the detector it used.
 """
 
 from __future__ import annotations
@@ -16,13 +23,19 @@ from typing import Any
 import numpy as np
 
 from ..cli_args import add_device_args, device_request, float_in, int_at_least, positive_int
-from ..errors import InputError
+from ..errors import GalleryError, InputError
 from ..signing.cli import add_trust_argument
+from . import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 
 __all__ = ["add_parsers"]
 
-_EXIT = "exit codes: 0 ok, 1 some images failed (reported, others processed), 2 error"
-_DEFAULT_EMBEDDER = "mobilefacenet"
+_EXIT = ("exit codes: 0 ok, 1 some images failed (reported, others processed), 2 error (one line on stderr; "
+         "-v for details)")
+_RECORDED = ("Models: a gallery records the detector and embedder it was enrolled with (name and sha256). "
+             "Without --detector / --embedder the recorded ones are used; one given that differs from the "
+             f"record is refused (exit 2). A gallery without a record (none yet, or one written by an older "
+             f"anyedge) uses the defaults, {DEFAULT_DETECTOR} and {DEFAULT_EMBEDDER}, and the next "
+             "'gallery enroll' records the detector it used.")
 _cosine = float_in(-1.0, 1.0)
 
 
@@ -32,10 +45,10 @@ def _read_bgr(path: str | Path) -> np.ndarray:
     return read_image(path)
 
 
-def _pipeline(args: argparse.Namespace, embedder: str, gallery: Any = None) -> Any:
+def _pipeline(args: argparse.Namespace, detector: Any, embedder: Any, gallery: Any = None) -> Any:
     from .pipeline import FacePipeline
 
-    return FacePipeline.create(args.detector, embedder, gallery=gallery, engine=args.engine,
+    return FacePipeline.create(detector, embedder, gallery=gallery, engine=args.engine,
                                threshold=getattr(args, "threshold", None), threads=args.threads,
                                flip=args.flip, channels="BGR", device=device_request(args))
 
@@ -49,8 +62,29 @@ def _largest_embedding(fp: Any, path: str) -> np.ndarray:
 
 
 # -- verify ---------------------------------------------------------------------------------
+def _db_path(args: argparse.Namespace) -> Path:
+    from .gallery import default_gallery_path
+
+    return Path(args.db) if args.db else default_gallery_path()
+
+
+def _models(args: argparse.Namespace, db: Path | None) -> tuple[Any, Any]:
+    """--detector / --embedder, else the gallery's recorded ones, else the defaults."""
+    from .pipeline import gallery_models
+
+    return gallery_models(db, args.detector, args.embedder)
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
-    with _pipeline(args, args.embedder) as fp:
+    db = Path(args.db) if args.db else None  # verify reads a gallery's record only when told to
+    if db is not None and not db.exists():
+        raise GalleryError(f"no gallery at {db}")
+    with _pipeline(args, *_models(args, db)) as fp:
+        if db is not None:  # refuse models that differ from the record; nothing is written
+            from .gallery import Gallery
+
+            Gallery.open(db, fp.embedder.identity, detector=fp.detector_identity, create=False,
+                         readonly=True).close()
         a = _largest_embedding(fp, args.a)
         b = _largest_embedding(fp, args.b)
         score = float(a @ b)
@@ -94,7 +128,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     files = sorted({p for a, b, _ in pairs for p in (a, b)})
     vecs: dict[str, np.ndarray] = {}
     failed = []
-    with _pipeline(args, args.embedder) as fp:
+    with _pipeline(args, args.detector or DEFAULT_DETECTOR, args.embedder or DEFAULT_EMBEDDER) as fp:
         default = fp.embedder.threshold
         for i, f in enumerate(files, 1):
             p = Path(f) if Path(f).is_absolute() else base / f
@@ -124,12 +158,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 # -- gallery ------------------------------------------------------------------------------------
-def _open_gallery(args: argparse.Namespace, identity: Any = None, create: bool = True,
-                  readonly: bool = False) -> Any:
-    """The gallery --db names; commands that only read open it read-only (works on read-only media)."""
+def _open_gallery(args: argparse.Namespace, fp: Any = None, create: bool = True, readonly: bool = False) -> Any:
+    """The gallery --db names, checked against (or, when new, recording) ``fp``'s detector and embedder;
+    commands that only read open it read-only (works on read-only media)."""
     from .gallery import Gallery
 
-    return Gallery.open(args.db, identity, create=create, readonly=readonly)
+    if fp is None:
+        return Gallery.open(args.db, create=create, readonly=readonly)
+    return Gallery.open(args.db, fp.embedder.identity, detector=fp.detector_identity, create=create,
+                        readonly=readonly)
 
 
 def _printable(text: str) -> str:
@@ -137,31 +174,11 @@ def _printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
-def _embedder_for(args: argparse.Namespace) -> str:
-    """--embedder, else the one the gallery was built with, else the default."""
-    if args.embedder:
-        return args.embedder
-    from .gallery import Gallery, default_gallery_path
-
-    db = Path(args.db) if args.db else default_gallery_path()
-    if db.exists():
-        with Gallery.open(db, create=False, readonly=True) as g:
-            ident = g.identity
-        if ident:
-            from ..tasks.face_embedder import embedder_names
-
-            if ident["name"] not in embedder_names():
-                raise InputError(f"{db} was built with embedder {ident['name']!r}, which is not a registry name "
-                                 "(a bundle or file?): pass it with --embedder PATH")
-            return ident["name"]
-    return _DEFAULT_EMBEDDER
-
-
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from .gallery import person_name
 
     name = person_name(args.name)  # refuse a bad name before loading any model
-    with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity) as g:
+    with _pipeline(args, *_models(args, _db_path(args))) as fp, _open_gallery(args, fp) as g:
         fp.gallery = g
         images = []
         for i, p in enumerate(args.images, 1):
@@ -170,18 +187,22 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
         n = fp.enroll(name, images, sources=[str(p) for p in args.images], face=args.face,
                       largest=args.largest)
-        out = {"name": name, "added": len(images), "embeddings": n, "db": str(g.path)}
+        out = {"name": name, "added": len(images), "embeddings": n, "db": str(g.path),
+               "detector": g.detector.name if g.detector else None, "embedder": fp.embedder.identity.name}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"enrolled {out['name']}: {len(images)} photo(s) added, {n} in the gallery ({out['db']})")
+        print(f"enrolled {_printable(out['name'])}: {len(images)} photo(s) added, {n} in the gallery ({out['db']}; "
+              f"detector {_printable(str(out['detector']))}, embedder {_printable(out['embedder'])})")
     return 0
 
 
 def _cmd_identify(args: argparse.Namespace) -> int:
     failures = 0
-    with _pipeline(args, _embedder_for(args)) as fp, _open_gallery(args, fp.embedder.identity, create=False,
-                                                                               readonly=True) as g:
+    if not _db_path(args).exists():  # before loading any model
+        raise GalleryError(f"no gallery at {_db_path(args)} (anyedge gallery enroll creates one)")
+    with _pipeline(args, *_models(args, _db_path(args))) as fp, _open_gallery(args, fp, create=False,
+                                                                                readonly=True) as g:
         fp.gallery = g
         for p in args.images:
             try:
@@ -193,7 +214,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
                 else:
                     print(f"anyedge: {e}", file=sys.stderr)
                 continue
-            faces = [{"box": f["box"], "name": f["name"], "score": f["score"]} for f in res.to_list()]
+            faces = res.to_list()
             if args.json:
                 print(json.dumps({"image": str(p), "faces": faces}), flush=True)
             else:
@@ -206,11 +227,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
     with _open_gallery(args, create=False, readonly=True) as g:
         people = g.people()
         ident = g.identity
+        det = g.detector
+    embedder = {**ident, "dim": int(ident["dim"])} if ident else None  # numbers as numbers
     if args.json:
-        print(json.dumps({"db": str(g.path), "embedder": ident,
-                          "people": [{"name": n, "embeddings": c} for n, c in people]}))
+        print(json.dumps({"db": str(g.path), "embedder": embedder, "detector": det.to_dict() if det else None,
+                          "people": [{"name": n, "embeddings": int(c)} for n, c in people]}))
     else:
-        print(f"{g.path}: {len(people)} people, embedder {_printable(ident['name']) if ident else 'none yet'}")
+        print(f"{g.path}: {len(people)} people, embedder {_printable(ident['name']) if ident else 'none yet'}, "
+              f"detector {det.name if det else 'none recorded'}")
         for n, c in people:
             print(f"  {_printable(n)}  ({c} embedding{'s' if c != 1 else ''})")
     return 0
@@ -230,17 +254,18 @@ def _cmd_remove(args: argparse.Namespace) -> int:
 
 
 # -- parsers ------------------------------------------------------------------------------------
-def _model_opts(p: argparse.ArgumentParser, embedder_default: str | None) -> None:
-    p.add_argument("--detector", default="scrfd-500m",
-                   help="face detector with 5 keypoints or BlazeFace's 6: registry name, bundle or file "
-                        "(default: scrfd-500m)")
-    if embedder_default is None:
-        p.add_argument("--embedder", default=None,
-                       help="embedder name or bundle directory (default: the one the gallery was built "
-                            f"with, else {_DEFAULT_EMBEDDER})")
+def _model_opts(p: argparse.ArgumentParser, *, recorded: bool) -> None:
+    if recorded:
+        det_default = f"the one the gallery records, else {DEFAULT_DETECTOR}"
+        emb_default = f"the one the gallery records, else {DEFAULT_EMBEDDER}"
+        refused = "; one that differs from the gallery's record is refused"
     else:
-        p.add_argument("--embedder", default=embedder_default,
-                       help=f"embedder name or bundle directory (default: {embedder_default})")
+        det_default, emb_default, refused = DEFAULT_DETECTOR, DEFAULT_EMBEDDER, ""
+    p.add_argument("--detector", default=None,
+                   help="face detector with 5 keypoints or BlazeFace's 6: registry name or bundle "
+                        f"(default: {det_default}{refused})")
+    p.add_argument("--embedder", default=None,
+                   help=f"embedder: registry name or bundle (default: {emb_default}{refused})")
     p.add_argument("--engine", default=None, help="litert, onnxruntime or openvino for both models "
                                                   "(default: each model's own)")
     add_trust_argument(p)
@@ -249,25 +274,38 @@ def _model_opts(p: argparse.ArgumentParser, embedder_default: str | None) -> Non
     add_device_args(p, what="the detector and the embedder each")
 
 
-def _db_opt(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None,
-                   help="gallery database (default: $XDG_DATA_HOME/anyedge/gallery.db, "
-                        "i.e. ~/.local/share/anyedge/gallery.db)")
-    p.add_argument("--json", action="store_true", help="JSON on stdout")
+_DB_HELP = "gallery database (default: $XDG_DATA_HOME/anyedge/gallery.db, i.e. ~/.local/share/anyedge/gallery.db)"
 
 
-def _example(command: str) -> str:
-    return f"example:\n  {command}\n\n{_EXIT}"
+def _db_opt(p: argparse.ArgumentParser, json_help: str = "JSON on stdout") -> None:
+    p.add_argument("--db", default=None, help=_DB_HELP)
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
+def _examples(*commands: str, notes: str = "") -> str:
+    """An epilog: the examples as written, then ``notes`` and the exit codes wrapped."""
+    import textwrap
+
+    lines = "\n".join(f"  {c}" for c in commands)
+    tail = "\n\n".join(textwrap.fill(t, 100) for t in (notes, _EXIT) if t)
+    return f"example{'s' if len(commands) > 1 else ''}:\n{lines}\n\n{tail}"
 
 
 def add_parsers(sub: Any) -> None:
     """Register ``verify``, ``calibrate-threshold`` and ``gallery`` on the main parser."""
     p = sub.add_parser("verify", help="are two photos the same person? (largest face of each)",
-                       description="Embed the largest face of each photo and compare by cosine.",
-                       epilog=_example("anyedge verify a.jpg b.jpg --json"))
+                       description="Embed the largest face of each photo and compare by cosine. With --db, "
+                                   "the detector and embedder that gallery records are used (and a differing "
+                                   f"--detector / --embedder is refused); without, the defaults {DEFAULT_DETECTOR} "
+                                   f"and {DEFAULT_EMBEDDER}.",
+                       epilog=_examples("anyedge verify a.jpg b.jpg --json",
+                                        "anyedge verify a.jpg b.jpg --db people.db"))
     p.add_argument("a", metavar="A", help="first image (its largest face is used)")
     p.add_argument("b", metavar="B", help="second image (its largest face is used)")
-    _model_opts(p, _DEFAULT_EMBEDDER)
+    p.add_argument("--db", default=None,
+                   help="use the detector and embedder this gallery records (nothing is written; default: no "
+                        "gallery, the default models)")
+    _model_opts(p, recorded=True)
     p.add_argument("--threshold", type=_cosine, default=None,
                    help="cosine in [-1, 1] for 'same' (default: the embedder's)")
     p.add_argument("--json", action="store_true", help='print {"same", "score", "threshold"}')
@@ -279,25 +317,29 @@ def add_parsers(sub: Any) -> None:
                                    "face are skipped with a message. The recommended threshold is "
                                    "cross-validated (10 folds), so its accuracy is not measured on the pairs "
                                    "it was chosen on.",
-                       epilog=_example("anyedge calibrate-threshold ../shared/data/faces/pairs.csv"))
+                       epilog=_examples("anyedge calibrate-threshold pairs.csv --json"))
     p.add_argument("pairs", metavar="PAIRS.csv", help="CSV with columns a, b, same (file_a, file_b also accepted)")
-    _model_opts(p, _DEFAULT_EMBEDDER)
+    _model_opts(p, recorded=False)
     p.add_argument("--json", action="store_true", help="one JSON object with every figure")
     p.set_defaults(func=_cmd_calibrate)
 
     g = sub.add_parser("gallery", help="enrol, identify, list and remove people in a face gallery",
-                       description="A face gallery in one SQLite file.",
-                       epilog=_example("anyedge gallery enroll alice a1.jpg a2.jpg"))
+                       description="A face gallery in one SQLite file. " + _RECORDED,
+                       epilog=_examples("anyedge gallery enroll alice a1.jpg a2.jpg",
+                                        "anyedge gallery identify frame.jpg --json"))
     gs = g.add_subparsers(dest="gallery_command", required=True)
 
     p = gs.add_parser("enroll", help="add photos of a person (all or none are added)",
-                      epilog=_example("anyedge gallery enroll alice a1.jpg a2.jpg --detector scrfd-500m"),
+                      epilog=_examples("anyedge gallery enroll alice a1.jpg a2.jpg",
+                                       "anyedge gallery enroll bob b1.jpg --db people.db --detector retinaface-mnet025",
+                                       notes="The first enrolment creates the gallery and records the detector "
+                                             "and embedder; later ones use the recorded models."),
                       description="Each photo must show one face (or use --face/--largest) with eyes at least "
-                                  "20 px apart and a sharp enough crop (variance of Laplacian >= 50).")
+                                  "20 px apart and a sharp enough crop (variance of Laplacian >= 50). " + _RECORDED)
     p.add_argument("name", metavar="NAME", help="the person's name (added to if already enrolled)")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="photos of that person, one face each")
-    _db_opt(p)
-    _model_opts(p, None)
+    _db_opt(p, 'print {"name", "added", "embeddings", "db", "detector", "embedder"}')
+    _model_opts(p, recorded=True)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--face", type=int_at_least(0), default=None,
                        help="index of the face to take (best detection first)")
@@ -305,21 +347,26 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=_cmd_enroll)
 
     p = gs.add_parser("identify", help="name every face in images (one JSON line per image with --json)",
-                      epilog=_example("anyedge gallery identify frame.jpg --json"))
+                      description="Find every face and name it from the gallery. " + _RECORDED,
+                      epilog=_examples("anyedge gallery identify frame.jpg --json",
+                                       "anyedge gallery identify frame.jpg --db people.db",
+                                       notes='--json: one line per image, {"image", "faces": [{"box", '
+                                             '"keypoints", "name", "score", "detection_score"}]}; name is null '
+                                             "below the threshold, score the best gallery cosine."))
     p.add_argument("images", metavar="IMAGE", nargs="+", help="images to search for enrolled people")
-    _db_opt(p)
-    _model_opts(p, None)
+    _db_opt(p, "one JSON line per image on stdout")
+    _model_opts(p, recorded=True)
     p.add_argument("--threshold", type=_cosine, default=None,
                    help="cosine in [-1, 1] below which a face is unknown (name null); default: the embedder's")
     p.set_defaults(func=_cmd_identify)
 
     p = gs.add_parser("list", help="people in the gallery and their number of embeddings",
-                      epilog=_example("anyedge gallery list --json"))
+                      epilog=_examples("anyedge gallery list --json"))
     _db_opt(p)
     p.set_defaults(func=_cmd_list)
 
     p = gs.add_parser("remove", help="delete a person and their embeddings",
-                      epilog=_example("anyedge gallery remove alice"))
+                      epilog=_examples("anyedge gallery remove alice"))
     p.add_argument("name", metavar="NAME", help="the person to delete")
     _db_opt(p)
     p.set_defaults(func=_cmd_remove)

@@ -2,9 +2,15 @@
 
 Storage (stdlib ``sqlite3``): WAL journal, ``synchronous=FULL``, every change one
 ``BEGIN IMMEDIATE ... COMMIT`` transaction, so a process killed at any point leaves the
-database with the whole change or none of it. ``meta`` records the schema version and the
+database with the whole change or none of it. ``meta`` records the schema version, the
 identity of the embedder that filled the gallery (name, model sha256, dimension, crop
-geometry); opening it with another embedder raises :class:`~anyedge.errors.EmbedderMismatchError`.
+geometry) and of the detector whose keypoints aligned its faces (:class:`DetectorIdentity`:
+registry or file name, model sha256). Both are written, in one transaction, by the first open
+that names them (the one that creates the gallery, for ``anyedge gallery enroll``); opening it
+with another embedder raises :class:`~anyedge.errors.EmbedderMismatchError`, with another
+detector :class:`~anyedge.errors.DetectorMismatchError`. A gallery written before detectors
+were recorded has no detector record: it opens with any detector, and the first writable open
+that names one records it.
 
 Search: all embeddings are loaded once into an L2-normalised float32 matrix; a query is one
 matrix-vector product plus a partial sort. The matrix follows this object's own changes
@@ -30,9 +36,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EmbedderMismatchError, GalleryError, InputError
+from ..errors import DetectorMismatchError, EmbedderMismatchError, GalleryError, InputError
 
-__all__ = ["SCHEMA_VERSION", "Match", "Gallery", "default_gallery_path", "person_name"]
+__all__ = ["SCHEMA_VERSION", "Match", "DetectorIdentity", "Gallery", "default_gallery_path", "person_name",
+           "model_record_name"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,9 @@ _IDENTITY_KEYS = ("name", "sha256", "dim", "geometry")
 _BUSY_MS = 10000  # how long a connection waits for another process's lock
 _MAX_DIM = 1 << 16  # the longest embedding a gallery may declare
 _MAX_TEXT = 4096  # the longest embedder name or geometry a gallery may record
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"[0-9a-f]{64}")
+_DETECTOR_KEYS = ("name", "sha256")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")  # no path separators, quotes or spaces
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,6 +98,36 @@ def person_name(name: Any) -> str:
     return clean
 
 
+def model_record_name(name: str) -> str:
+    """A model's name as a gallery records it: a registry name unchanged; a file name with every
+    character other than letters, digits and ``. _ + -`` replaced by ``_`` (and cut to 128).
+
+    Raises:
+        InputError: nothing usable is left (an empty name).
+    """
+    clean = re.sub(r"[^A-Za-z0-9._+-]", "_", str(name)).lstrip("._+-")[:128]
+    if not clean:
+        raise InputError(f"a model needs a name to be recorded in a gallery, got {_shown(name)}")
+    return clean
+
+
+@dataclass(frozen=True)
+class DetectorIdentity:
+    """What a gallery records about the detector whose keypoints aligned its faces.
+
+    Attributes:
+        name: the registry name (``"yunet"``) when the model came from the registry, else the
+            model file's name (:func:`model_record_name`); letters, digits and ``. _ + -`` only.
+        sha256: the model file's sha256 (64 lowercase hex digits).
+    """
+
+    name: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "sha256": self.sha256}
+
+
 @dataclass(frozen=True)
 class Match:
     """One search hit: a person and the best cosine of any of their embeddings to the query."""
@@ -114,19 +153,24 @@ class Gallery:
     """People and embeddings in SQLite, with top-k cosine search over an in-memory matrix.
 
     Example:
-        >>> with Gallery.open("faces.db", embedder.identity) as g:
+        >>> with Gallery.open("faces.db", embedder.identity, detector=pipeline.detector_identity) as g:
         ...     g.add("alice", embedder.embed(crops))
         ...     g.search(query_vector, k=3)
     """
 
-    def __init__(self, path: str | os.PathLike[str], identity: Any = None, *, create: bool = True,
-                 readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], identity: Any = None, *, detector: DetectorIdentity | None = None,
+                 create: bool = True, readonly: bool = False) -> None:
         """Open (or create) a gallery.
 
         Args:
             path: the database file.
             identity: the :class:`~anyedge.tasks.face_embedder.EmbedderIdentity` of the
                 embedder that will add and search; ``None`` opens for listing and removing only.
+            detector: the :class:`DetectorIdentity` of the detector that will find the faces
+                (:attr:`FacePipeline.detector_identity
+                <anyedge.recognition.pipeline.FacePipeline.detector_identity>`); recorded when
+                the gallery has no detector record yet (unless ``readonly``), else compared with
+                the record. ``None``: not recorded, not checked.
             create: create the file when missing (else :class:`GalleryError`).
             readonly: open for reading only (SQLite ``mode=ro``): searching and listing work on
                 read-only media; :meth:`add` and :meth:`remove` raise :class:`GalleryError`.
@@ -134,6 +178,8 @@ class Gallery:
         Raises:
             GalleryError: not an anyedge gallery, another schema version, malformed, or missing.
             EmbedderMismatchError: the gallery was built with another embedder.
+            DetectorMismatchError: the gallery was enrolled with another detector.
+            InputError: ``detector`` is not a :class:`DetectorIdentity` with a recordable name.
         """
         self.path = Path(path)
         self.readonly = readonly
@@ -147,7 +193,7 @@ class Gallery:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._conn = self._connect()
                 self._setup()
-                self._identity = self._check_identity(identity)
+                self._identity = self._check_records(identity, detector)
                 stored = self._stored_identity()
                 self._dim = int(stored["dim"]) if stored else int(self._identity["dim"]) if self._identity else None
                 self._buffer = np.zeros((0, self._dim or 0), np.float32)
@@ -158,9 +204,10 @@ class Gallery:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, identity: Any = None, *,
-             create: bool = True, readonly: bool = False) -> "Gallery":
+             detector: DetectorIdentity | None = None, create: bool = True, readonly: bool = False) -> "Gallery":
         """Same as the constructor; ``path=None`` takes :func:`default_gallery_path`."""
-        return cls(default_gallery_path() if path is None else path, identity, create=create, readonly=readonly)
+        return cls(default_gallery_path() if path is None else path, identity, detector=detector, create=create,
+                   readonly=readonly)
 
     # -- setup ----------------------------------------------------------------------------
     @contextmanager
@@ -294,30 +341,69 @@ class Gallery:
         if not out["dim"].isascii() or not out["dim"].isdigit() or not 1 <= int(out["dim"]) <= _MAX_DIM:
             raise GalleryError(f"{self.path}: meta embedder_dim must be an embedding length in 1..{_MAX_DIM}, "
                                f"got {_shown(out['dim'])}")
-        if not _SHA.match(out["sha256"]):
+        if not _SHA.fullmatch(out["sha256"]):
             raise GalleryError(f"{self.path}: meta embedder_sha256 must be a sha256 (64 lowercase hex digits), "
                                f"got {_shown(out['sha256'])}")
         return out
 
-    def _check_identity(self, identity: Any) -> dict[str, str] | None:
-        if identity is None:
+    def _stored_detector(self) -> DetectorIdentity | None:
+        """The detector recorded in ``meta``, checked: its name never reaches a path unchecked."""
+        keys = [f"detector_{k}" for k in _DETECTOR_KEYS]
+        rows = dict(self._conn.execute("SELECT key, value FROM meta WHERE key IN (?, ?)", keys).fetchall())
+        if not rows:
             return None
-        want = {k: str(getattr(identity, k)) for k in _IDENTITY_KEYS}
-        have = self._stored_identity()
-        if have is None and self.readonly:
-            return want  # an empty gallery: nothing to compare with, and nothing may be written
-        if have is None:
+        missing = [k for k in keys if k not in rows]
+        if missing:
+            raise GalleryError(f"{self.path}: its meta table records an incomplete detector identity "
+                               f"(no {', '.join(missing)})")
+        name, sha = rows["detector_name"], rows["detector_sha256"]
+        if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+            raise GalleryError(f"{self.path}: meta detector_name must be a model name (1-128 letters, digits, "
+                               f"'.', '_', '+', '-'; no path separators or quotes), got {_shown(name)}")
+        if not isinstance(sha, str) or not _SHA.fullmatch(sha):
+            raise GalleryError(f"{self.path}: meta detector_sha256 must be a sha256 (64 lowercase hex digits), "
+                               f"got {_shown(sha)}")
+        return DetectorIdentity(name, sha)
+
+    @staticmethod
+    def _wanted_detector(detector: Any) -> DetectorIdentity | None:
+        if detector is None:
+            return None
+        if not isinstance(detector, DetectorIdentity):
+            raise InputError(f"detector must be a DetectorIdentity, got {type(detector).__name__}")
+        if not isinstance(detector.name, str) or not _MODEL_NAME.fullmatch(detector.name):
+            raise InputError(f"a detector's recorded name must be 1-128 letters, digits, '.', '_', '+', '-' "
+                             f"(see model_record_name), got {_shown(detector.name)}")
+        if not isinstance(detector.sha256, str) or not _SHA.fullmatch(detector.sha256):
+            raise InputError(f"a detector's sha256 must be 64 lowercase hex digits, got {_shown(detector.sha256)}")
+        return detector
+
+    def _check_records(self, identity: Any, detector: Any) -> dict[str, str] | None:
+        """Record what the gallery lacks (one transaction), then compare both records with the caller's."""
+        want = {k: str(getattr(identity, k)) for k in _IDENTITY_KEYS} if identity is not None else None
+        want_det = self._wanted_detector(detector)
+        have, have_det = self._stored_identity(), self._stored_detector()
+        if not self.readonly and ((have is None and want) or (have_det is None and want_det)):
             with self._lock, self._transaction() as c:
-                have = self._stored_identity()  # another process may have been first
-                if have is None:
+                have, have_det = self._stored_identity(), self._stored_detector()  # another process may have been first
+                if have is None and want:
+                    c.executemany("INSERT INTO meta VALUES (?, ?)", [(f"embedder_{k}", v) for k, v in want.items()])
+                    have = want
+                if have_det is None and want_det:
                     c.executemany("INSERT INTO meta VALUES (?, ?)",
-                                  [(f"embedder_{k}", v) for k, v in want.items()])
-                    return want
-        diff = [f"{k}: gallery {have[k]!r}, embedder {want[k]!r}" for k in _IDENTITY_KEYS if have[k] != want[k]]
-        if diff:
-            raise EmbedderMismatchError(
-                f"{self.path} was built with embedder {have['name']!r}; its embeddings cannot be compared "
-                f"with {want['name']!r} ({'; '.join(diff)}). Use the same embedder, or another --db")
+                                  [(f"detector_{k}", v) for k, v in want_det.to_dict().items()])
+                    have_det = want_det
+        if want is not None and have is not None:
+            diff = [f"{k}: gallery {have[k]!r}, embedder {want[k]!r}" for k in _IDENTITY_KEYS if have[k] != want[k]]
+            if diff:
+                raise EmbedderMismatchError(
+                    f"{self.path} was built with embedder {have['name']!r}; its embeddings cannot be compared "
+                    f"with {want['name']!r} ({'; '.join(diff)}). Use the same embedder, or another --db")
+        if want_det is not None and have_det is not None and have_det != want_det:
+            raise DetectorMismatchError(
+                f"{self.path} was enrolled with detector {have_det.name!r} (sha256 {have_det.sha256[:12]}...), "
+                f"not {want_det.name!r} (sha256 {want_det.sha256[:12]}...): leave the detector option out to "
+                "use the recorded one, or use another gallery")
         return want
 
     # -- loading --------------------------------------------------------------------------
@@ -375,6 +461,12 @@ class Gallery:
         """The stored embedder identity (``name``, ``sha256``, ``dim``, ``geometry``), if any."""
         with self._lock, self._sqlite_errors("read it"):
             return self._stored_identity()
+
+    @property
+    def detector(self) -> DetectorIdentity | None:
+        """The recorded detector, or ``None`` (a new gallery, or one written before detectors were recorded)."""
+        with self._lock, self._sqlite_errors("read it"):
+            return self._stored_detector()
 
     def __len__(self) -> int:
         return len(self._fresh().matrix)

@@ -7,6 +7,13 @@ each face also gets the best-matching name (``None`` below the threshold: an unk
 Enrolment goes through a quality gate (:class:`QualityGate`): exactly one face (or the one
 asked for), an inter-ocular distance of at least ``min_eye_distance_px`` source pixels, and an
 aligned crop sharp enough (variance of its Laplacian at least ``min_sharpness``).
+
+Defaults: :data:`DEFAULT_DETECTOR` (``yunet``, Apache-2.0) and :data:`DEFAULT_EMBEDDER`
+(``mobilefacenet``). YuNet-s was chosen over RetinaFace-MNet0.25 (MIT) and YuNet-n at 320 by
+``benchmarks/recognition_accuracy.py`` on ``faces/pairs.csv``: the same AUC, EER, rank-1 and
+enrolment-gate results, the widest genuine/impostor margin of the three (0.098 vs 0.067 and
+0.027) and 2.3x faster than RetinaFace at 640. :func:`gallery_models` picks the models a gallery
+was enrolled with.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -25,8 +33,12 @@ from ..ops.image import check_image
 from ..results import FaceDetections
 from ..tasks.face_detector import FaceDetector
 from ..tasks.face_embedder import FaceEmbedder
+from . import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from .gallery import DetectorIdentity, model_record_name
 
-__all__ = ["QualityGate", "RecognizedFace", "RecognizedFaces", "FacePipeline", "sharpness", "live_labeller"]
+__all__ = ["DEFAULT_DETECTOR", "DEFAULT_EMBEDDER", "QualityGate", "RecognizedFace", "RecognizedFaces",
+           "FacePipeline", "sharpness", "detector_identity", "detector_names", "gallery_models",
+           "GalleryLabeller", "live_labeller"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,16 @@ class RecognizedFace:
     match_score: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": [round(float(v), 2) for v in self.box], "name": self.name,
+        """The one JSON face of recognition (``gallery identify --json`` and ``run --gallery --json``).
+
+        ``box`` ``[x1, y1, x2, y2]`` and ``keypoints`` ``[[x, y], ...]`` in source pixels;
+        ``name``: the gallery's best match at or above the threshold, else ``null``; ``score``: the
+        best gallery cosine (``null`` when nothing was searched: no gallery, or an empty one);
+        ``detection_score``: the detector's confidence. Numbers are JSON numbers.
+        """
+        return {"box": [round(float(v), 2) for v in self.box],
+                "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints],
+                "name": self.name,
                 "score": None if self.match_score is None or np.isnan(self.match_score)
                 else round(float(self.match_score), 4),
                 "detection_score": round(float(self.score), 4)}
@@ -125,7 +146,9 @@ class FacePipeline:
     """Detect, align, embed and (with a gallery) identify faces.
 
     Example:
-        >>> with FacePipeline.create("scrfd-500m", "mobilefacenet", gallery=g) as fp:
+        >>> with FacePipeline.create("yunet", "mobilefacenet") as fp, \\
+        ...         Gallery.open("faces.db", fp.embedder.identity, detector=fp.detector_identity) as g:
+        ...     fp.gallery = g
         ...     for face in fp.process(rgb):
         ...         print(face.box, face.name, face.match_score)
     """
@@ -151,6 +174,14 @@ class FacePipeline:
         self.threshold = embedder.threshold if threshold is None else float(threshold)
         self.quality = quality or QualityGate()
         self._local = threading.local()  # timings per thread: a pipeline may be shared
+        self._detector_identity: DetectorIdentity | None = None
+
+    @property
+    def detector_identity(self) -> DetectorIdentity:
+        """What a gallery records about this pipeline's detector (:func:`detector_identity`)."""
+        if self._detector_identity is None:
+            self._detector_identity = detector_identity(self.detector)
+        return self._detector_identity
 
     @property
     def last_timing(self) -> dict[str, float]:
@@ -158,8 +189,8 @@ class FacePipeline:
         return dict(getattr(self._local, "timing", {}))
 
     @classmethod
-    def create(cls, detector: str | os.PathLike[str] = "scrfd-500m",
-               embedder: str | os.PathLike[str] = "mobilefacenet", *, gallery: Any = None,
+    def create(cls, detector: str | os.PathLike[str] = DEFAULT_DETECTOR,
+               embedder: str | os.PathLike[str] = DEFAULT_EMBEDDER, *, gallery: Any = None,
                engine: str | None = None, detector_engine: str | None = None, embedder_engine: str | None = None,
                threshold: float | None = None, threads: int | None = None, flip: bool = False,
                channels: str = "RGB", quality: QualityGate | None = None,
@@ -219,6 +250,24 @@ class FacePipeline:
         t0 = time.perf_counter()
         faces = self.detector.detect(image, channels=ch)
         t1 = time.perf_counter()
+        return self._recognize(image, faces, ch, t0, t1)
+
+    def recognize(self, image: np.ndarray, faces: FaceDetections, *, channels: str | None = None) -> RecognizedFaces:
+        """Align, embed and identify faces already detected in ``image`` (by this or another loop).
+
+        Args:
+            faces: detections with 5 keypoints (or BlazeFace's 6) in ``image``'s pixels.
+
+        Raises:
+            InputError: not a valid image, or faces without 5 or 6 keypoints.
+        """
+        if len(faces) and faces.keypoints.shape[1] not in (5, 6):
+            raise InputError(f"faces need 5 keypoints (SCRFD, YuNet, RetinaFace) or BlazeFace's 6 to be aligned, "
+                             f"got {faces.keypoints.shape[1]}")
+        t = time.perf_counter()
+        return self._recognize(image, faces, channels or self.detector.options.channels, t, t)
+
+    def _recognize(self, image: np.ndarray, faces: FaceDetections, ch: str, t0: float, t1: float) -> RecognizedFaces:
         w, h = self.embedder.geometry.size
         if len(faces) == 0:
             self._local.timing = {"detect": t1 - t0, "align": 0.0, "embed": 0.0, "identify": 0.0}
@@ -310,45 +359,116 @@ class FacePipeline:
         return f"FacePipeline(detector={self.detector!r}, embedder={self.embedder!r}, threshold={self.threshold})"
 
 
-def live_labeller(gallery: str | os.PathLike[str], *, detector_model: str | None = None,
-                  channels: str = "BGR", threshold: float | None = None,
-                  ) -> "Callable[[np.ndarray, FaceDetections], list[str | None]]":
-    """Names for faces another loop already detected (``anyedge run --gallery``).
+def detector_names() -> list[str]:
+    """Registry names of face detectors (what a gallery's detector record may name)."""
+    from ..registry import REGISTRY
 
-    Opens the gallery read-only in spirit (nothing is added), loads the embedder it was built
-    with, and returns ``label(frame, faces) -> [name or None, ...]``; faces are aligned from
-    their keypoints, so the detector must give 5 (or BlazeFace's 6) keypoints.
+    return [n for n, m in REGISTRY.items() if m.task == "face_detection"]
+
+
+def detector_identity(detector: FaceDetector) -> DetectorIdentity:
+    """What a gallery records about ``detector``: its registry name when it is the registry's
+    pinned file, else its model file's name; and the file's sha256."""
+    from ..registry import REGISTRY, sha256_file
+
+    spec = detector.spec
+    digest = sha256_file(spec.path)
+    info = REGISTRY.get(spec.name)
+    if info is not None and info.task == "face_detection" and spec.info is None and info.sha256 == digest:
+        return DetectorIdentity(spec.name, digest)
+    return DetectorIdentity(model_record_name(Path(spec.path).name), digest)
+
+
+def _by_name(gallery: Any, kind: str, name: str, names: list[str], option: str | None) -> str:
+    """A recorded model name, if the registry knows it (then it is never taken as a path)."""
+    if name not in names:
+        raise InputError(f"{gallery.path} was enrolled with {kind} {name!r}, which is not an anyedge registry name "
+                         "(a bundle or file?)" + (f": pass that model with {option} PATH" if option else ""))
+    return name
+
+
+def gallery_models(path: str | os.PathLike[str] | None, detector: str | os.PathLike[str] | None = None,
+                   embedder: str | os.PathLike[str] | None = None, *, detector_option: str | None = "--detector",
+                   embedder_option: str | None = "--embedder") -> tuple[str | os.PathLike[str], str | os.PathLike[str]]:
+    """``(detector, embedder)`` for a gallery: each as given, else the one the gallery records,
+    else :data:`DEFAULT_DETECTOR` / :data:`DEFAULT_EMBEDDER`. ``detector_option`` /
+    ``embedder_option`` name the command-line option that passes a model the registry cannot
+    name (``None``: the command has none).
+
+    A recorded name is used only when it is a registry name (it was validated when read, and is
+    never taken as a path); a gallery with no gallery file at ``path`` (or ``path=None``), or
+    without a record (made before detectors were recorded), gets the defaults. A given model
+    that differs from the record is refused when the gallery is opened with it
+    (:class:`~anyedge.errors.DetectorMismatchError`, :class:`~anyedge.errors.EmbedderMismatchError`).
 
     Raises:
-        GalleryError: no gallery at that path, or one without an embedder yet.
-        InputError: the gallery's embedder is not a registry name.
+        GalleryError: the file is not a readable gallery, or its records are malformed.
+        InputError: the gallery records a bundle or file (not a registry name) that was not given.
     """
-    from ..errors import GalleryError
+    if (detector is not None and embedder is not None) or path is None or not Path(path).exists():
+        return detector or DEFAULT_DETECTOR, embedder or DEFAULT_EMBEDDER
     from ..tasks.face_embedder import embedder_names
     from .gallery import Gallery
 
-    g = Gallery.open(gallery, create=False)
-    ident = g.identity
-    if not ident:
-        g.close()
-        raise GalleryError(f"{gallery}: the gallery is empty (enrol someone first: anyedge gallery enroll)")
-    if ident["name"] not in embedder_names():
-        g.close()
-        raise InputError(f"{gallery} was built with embedder {ident['name']!r}, which is not a registry name")
-    emb = FaceEmbedder.create(ident["name"], channels=channels)
-    g.close()
-    g = Gallery.open(gallery, emb.identity, create=False)
-    thr = emb.threshold if threshold is None else float(threshold)
-    where = f" ({detector_model})" if detector_model else ""
+    with Gallery.open(path, create=False, readonly=True) as g:
+        ident, det = g.identity, g.detector
+        if embedder is None:
+            embedder = _by_name(g, "embedder", ident["name"], embedder_names(), embedder_option) if ident \
+                else DEFAULT_EMBEDDER
+        if detector is None:
+            detector = _by_name(g, "detector", det.name, detector_names(), detector_option) if det \
+                else DEFAULT_DETECTOR
+    return detector, embedder
 
-    def label(frame: np.ndarray, faces: FaceDetections) -> list[str | None]:
-        if len(faces) == 0:
-            return []
-        if faces.keypoints.shape[1] not in (5, 6):
-            raise InputError(f"--gallery needs a detector with 5 keypoints (SCRFD, YuNet, RetinaFace) or "
-                             f"BlazeFace's 6; this one{where} gives {faces.keypoints.shape[1]}")
-        img, _ = check_image(frame, channels)
-        vecs = emb.embed(emb.align(img, faces.keypoints), channels=channels)
-        return [name for name, _score in (g.identify(v, thr) for v in vecs)]
 
-    return label
+class GalleryLabeller:
+    """Names for faces another loop already detected (``anyedge run --gallery``).
+
+    Loads the embedder the gallery was built with, opens the gallery read-only (nothing is
+    written, another process may enrol meanwhile) and checks ``detector`` against the
+    gallery's record. Call it as ``labeller(frame, faces) -> RecognizedFaces``; faces are
+    aligned from their keypoints. :meth:`close` closes the embedder and the gallery, not the
+    detector (the caller's).
+
+    Raises:
+        GalleryError: no gallery at that path, or one without an embedder yet.
+        InputError: the gallery's embedder is not a registry name; the detector gives neither 5
+            nor 6 keypoints.
+        DetectorMismatchError: the gallery was enrolled with another detector.
+    """
+
+    def __init__(self, gallery: str | os.PathLike[str], detector: FaceDetector, *, channels: str = "BGR",
+                 threshold: float | None = None) -> None:
+        from ..errors import GalleryError
+        from .gallery import Gallery
+
+        from ..tasks.face_embedder import embedder_names
+
+        with Gallery.open(gallery, create=False, readonly=True) as g:
+            ident = g.identity
+            if not ident:
+                raise GalleryError(f"{gallery}: the gallery is empty (enrol someone first: anyedge gallery enroll)")
+            embedder = _by_name(g, "embedder", ident["name"], embedder_names(), None)
+        emb = FaceEmbedder.create(embedder, channels=channels)
+        try:
+            self._pipeline = FacePipeline(detector, emb, threshold=threshold)  # checks the keypoints
+            self.gallery = Gallery.open(gallery, emb.identity, detector=self._pipeline.detector_identity,
+                                        create=False, readonly=True)
+        except BaseException:
+            emb.close()
+            raise
+        self._pipeline.gallery = self.gallery
+        self.channels = channels
+
+    def __call__(self, frame: np.ndarray, faces: FaceDetections) -> RecognizedFaces:
+        return self._pipeline.recognize(frame, faces, channels=self.channels)
+
+    def close(self) -> None:
+        self._pipeline.embedder.close()
+        self.gallery.close()
+
+
+def live_labeller(gallery: str | os.PathLike[str], detector: FaceDetector, *, channels: str = "BGR",
+                  threshold: float | None = None) -> GalleryLabeller:
+    """A :class:`GalleryLabeller` for ``gallery`` and the live loop's ``detector``."""
+    return GalleryLabeller(gallery, detector, channels=channels, threshold=threshold)
