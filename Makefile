@@ -13,7 +13,6 @@ export ANYEDGE_MODEL_PATH ?= $(SHARED)/models
 export ANYEDGE_DATA ?= $(SHARED)/data
 endif
 # The float twins of the shipped activity nets, which anyedge bench compares against.
-export ANYEDGE_HAR_TWINS ?= $(abspath benchmarks/models)
 
 .PHONY: demo test bench bench-har bench-device riscv-check aarch64-check apps-check train-har clean
 

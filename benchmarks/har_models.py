@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from anyedge.bench.har import FloatTwin as _PackageTwin
+from anyedge.bench.har import packaged_twin_dir
 
 __all__ = ["RESULTS", "FloatTwin", "write_results"]
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-MODELS = HERE / "models"
+MODELS = packaged_twin_dir()
 
 
 class FloatTwin(_PackageTwin):

@@ -10,7 +10,7 @@ Each run is seeded and deterministic on CPU. It trains on ``<name>_TRAIN.ts`` on
 * converts the BNN with :func:`anyedge.converters.bnn.convert_bnn` and writes the bundle to
   ``sdk/models/bnn-<name>/`` (shipped in the package),
 * writes the float twin (same layer shapes, float weights, batch-norm folded, ReLU) to
-  ``benchmarks/models/float-<name>.npz`` for the accuracy table and speed benchmark,
+  ``sdk/models/float-<name>.npz`` (shipped too: ``anyedge bench`` compares the BNN with it),
 * checks that the packed integer model predicts what the torch BNN predicts on the
   training windows.
 
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", required=True, choices=sorted(CONFIGS))
     ap.add_argument("--data-root", type=Path, default=None, help="folder holding har/<name>/ (default: $ANYEDGE_DATA)")
     ap.add_argument("--bundle-dir", type=Path, default=None, help="default: sdk/models/bnn-<name>")
-    ap.add_argument("--float-out", type=Path, default=None, help="default: benchmarks/models/float-<name>.npz")
+    ap.add_argument("--float-out", type=Path, default=None, help="default: sdk/models/float-<name>.npz")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--dry-run", action="store_true", help="train and report, write nothing")
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(**{**asdict(cfg), **over})
     low = args.dataset.lower()
     bundle_dir = None if args.dry_run else (args.bundle_dir or REPO / "sdk" / "models" / f"bnn-{low}")
-    float_out = None if args.dry_run else (args.float_out or REPO / "benchmarks" / "models" / f"float-{low}.npz")
+    float_out = None if args.dry_run else (args.float_out or REPO / "sdk" / "models" / f"float-{low}.npz")
     try:
         report = run(args.dataset, cfg=cfg, bundle_dir=bundle_dir, float_out=float_out, data_root=args.data_root)
     except AnyEdgeError as e:

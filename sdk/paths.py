@@ -19,9 +19,11 @@ Every location comes from an environment variable; nothing else in anyedge compu
 ``ANYEDGE_DATA``            the data folder (``widerface_val/images``, ``faces/``,
                             ``har/<name>/``) that commands needing data default to;
                             default: none, such a command then names the variable to set
-``ANYEDGE_HAR_TWINS``       folders (``os.pathsep``-separated) holding the float twins of the
-                            shipped activity nets (``float-<dataset>.npz``) that ``bench``
-                            compares against; default: none
+                            (the BasicMotions split files are fetched from a PyPI wheel
+                            when it lacks them)
+``ANYEDGE_HAR_TWINS``       folders (``os.pathsep``-separated) holding float twins of
+                            activity nets (``float-<dataset>.npz``) that ``bench`` compares
+                            against, searched before the twins shipped in the package
 ==========================  ===========================================================
 """
 

@@ -23,7 +23,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["ANYEDGE_OFFLINE"] = "1"
     os.environ.setdefault("ANYEDGE_CACHE_DIR", str(Path(config.rootpath) / ".pytest_cache" / "anyedge-models"))
     os.environ.setdefault("ANYEDGE_DATA", str(DATA))
-    os.environ.setdefault("ANYEDGE_HAR_TWINS", str(ROOT / "benchmarks" / "models"))
     if not MODELS.is_dir() or not DATA.is_dir():
         raise pytest.UsageError(f"the test fixtures are expected at {SHARED} (models/ and data/)")
 

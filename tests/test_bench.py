@@ -288,3 +288,253 @@ def test_bad_thread_list_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "--threads", "0,2"])
     assert e.value.code == 2 and "positive" in capsys.readouterr().err
+
+
+# -- from a plain install: the shipped nets, their test data and float twins ----------------
+def _plain_install(monkeypatch, tmp_path) -> None:
+    """No data folder, no model folder, no twin folder, an empty cache; the aeon wheel served locally."""
+    from .test_har_data import local_aeon_wheel
+
+    for var in ("ANYEDGE_DATA", "ANYEDGE_HAR_TWINS", "ANYEDGE_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "no-models").mkdir()
+    monkeypatch.setenv("ANYEDGE_MODEL_PATH", str(tmp_path / "no-models"))
+    monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(local_aeon_wheel(tmp_path / "index")))
+
+
+def _sdk_accuracy(model: str, dataset: str) -> float:
+    from anyedge.har import load_ts
+    from anyedge.tasks.activity_classifier import ActivityClassifier
+
+    from .har_support import har_file
+
+    ds = load_ts(har_file(dataset, "test"))
+    with ActivityClassifier.create(model) as clf:
+        return float(np.mean([r.label == ds.labels[t] for r, t in zip(clf.classify_batch(ds.x), ds.y)]))
+
+
+def test_default_bench_on_a_plain_install_runs_the_shipped_nets_and_says_what_racketsports_needs(
+        tmp_path, monkeypatch, capsys):
+    _plain_install(monkeypatch, tmp_path)
+    out = tmp_path / "out"
+    rc = main(["bench", "--runs", "3", "--warmup", "1", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "fetching the BasicMotions test split from the PyPI wheel aeon==" in captured.err
+    doc = json.loads((out / "bench.json").read_text())
+    rows = {r["model"]: r for r in doc["rows"]}
+    assert set(rows) == {"bnn-racketsports", "bnn-basicmotions", "bnn-basicmotions:float"}
+    skipped = rows["bnn-racketsports"]
+    assert skipped["source"] == "packaged" and "latency_ms" not in skipped
+    assert "ANYEDGE_DATA" in skipped["skipped"] and "har/RacketSports/RacketSports_TEST.ts" in skipped["skipped"]
+    bnn = rows["bnn-basicmotions"]
+    assert bnn["source"] == "packaged" and bnn["fidelity"]["windows"] == 40
+    assert bnn["fidelity"]["accuracy"] == pytest.approx(_sdk_accuracy("bnn-basicmotions", "BasicMotions"), abs=1e-4)
+    assert rows["bnn-basicmotions:float"]["fidelity"]["reference"] == "self"  # the shipped twin, no folder set
+    assert "bnn-basicmotions:float" in bnn["fidelity"]["reference"] and bnn["fidelity"]["agreement"] > 0.9
+    # the table says which rows are the shipped nets and what the skipped one needs
+    lines = captured.out.splitlines()
+    assert [ln for ln in lines if ln.startswith("bnn-basicmotions *")]
+    (line,) = [ln for ln in lines if ln.startswith("bnn-racketsports *")]
+    assert "skipped: " in line and "ANYEDGE_DATA" in line
+    assert "shipped in the anyedge package (marked *): bnn-racketsports, bnn-basicmotions" in captured.out
+    (csv_skip,) = [r for r in csv.DictReader((out / "bench.csv").open()) if r["model"] == "bnn-racketsports"]
+    assert "ANYEDGE_DATA" in csv_skip["skipped"]
+
+
+def test_bench_of_a_net_without_test_data_alone_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    _plain_install(monkeypatch, tmp_path)
+    assert main(["bench", "bnn-racketsports", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing to benchmark" in err[0] and "ANYEDGE_DATA" in err[0]
+
+
+def test_float_twins_ship_in_the_package_and_anyedge_har_twins_overrides_them(tmp_path, monkeypatch):
+    from anyedge.bench.har import FloatTwin, packaged_twin_dir
+
+    monkeypatch.delenv("ANYEDGE_HAR_TWINS", raising=False)
+    for ds in ("BasicMotions", "RacketSports"):
+        assert FloatTwin.find(ds).path == packaged_twin_dir() / f"float-{ds.lower()}.npz"
+    z = dict(np.load(packaged_twin_dir() / "float-basicmotions.npz"))
+    z["bo"] = z["bo"] + 1.0
+    np.savez(tmp_path / "float-basicmotions.npz", **z)
+    monkeypatch.setenv("ANYEDGE_HAR_TWINS", str(tmp_path))
+    twin = FloatTwin.find("BasicMotions")
+    assert twin.path == tmp_path / "float-basicmotions.npz"
+    np.testing.assert_array_equal(twin.arrays["bo"], z["bo"])
+    assert FloatTwin.find("RacketSports").path.parent == packaged_twin_dir()  # not in the override: shipped one
+
+
+def test_without_the_onnx_package_the_float_twin_runs_as_numpy(monkeypatch):
+    import importlib.util
+
+    from anyedge.bench.har import FloatTwin, test_split
+    from anyedge.tasks.activity_classifier import ActivityClassifier
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    doc = run_bench(BenchConfig(models=("bnn-basicmotions",), runs=3, warmup=1))
+    rows = {r["model"]: r for r in doc["rows"]}
+    twin_row, bnn = rows["bnn-basicmotions:float"], rows["bnn-basicmotions"]
+    assert twin_row["engine"] == "numpy" and "numpy" in twin_row["note"] and twin_row["latency_ms"]["median"] > 0
+    x, y, labels = test_split("BasicMotions")
+    twin = FloatTwin.find("BasicMotions")
+    float_pred = np.array(twin.labels)[np.argmax(twin.forward(x), axis=1)]
+    assert twin_row["fidelity"]["accuracy"] == pytest.approx(np.mean(float_pred == np.array(labels)[y]), abs=1e-4)
+    with ActivityClassifier.create("bnn-basicmotions") as clf:
+        bnn_pred = np.array([r.label for r in clf.classify_batch(x)])
+    assert bnn["fidelity"]["agreement"] == pytest.approx(np.mean(bnn_pred == float_pred), abs=1e-4)
+
+
+# -- no vacuous figures ---------------------------------------------------------------------
+def test_detector_fidelity_over_no_reference_face_is_none_with_a_reason():
+    from anyedge.bench.worker import detector_fidelity
+    from anyedge.ops.metrics import detection_agreement
+
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    one = (np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32))
+    none_at_all = detector_fidelity(detection_agreement([(empty, empty)]))
+    assert none_at_all["f1"] is None and none_at_all["recall"] is None and none_at_all["mean_iou"] is None
+    assert none_at_all["precision"] is None and "0 faces" in none_at_all["na"]
+    spurious = detector_fidelity(detection_agreement([(empty, one)]))  # one false positive: precision 0 is real
+    assert spurious["f1"] is None and spurious["precision"] == 0.0
+    missed = detector_fidelity(detection_agreement([(one, empty)]))  # one miss: F1 0 is real, IoU of no pair is not
+    assert missed["f1"] == 0.0 and missed["recall"] == 0.0 and missed["mean_iou"] is None and "IoU" in missed["na"]
+    same = detector_fidelity(detection_agreement([(one, one)]))
+    assert same["f1"] == 1.0 and same["mean_iou"] == 1.0 and "na" not in same
+
+
+def test_har_fidelity_over_no_window_is_none():
+    from anyedge.bench.worker import _har_fidelity
+
+    f = _har_fidelity({}, np.array([], dtype=str), np.array([], dtype=str))
+    assert f["windows"] == 0 and f["accuracy"] is None and "0 test windows" in f["na"]
+
+
+@pytest.fixture(scope="module")
+def no_face_photos(tmp_path_factory) -> Path:
+    """Real photos without a face (scikit-image's cat and coffee cup)."""
+    import cv2
+    import skimage.data
+
+    d = tmp_path_factory.mktemp("no-faces")
+    for name in ("chelsea", "coffee"):
+        cv2.imwrite(str(d / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)(), cv2.COLOR_RGB2BGR))
+    return d
+
+
+def test_fidelity_over_photos_without_faces_is_n_a_in_table_json_csv_and_png(tmp_path, no_face_photos, capsys):
+    out = tmp_path / "out"
+    rc = main(["bench", "yunet-n-320", "--engines", "onnxruntime,openvino", "--runs", "3", "--warmup", "1",
+               "--images", str(no_face_photos), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    doc = json.loads((out / "bench.json").read_text())
+    ref, other = doc["rows"]
+    assert (ref["engine"], other["engine"]) == ("onnxruntime", "openvino")
+    assert ref["fidelity"]["faces"] == 0 and "0 faces" in ref["fidelity"]["na"]
+    f = other["fidelity"]
+    assert f["reference_faces"] == 0 and f["f1"] is None and f["mean_iou"] is None and "0 faces" in f["na"]
+    for r in doc["rows"]:
+        (line,) = [ln for ln in captured.out.splitlines() if ln.startswith("yunet-n-320") and f" {r['engine']} " in ln]
+        assert "F1 n/a" in line and "1.000" not in line
+    for line in csv.DictReader((out / "bench.csv").open()):
+        assert line["fidelity_f1"] == "n/a" and "0 faces" in line["fidelity_na"]
+    fig = report.chart(doc)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert sum(t.count("fidelity n/a") for t in texts) == 2
+    assert not [ln for ln in fig.axes[0].get_lines() if len(ln.get_ydata())]  # no point at a made-up F1
+
+
+def test_hand_made_n_a_figures_render_everywhere(tmp_path):
+    rows = [_row("yunet", "openvino", 3.0, fidelity={"f1": None, "mean_iou": None, "reference_faces": 0,
+                                                       "na": "the float model found 0 faces"}),
+            _row("bnn-x", "bnn", 0.1, task="activity_classification", precision="binary",
+                 fidelity={"windows": 0, "accuracy": None, "agreement": None, "na": "0 test windows"})]
+    doc = _doc("CPU A", rows)
+    text = report.format_table(doc)
+    assert "F1 n/a" in text and "acc n/a" in text and "agree n/a" in text
+    report.write_csv(doc, tmp_path / "b.csv")
+    got = {r["model"]: r for r in csv.DictReader((tmp_path / "b.csv").open())}
+    assert got["yunet"]["fidelity_f1"] == "n/a" and got["bnn-x"]["fidelity_accuracy"] == "n/a"
+    assert report.write_png(doc, tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    c = report.compare(doc, doc)
+    assert all(r["fidelity_delta"] is None for r in c["rows"])
+
+
+# -- re-rendering saved runs, and the precision every output shows ---------------------------
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_from_json_never_replaces_another_runs_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a, b = tmp_path / "run-a", tmp_path / "run-b"
+    for folder in (a, b):
+        assert main(["bench", "bnn-basicmotions", "--engines", "bnn", "--runs", "2", "--warmup", "0",
+                     "-q", "--out", str(folder)]) == 0
+    capsys.readouterr()
+    before_a, before_b = _files(a), _files(b)
+    assert json.loads(before_a["bench.json"]) != json.loads(before_b["bench.json"])  # two runs
+    # into another run's folder: that run's files stay, this run's go under the next free stem
+    assert main(["bench", "--from-json", str(a / "bench.json"), "--out", str(b)]) == 0
+    after_b = _files(b)
+    assert {k: after_b[k] for k in before_b if k != ".anyedge-outputs.json"} == \
+        {k: v for k, v in before_b.items() if k != ".anyedge-outputs.json"}
+    assert json.loads(after_b["bench-2.json"]) == json.loads(before_a["bench.json"])
+    assert {"bench-2.csv", "bench-2.png"} <= set(after_b)
+    # again: the same run's renderings are replaced, not multiplied
+    assert main(["bench", "--from-json", str(a / "bench.json"), "--out", str(b)]) == 0
+    assert not (b / "bench-3.json").exists()
+    # no --out: rendered beside the saved run, whose JSON is left as it was; ./out/bench is not touched
+    assert main(["bench", "--from-json", str(a / "bench.json"), "--no-png"]) == 0
+    assert _files(a)["bench.json"] == before_a["bench.json"] and not (tmp_path / "out").exists()
+    assert "written: " + str(a / "bench.csv") in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def precision_bundles(tmp_path_factory, faces_calib) -> tuple[Path, Path]:
+    """An int8 bundle (yunet-n-320 for arm-cpu, ONNX Runtime) and an fp16 one (blazeface-short for mobile-gpu)."""
+    from anyedge.converters.api import convert
+
+    d = tmp_path_factory.mktemp("precision-bundles")
+    int8 = convert("yunet-n-320", target="arm-cpu", out=d / "yn-int8", calibration=faces_calib,
+                   show_progress=False).path
+    fp16 = convert("blazeface-short", target="mobile-gpu", out=d / "bf-fp16", calibration=faces_calib,
+                   show_progress=False).path
+    return int8, fp16
+
+
+def test_precision_in_table_csv_and_png_is_the_jsons_for_every_row(tmp_path, images, precision_bundles, capsys):
+    int8, fp16 = precision_bundles
+    out = tmp_path / "out"
+    rc = main(["bench", "yunet-n-320", str(int8), str(fp16), "mobilefacenet-int8w", "bnn-basicmotions",
+               "--engines", "onnxruntime,litert,bnn", "--runs", "2", "--warmup", "0", "--max-images", "4",
+               "--images", str(images), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    doc = json.loads((out / "bench.json").read_text())
+    assert {"fp32", "fp16", "int8", "int8w", "binary"} <= {r["precision"] for r in doc["rows"]}
+    # rows where the engine names its precision differently (LiteRT runs int8 weights as int8)
+    assert [r for r in doc["rows"] if r["engine_precision"] != r["precision"]]
+    table = report.format_table(doc).splitlines()
+    csv_rows = list(csv.DictReader((out / "bench.csv").open()))
+    labels = [t.get_text() for ax in report.chart(doc).axes for t in ax.texts]
+    for r, c in zip(doc["rows"], csv_rows):
+        model = r["model"] + (" *" if r["source"] == "packaged" else "")
+        (line,) = [ln for ln in table if ln.startswith(f"{model[:30]:30} {r['engine']:11} ")]
+        assert line.split()[len(model.split()) + 1] == r["precision"][:7], line
+        assert (c["model"], c["engine"], c["precision"]) == (r["model"], r["engine"], r["precision"])
+        assert not any(f"{r['engine']} {p}" in t for t in labels if r["model"][:28] in t
+                       for p in {r["engine_precision"]} - {r["precision"]})
+    har = [t for t in labels if t.startswith("bnn-basicmotions\n")]
+    assert har == ["bnn-basicmotions\nbnn binary"]
+    # the chart's fp32 / other-precision styles (filled, solid / hollow, dashed) follow the JSON too
+    series = list(dict.fromkeys((r["model"], r["engine"], r["precision"]) for r in doc["rows"]))
+    lines = report.chart(doc).axes[-1].get_lines()
+    assert len(lines) == len(series)
+    for (model, engine, precision), ln in zip(series, lines):
+        assert (ln.get_linestyle() == "-") == (precision == "fp32"), (model, engine, precision)
+        assert (ln.get_markerfacecolor() == "white") == (precision != "fp32"), (model, engine, precision)

@@ -26,7 +26,7 @@ def test_detect_json_on_a_folder_and_annotated_output(tmp_path: Path) -> None:
     face = by_name["astronaut.png"]["faces"][0]
     assert len(face["box"]) == 4 and 0 < face["score"] <= 1 and len(face["keypoints"]) == 5
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
-        "astronaut.jpg", "camera.jpg", "couple.jpg"]  # and the hidden record of what anyedge wrote
+        "astronaut.png.jpg", "camera.png.jpg", "couple.jpg"]  # and the hidden record of what anyedge wrote
 
 
 def test_detect_on_a_video_prints_one_line_per_frame(tmp_path: Path) -> None:
@@ -113,3 +113,43 @@ def test_camera_frames_from_a_stream_source(tmp_path: Path) -> None:
 def test_detect_needs_a_path_or_a_camera() -> None:
     r = run("detect")
     assert r.returncode == 2 and "--camera" in r.stderr
+
+
+def _photos(folder: Path, names: dict[str, str]) -> None:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, src in names.items():
+        cv2.imwrite(str(folder / name), cv2.imread(str(SMOKE / src)))
+
+
+def test_detect_out_names_each_copy_after_its_inputs_whole_name(tmp_path: Path) -> None:
+    """x.png and x.jpg, in one folder or two, never share an output, in one command or in two."""
+    _photos(tmp_path / "a", {"x.png": "astronaut.png", "x.jpg": "couple.jpg"})
+    _photos(tmp_path / "b", {"x.jpg": "camera.png"})
+
+    def detect(*args: str, out: str) -> dict[str, tuple[str, int]]:
+        r = run("detect", *args, "--model", "scrfd-500m", "--json", "--out", out, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return {d["image"]: (d["out"], len(d["faces"])) for d in map(json.loads, r.stdout.splitlines())}
+
+    assert detect("a", out="o1") == {"a/x.jpg": ("o1/x.jpg", 2), "a/x.png": ("o1/x.png.jpg", 1)}
+    couple = (tmp_path / "o1" / "x.jpg").read_bytes()
+    assert detect("a/x.png", out="o1") == {"a/x.png": ("o1/x.png.jpg", 1)}  # a later run of x.png alone
+    assert (tmp_path / "o1" / "x.jpg").read_bytes() == couple  # leaves x.jpg's copy alone
+    assert detect("a/x.png", "b/x.jpg", out="o2") == {"a/x.png": ("o2/x.png.jpg", 1), "b/x.jpg": ("o2/x.jpg", 1)}
+    # one name from two folders in one command: each copy gets its folder's name in front
+    got = detect("b/x.jpg", "a/x.jpg", "a/x.png", out="o3")
+    assert got == {"b/x.jpg": ("o3/b_x.jpg", 1), "a/x.jpg": ("o3/a_x.jpg", 2), "a/x.png": ("o3/x.png.jpg", 1)}
+    assert sorted(p.name for p in (tmp_path / "o3").iterdir()) == [".anyedge-outputs.json", "a_x.jpg", "b_x.jpg",
+                                                                   "x.png.jpg"]
+
+
+def test_detect_output_names_rule() -> None:
+    from anyedge.detection.cli import output_names
+
+    inputs = [("image", Path("a/x.jpg")), ("image", Path("a/x.png")), ("image", Path("b/x.JPG")),
+              ("video", Path("v/clip.mp4")), ("video", Path("v/clip.avi")), ("image", Path("c/x.png"))]
+    assert output_names(inputs) == ["x.jpg", "a_x.png.jpg", "x.JPG", "clip.annotated.mp4",
+                                    "clip.avi.annotated.mp4", "c_x.png.jpg"]
+    assert output_names([]) == []

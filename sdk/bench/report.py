@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import InputError
 
 __all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "write_json", "write_csv",
-           "write_png", "compare", "format_compare", "CSV_COLUMNS"]
+           "write_png", "chart", "compare", "format_compare", "CSV_COLUMNS"]
 
 REQUIRED_ROW_KEYS = ("model", "engine", "precision", "threads", "load_ms", "first_ms", "latency_ms", "engine_ms",
                      "throughput_ips", "peak_rss_mb", "size_bytes", "fidelity")
@@ -26,8 +26,13 @@ CSV_COLUMNS = (
     "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
     "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
     "fidelity_cosine_mean", "fidelity_cosine_p5",
-    "fidelity_reference", "error",
+    "fidelity_reference", "fidelity_na", "error", "skipped",
 )
+
+#: What the table, the CSV and the chart show for a figure with nothing to measure it over
+#: (``None`` in bench.json, with the reason in the fidelity's ``na``).
+NA = "n/a"
+_FID_FIGURES = ("f1", "mean_iou", "accuracy", "agreement", "cosine_mean", "cosine_p5")
 
 
 # -- reading and checking -------------------------------------------------------------------
@@ -42,7 +47,7 @@ def validate(doc: Any, where: str = "bench result") -> dict[str, Any]:
     for i, r in enumerate(doc["rows"]):
         if not isinstance(r, dict):
             raise InputError(f"{where}: row {i} is not an object")
-        if "error" in r:
+        if "error" in r or "skipped" in r:
             continue
         missing = [k for k in REQUIRED_ROW_KEYS if k not in r]
         if missing:
@@ -79,9 +84,13 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _fid_main(r: Mapping[str, Any]) -> tuple[str, float | None]:
-    """The fidelity figure a row is judged by: F1 vs float (detectors), accuracy (HAR)."""
+    """The fidelity figure a row is judged by: F1 vs float (detectors), accuracy (HAR).
+
+    ``("F1", None)`` and the like when the figure was measured over nothing (n/a)."""
     f = r.get("fidelity") or {}
     if f.get("reference") == "self" and "accuracy" not in f:
+        if "faces" in f and not f["faces"]:
+            return "F1", None  # the float model found no face: agreeing with itself is vacuous
         return "F1", 1.0  # the float model itself
     if "f1" in f:
         return "F1", f["f1"]
@@ -97,6 +106,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _na_reason(r: Mapping[str, Any]) -> str:
+    f = r.get("fidelity") or {}
+    return str(f.get("na") or "measured over nothing")
+
+
+def _is_figure(r: Mapping[str, Any]) -> bool:
+    return "error" not in r and "skipped" not in r
 
 
 def _lat_unit(rows: Sequence[Mapping[str, Any]]) -> tuple[str, float]:
@@ -119,7 +137,7 @@ def format_table(doc: Mapping[str, Any]) -> str:
     for r in rows:
         groups.setdefault(r.get("task", "face_detection" if "error" in r else "?"), []).append(r)
     for task, rs in groups.items():
-        unit, mul = _lat_unit([r for r in rs if "error" not in r])
+        unit, mul = _lat_unit([r for r in rs if _is_figure(r)])
         out.append("")
         head = (f"{'model':30} {'engine':11} {'prec':7} {'thr':>3} {'load ms':>8} {'first ms':>8} "
                 f"{'call ' + unit:>8} {'p90':>8} {'p99':>8} {'engine ' + unit:>9} {'x':>5} {'xcpu':>5} {'ips':>8} "
@@ -127,23 +145,35 @@ def format_table(doc: Mapping[str, Any]) -> str:
         out.append(head)
         out.append("-" * len(head))
         for r in rs:
-            name = f"{r.get('model', '?')[:30]:30} {r.get('engine', '?'):11} {str(r.get('engine_precision') or r.get('precision'))[:7]:7} {r.get('threads', ''):>3}"
+            model = str(r.get("model", "?")) + (" *" if r.get("source") == "packaged" else "")
+            name = f"{model[:30]:30} {r.get('engine', '?'):11} {str(r.get('precision'))[:7]:7} {r.get('threads', ''):>3}"
             if "error" in r:
                 out.append(f"{name} error: {r['error'][:90]}")
+                continue
+            if "skipped" in r:
+                out.append(f"{name} skipped: {r['skipped']}")
                 continue
             lat, eng = r["latency_ms"], r["engine_ms"]
             kind, val = _fid_main(r)
             f = r.get("fidelity") or {}
-            fid = f"{kind} {val:.3f}" if val is not None else "-"
+
+            def fig(label: str, v: Any) -> str:
+                return f"{label} {v:.3f}" if v is not None else f"{label} {NA}"
+
+            fid = fig(kind, val) if kind else "-"
             if f.get("reference") == "self":
-                fid = (f"{kind} {val:.3f} " if kind == "acc" else "") + "float reference" + (
+                fid = (fig(kind, val) + " " if kind == "acc" or val is None else "") + "float reference" + (
                     f" ({f['faces']} faces)" if "faces" in f else "")
             if "mean_iou" in f:
-                fid += f" IoU {f['mean_iou']:.3f}"
+                fid += " " + fig("IoU", f["mean_iou"])
             if "agreement" in f:
-                fid += f" agree {f['agreement']:.3f}"
+                fid += " " + fig("agree", f["agreement"])
             if "cosine_p5" in f:
-                fid += f" p5 {f['cosine_p5']:.3f}"
+                fid += " " + fig("p5", f["cosine_p5"])
+            if f.get("na"):
+                fid += f" ({f['na']})"
+            if r.get("engine_precision") and r["engine_precision"] != r.get("precision"):
+                fid += f"  engine runs {r['engine_precision']}"
             if "kernel_ms" in r:
                 fid += f"  kernels {r['kernel_ms']['median'] * mul:.1f} {unit}"
             out.append(
@@ -160,7 +190,8 @@ def format_table(doc: Mapping[str, Any]) -> str:
                "(medians of wall time; xcpu: of the calling thread's CPU time); "
                "ips = inferences/s of THR instances in THR threads; fidelity vs the float model (F1 at IoU 0.5), "
                "embedders: cosine to the float model's embeddings (mean, p5 = 5th percentile), "
-               "HAR: test-split accuracy")
+               "HAR: test-split accuracy; * = shipped in the anyedge package; "
+               f"{NA} = nothing to measure it over (0 reference faces, 0 windows)")
     return "\n".join(out)
 
 
@@ -179,9 +210,12 @@ def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
             if f"{block}_{s}_ms" in CSV_COLUMNS and s in st:
                 out[f"{block}_{s}_ms"] = st[s]
     f = r.get("fidelity") or {}
-    for k in ("f1", "mean_iou", "accuracy", "agreement", "cosine_mean", "cosine_p5", "reference"):
+    for k in (*_FID_FIGURES, "reference", "na"):
         if k in f:
-            out[f"fidelity_{k}"] = f[k]
+            out[f"fidelity_{k}"] = NA if f[k] is None and k in _FID_FIGURES else f[k]
+    if _is_figure(r) and _fid_main(r)[1] is None and _fid_main(r)[0]:
+        out[{"F1": "fidelity_f1", "acc": "fidelity_accuracy", "cos": "fidelity_cosine_mean"}[_fid_main(r)[0]]] = NA
+        out["fidelity_na"] = _na_reason(r)
     return out
 
 
@@ -198,10 +232,29 @@ def write_csv(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 
 
 def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Latency vs fidelity per model / engine / precision, and throughput vs threads.
+    """Write :func:`chart` as a PNG.
+
+    Raises:
+        InputError: matplotlib is not installed (``pip install 'anyedge[bench]'``).
+    """
+    fig = chart(doc)  # raises InputError without matplotlib
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    p = Path(path)
+    _atomic_write(p, buf.getvalue())
+    return p
+
+
+def chart(doc: Mapping[str, Any]) -> Any:
+    """The matplotlib figure of a run: latency vs fidelity per model / engine / precision, and
+    throughput vs threads.
 
     Colour = model, marker = engine, filled = fp32 / hollow = another precision; points that
-    lose fidelity (F1 or agreement below 0.995) are labelled.
+    lose fidelity (F1 or agreement below 0.995) are labelled. A row whose fidelity is n/a has
+    no point on the fidelity axis: it is listed under its panel as "n/a" with the reason.
 
     Raises:
         InputError: matplotlib is not installed (``pip install 'anyedge[bench]'``).
@@ -215,7 +268,7 @@ def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         from matplotlib.lines import Line2D
     except ImportError:
         raise InputError("the chart needs matplotlib: pip install 'anyedge[bench]' (or pass --no-png)") from None
-    rows = [r for r in doc.get("rows", []) if "error" not in r]
+    rows = [r for r in doc.get("rows", []) if _is_figure(r)]
     det = [r for r in rows if r.get("task") == "face_detection"]
     har = [r for r in rows if r.get("task") == "activity_classification"]
     panels = [p for p in (("det", det), ("har", har)) if p[1]] + [("tput", rows)]
@@ -227,7 +280,7 @@ def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     markers = {e: "osD^v<>P*X"[i % 10] for i, e in enumerate(engines)}
 
     def prec(r: Mapping[str, Any]) -> str:
-        return str(r.get("engine_precision") or r["precision"])
+        return str(r["precision"])
 
     def style(r: Mapping[str, Any]) -> dict[str, Any]:
         c = colour[r["model"]]
@@ -244,16 +297,29 @@ def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         if kind in ("det", "har"):
             unit, mul = _lat_unit(rs)
             pts = [r for r in rs if r["threads"] == t1]
+            na = [r for r in pts if _fid_main(r)[1] is None]
+            pts = [r for r in pts if _fid_main(r)[1] is not None]
             xs = [r["latency_ms"]["median"] * mul for r in pts]
+            if na:  # no point on a fidelity axis for a figure measured over nothing
+                import textwrap
+
+                msg = "\n".join(textwrap.fill(f"fidelity {NA}: {r['model'][:28]} {r['engine']} {prec(r)} "
+                                               f"({_na_reason(r)})", 70, subsequent_indent="    ") for r in na)
+                alone = not pts
+                ax.text(0.5 if alone else 0.01, 0.5 if alone else 0.01, msg, transform=ax.transAxes,
+                        fontsize=8 if alone else 7, va="center" if alone else "bottom",
+                        ha="center" if alone else "left", color="dimgrey")
+                if alone:
+                    ax.set_xticks([])
+                    ax.set_yticks([])
             labelled = 0
             for r, x in zip(pts, xs):
                 f = r.get("fidelity") or {}
                 _, val = _fid_main(r)
-                y = val if val is not None else float("nan")
-                ax.plot([x], [y], linestyle="none", markersize=9, zorder=3, **style(r))
-                lost = min(f.get("f1", 1.0), f.get("agreement", 1.0)) < 0.995
+                ax.plot([x], [val], linestyle="none", markersize=9, zorder=3, **style(r))
+                lost = min(v for v in (f.get("f1"), f.get("agreement"), 1.0) if v is not None) < 0.995
                 if lost or kind == "har":  # neighbours' labels alternate above and below their points
-                    ax.annotate(f"{r['model'][:28]}\n{r['engine']} {prec(r)}", (x, y), textcoords="offset points",
+                    ax.annotate(f"{r['model'][:28]}\n{r['engine']} {prec(r)}", (x, val), textcoords="offset points",
                                 xytext=(7, 4 if labelled % 2 else -20), fontsize=7.5)
                     labelled += 1
             log = bool(xs) and max(xs) / max(min(xs), 1e-9) > 8
@@ -302,12 +368,7 @@ def write_png(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     fig.suptitle(f"anyedge bench on {env.get('cpu', '?')} ({env.get('cores', '?')} cores), {env.get('time', '')}",
                  fontsize=11)
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / (6.4 * len(panels) + 2.6), 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    p = Path(path)
-    _atomic_write(p, buf.getvalue())
-    return p
+    return fig
 
 
 # -- comparison -----------------------------------------------------------------------------
@@ -332,8 +393,8 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """
     validate(dict(old), "old result")
     validate(dict(new), "new result")
-    o = {_key(r): r for r in old["rows"] if "error" not in r}
-    n = {_key(r): r for r in new["rows"] if "error" not in r}
+    o = {_key(r): r for r in old["rows"] if _is_figure(r)}
+    n = {_key(r): r for r in new["rows"] if _is_figure(r)}
     rows = []
     for k in [k for k in n if k in o]:
         a, b = o[k], n[k]

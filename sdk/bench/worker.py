@@ -84,6 +84,29 @@ def _throughput(make: Callable[[], Any], first: Any, call: Callable[[Any, int], 
     return round(threads * calls / wall, 2)
 
 
+def _ratio(value: float, denominator: int) -> float | None:
+    return round(float(value), 4) if denominator else None
+
+
+def detector_fidelity(ag: Any) -> dict[str, Any]:
+    """The fidelity fields of a detector row from an :class:`~anyedge.ops.metrics.Agreement`.
+
+    A figure whose denominator is 0 is ``None`` (n/a), never a vacuous 1.0: F1 and recall need
+    reference faces, precision needs candidate faces, mean IoU and score drift need matched
+    pairs; ``na`` then says why.
+    """
+    out: dict[str, Any] = {
+        "f1": _ratio(ag.f1, ag.reference_faces), "mean_iou": _ratio(ag.mean_iou, ag.matched),
+        "precision": _ratio(ag.precision, ag.candidate_faces), "recall": _ratio(ag.recall, ag.reference_faces),
+        "score_drift": _ratio(ag.mean_score_drift, ag.matched), "reference_faces": int(ag.reference_faces),
+        "candidate_faces": int(ag.candidate_faces), "matched": int(ag.matched)}
+    if not ag.reference_faces:
+        out["na"] = "the float model found 0 faces in these images: no F1 to measure"
+    elif not ag.matched:
+        out["na"] = "no face matched the float model's: no mean IoU"
+    return out
+
+
 def cosine_fidelity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Per-row cosine similarity of two ``(n, d)`` embedding sets: mean, 5th percentile, minimum.
 
@@ -93,6 +116,9 @@ def cosine_fidelity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, f
     b = np.asarray(candidate, np.float64)
     if a.shape != b.shape or a.ndim != 2:
         raise InputError(f"embeddings must both be (n, d) of one shape, got {a.shape} and {b.shape}")
+    if not len(a):
+        return {"cosine_mean": None, "cosine_p5": None, "cosine_min": None, "n": 0,
+                "na": "0 face crops: no cosine to measure"}
     cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
     return {"cosine_mean": round(float(cos.mean()), 5), "cosine_p5": round(float(np.percentile(cos, 5)), 5),
             "cosine_min": round(float(cos.min()), 5), "n": int(len(cos))}
@@ -194,15 +220,15 @@ class DetectorBench(TaskBench):
         out: dict[str, Any] = {"images": len(faces), "faces": int(sum(len(f) for f in faces))}
         if save:
             out["reference"] = "self"  # this row is the float reference the others are compared with
+            if not out["faces"]:
+                out["na"] = "the float model found 0 faces in these images: nothing to compare with"
         if not ref:
             return out
         z = np.load(ref)
         n = min(len(faces), len([k for k in z.files if k.startswith("b")]))
         ag = detection_agreement([((z[f"b{k}"], z[f"s{k}"]), (faces[k].boxes, faces[k].scores)) for k in range(n)])
-        out.update({"reference": self.job.get("reference_label"), "f1": round(ag.f1, 4),
-                    "mean_iou": round(ag.mean_iou, 4), "precision": round(ag.precision, 4),
-                    "recall": round(ag.recall, 4), "score_drift": round(ag.mean_score_drift, 4),
-                    "reference_faces": ag.reference_faces})
+        out.update(detector_fidelity(ag))
+        out["reference"] = self.job.get("reference_label")
         return out
 
 
@@ -266,7 +292,7 @@ class HarBench(TaskBench):
     def load_inputs(self) -> None:
         from .har import test_split
 
-        self.x, self.y, self.labels = test_split(self.job["dataset"])
+        self.x, self.y, self.labels = test_split(self.job["dataset"], self.job.get("data_file"))
 
     @property
     def n_inputs(self) -> int:
@@ -313,8 +339,11 @@ class HarFloatBench(TaskBench):
 
         from .har import FloatTwin, test_split
 
-        self.x, self.y, self.labels = test_split(self.job["dataset"])
+        self.x, self.y, self.labels = test_split(self.job["dataset"], self.job.get("data_file"))
         self.twin = FloatTwin.find(self.job["dataset"])
+        if self.job["engine"] == "numpy":  # no onnx package: the twin's own numpy forward pass
+            self.path = self.twin.path
+            return
         self._tmp = tempfile.TemporaryDirectory(prefix="anyedge-bench-")
         self.path = self.twin.to_onnx(Path(self._tmp.name) / "twin.onnx", self.x.shape[1])
 
@@ -323,6 +352,8 @@ class HarFloatBench(TaskBench):
         return len(self.x)
 
     def create(self, threads: int) -> Any:
+        if self.job["engine"] == "numpy":
+            return _NumpyTwin(self.twin)
         from ..engines import open_engine
         from ..engines.devices import DeviceRequest
 
@@ -349,16 +380,38 @@ class HarFloatBench(TaskBench):
         return _har_fidelity(self.job, pred, np.array(self.labels)[self.y])
 
 
+class _NumpyTwin:
+    """The float twin's numpy forward pass behind the engine calls the float-twin bench makes."""
+
+    name = "numpy"
+    precision = "fp32"
+    device = "CPU"
+
+    def __init__(self, twin: Any) -> None:
+        self.twin = twin
+
+    def run(self, feeds: Any) -> list[np.ndarray]:
+        return [self.twin.forward(feeds["x"])]
+
+    def close(self) -> None:
+        pass
+
+
 def _har_fidelity(job: dict[str, Any], pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Accuracy of predicted label names against the true ones, and agreement with the float model."""
-    out: dict[str, Any] = {"windows": int(len(y)), "accuracy": round(float((pred == y).mean()), 4)}
+    """Accuracy of predicted label names against the true ones, and agreement with the float model
+    (``None`` with an ``na`` reason over 0 windows)."""
+    n = int(len(y))
+    out: dict[str, Any] = {"windows": n, "accuracy": round(float((pred == y).mean()), 4) if n else None}
+    if not n:
+        out["na"] = "0 test windows: no accuracy to measure"
     if job.get("save_reference"):
         _save_npz(job["save_reference"], {"pred": pred})
         out["reference"] = "self"
     if job.get("reference"):
         ref = np.load(job["reference"])["pred"]
         out["reference"] = job.get("reference_label")
-        out["agreement"] = round(float((ref == pred).mean()), 4)
+        same = min(len(ref), len(pred))
+        out["agreement"] = round(float((ref[:same] == pred[:same]).mean()), 4) if same else None
     return out
 
 

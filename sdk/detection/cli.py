@@ -24,7 +24,7 @@ from ..errors import AnyEdgeError, InputError
 from ..outputs import OutputDir, write_atomic
 from ..signing.cli import add_trust_argument
 
-__all__ = ["add_parsers", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["add_parsers", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "output_names"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -59,6 +59,35 @@ def _iter_inputs(paths: Sequence[str]) -> list[tuple[str, Path]]:
     return found
 
 
+def _output_name(kind: str, name: str) -> str:
+    if kind == "video":
+        return name[:-4] + ".annotated.mp4" if name.lower().endswith(".mp4") else name + ".annotated.mp4"
+    return name if name.lower().endswith(".jpg") else name + ".jpg"
+
+
+def output_names(inputs: Sequence[tuple[str, Path]]) -> list[str]:
+    """The name of each input's annotated copy in ``--out``, one rule for every input.
+
+    The copy keeps the input's whole file name: ``x.jpg`` -> ``x.jpg``, ``x.png`` -> ``x.png.jpg``,
+    ``clip.mp4`` -> ``clip.annotated.mp4``, ``clip.avi`` -> ``clip.avi.annotated.mp4``; so ``x.png``
+    and ``x.jpg`` never share a name. Inputs of one name from different folders are told apart by
+    their folder's name (``a/x.jpg`` -> ``a_x.jpg``, ``b/x.jpg`` -> ``b_x.jpg``). A name that is
+    still taken (by another input, an input, or a file anyedge did not write) gets ``-2``, ``-3``...
+    when claimed.
+    """
+    names = [_output_name(kind, p.name) for kind, p in inputs]
+    seen: dict[str, set[Path]] = {}
+    for (_, p), n in zip(inputs, names):
+        seen.setdefault(n, set()).add(p.resolve())
+    out = []
+    for (kind, p), n in zip(inputs, names):
+        if len(seen[n]) > 1:
+            folder = p.resolve().parent.name or "root"
+            n = _output_name(kind, f"{folder}_{p.name}")
+        out.append(n)
+    return out
+
+
 def _read_image(path: Path) -> Any:
     from ..ops.image import read_image
 
@@ -82,16 +111,16 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     with FaceDetector.create(args.model, engine=args.engine, **opts) as det:
         if args.camera is not None:
             return _detect_camera(det, args)
-        for kind, path in inputs:
+        for (kind, path), name in zip(inputs, output_names(inputs)):
             written = None
             try:
                 if kind == "video":
-                    _detect_video(det, path, args, out)
+                    _detect_video(det, path, args, out, name)
                     continue
                 img = _read_image(path)
                 faces = det.detect(img)
                 if out:
-                    written = out.claim(path.stem + ".jpg")
+                    written = out.claim(name)
                     _write_image(written, draw_faces(img, faces))
                     out.record(written)
             except BrokenPipeError:
@@ -147,7 +176,7 @@ def _write_image(path: Path, bgr: Any) -> None:
     write_atomic(path, buf.tobytes())
 
 
-def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir | None) -> None:
+def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir | None, name: str) -> None:
     import cv2
 
     from ..inputs import regular_file
@@ -158,7 +187,7 @@ def _detect_video(det: Any, path: Path, args: argparse.Namespace, out: OutputDir
     if not cap.isOpened():
         raise InputError(f"{path}: not a readable video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = AtomicVideoWriter(out.claim(f"{path.stem}.annotated.mp4"), fps) if out else None
+    writer = AtomicVideoWriter(out.claim(name), fps) if out else None
     frame_no = 0
     try:
         while True:
@@ -277,9 +306,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per image (per frame for videos) on stdout (default: text)")
     p.add_argument("--out", default=None,
-                   help="directory for annotated images (NAME.jpg) and videos (NAME.annotated.mp4); "
-                        "created when missing; a name taken by an input or a file anyedge did not write gets "
-                        "a suffix (NAME-2.jpg) (default: write nothing)")
+                   help="directory for annotated copies, named after each input's whole file name: x.jpg -> "
+                        "x.jpg, x.png -> x.png.jpg, clip.mp4 -> clip.annotated.mp4, clip.avi -> "
+                        "clip.avi.annotated.mp4; inputs of one name from different folders get their folder's "
+                        "name in front (a/x.jpg -> a_x.jpg); created when missing; a name still taken by an "
+                        "input or a file anyedge did not write gets a suffix (x-2.jpg) (default: write nothing)")
     p.add_argument("--score", type=unit_float, default=None, help="score threshold in [0, 1] (default: the model's)")
     p.add_argument("--max-faces", type=positive_int, default=None,
                    help="keep at most N faces per image (default: no limit)")

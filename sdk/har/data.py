@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -20,8 +21,22 @@ import numpy as np
 from ..errors import InputError
 from ..paths import require_data_dir
 
-__all__ = ["TsDataset", "load_ts", "sliding_windows", "data_root", "har_dataset_path"]
+__all__ = ["TsDataset", "load_ts", "sliding_windows", "data_root", "har_dataset_path", "har_split_file",
+           "HAR_DATA_WHEELS", "check_dataset_name"]
 
+# UEA data sets that a PyPI wheel ships byte for byte, fetched like the sample photo when
+# ``$ANYEDGE_DATA/har/<name>/`` does not hold them: (name, split) -> (pinned requirement,
+# member in the wheel, cached file name, sha256). The files are aeon's copies of the UEA archive.
+HAR_DATA_WHEELS: dict[tuple[str, str], tuple[str, str, str, str]] = {
+    ("BasicMotions", "TEST"): ("aeon==1.6.0", "aeon/datasets/data/BasicMotions/BasicMotions_TEST.ts",
+                               "har-BasicMotions_TEST.ts",
+                               "79213102bc6fca1a398ad98ce1185dff0208fa3d1465e687f48288946b0ff8dc"),
+    ("BasicMotions", "TRAIN"): ("aeon==1.6.0", "aeon/datasets/data/BasicMotions/BasicMotions_TRAIN.ts",
+                                "har-BasicMotions_TRAIN.ts",
+                                "8dc43cc6306cb679c888c01e26f91772ac4441a916da43bac8b79734a538b9d6"),
+}
+
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MAX_TS_BYTES = 512 << 20
 _MAX_TS_LINE = 4 << 20  # characters in one case: ~400k values, far beyond any sensor window
 
@@ -260,6 +275,19 @@ def data_root() -> Path:
     return require_data_dir("har/<name>/")
 
 
+def check_dataset_name(name: str) -> str:
+    """``name`` when it can name a data set's folder and files (letters, digits, ``_ - .``, no
+    path parts): the name may come from a bundle's manifest.
+
+    Raises:
+        InputError: anything else.
+    """
+    if not isinstance(name, str) or not _DATASET_NAME.fullmatch(name):
+        raise InputError(f"a data set name is letters, digits, '_', '-' and '.' (not starting with '.'), "
+                         f"got {str(name)[:60]!r}")
+    return name
+
+
 def har_dataset_path(name: str, split: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Path of ``har/<name>/<name>_<SPLIT>.ts`` under :func:`data_root` (or ``root``).
 
@@ -269,5 +297,42 @@ def har_dataset_path(name: str, split: str, root: str | os.PathLike[str] | None 
     s = split.upper()
     if s not in {"TRAIN", "TEST"}:
         raise InputError(f"split must be 'train' or 'test', got {split!r}")
+    check_dataset_name(name)
     base = Path(root) if root is not None else data_root()
     return base / "har" / name / f"{name}_{s}.ts"
+
+
+def har_split_file(name: str, split: str) -> Path:
+    """The ``.ts`` file of a UEA data set's split: ``$ANYEDGE_DATA/har/<name>/<name>_<SPLIT>.ts``
+    when it is there, else the copy a pinned PyPI wheel ships (:data:`HAR_DATA_WHEELS`), fetched
+    once into anyedge's cache and sha256-checked.
+
+    Raises:
+        InputError: ``split`` is not train or test; or the file is in neither place and no wheel
+            ships it (the message names the folder ``ANYEDGE_DATA`` must hold).
+        ModelNotFoundError: a wheel ships it but it is not cached and cannot be fetched
+            (offline, pip failed); the message says so.
+    """
+    from ..paths import data_dir
+
+    s = split.upper()
+    if s not in {"TRAIN", "TEST"}:
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
+    check_dataset_name(name)
+    root = data_dir()
+    if root is not None and (found := har_dataset_path(name, s, root)).is_file():
+        return found
+    pinned = HAR_DATA_WHEELS.get((name, s))
+    want = f"har/{name}/{name}_{s}.ts"
+    if pinned is None:
+        where = f"{root} has no {want}" if root is not None else "ANYEDGE_DATA is not set"
+        raise InputError(f"no {name} {s.lower()} data here ({where}) and no package ships it: "
+                         f"set ANYEDGE_DATA to a folder holding {want}")
+    from ..errors import ModelNotFoundError
+    from ..registry import fetch_wheel_file
+
+    requirement, member, filename, sha = pinned
+    try:
+        return fetch_wheel_file(requirement, member, filename, sha, f"the {name} {s.lower()} data")
+    except ModelNotFoundError as e:
+        raise ModelNotFoundError(f"{e}; or set ANYEDGE_DATA to a folder holding {want}") from None
