@@ -119,11 +119,15 @@ def check_tools(engine: str, precisions: Sequence[str], what: str) -> None:
     from anyedge.errors import EngineUnavailableError
 
     table = TOOLS.get(engine, {})
+
+    def missing(p: str) -> list[str]:
+        return [m for m in table.get(p, ()) if not _installed(m)]
+
     for p in ("*", *precisions):
-        for module in table.get(p, ()):
-            if not _installed(module):
-                need = PROVIDED_BY.get(module, module)
-                when = "" if p == "*" else f" at {p}"
-                raise EngineUnavailableError(
-                    f"{what} on {engine}{when} needs the Python module {module}, which is not installed: "
-                    f"pip install '{need}'")
+        for module in missing(p):
+            need = PROVIDED_BY.get(module, module)
+            when = "" if p == "*" else f" at {p}"
+            safer = next((q for q in precisions if q != p and not missing(q)), None) if p != "*" else None
+            raise EngineUnavailableError(
+                f"{what} on {engine}{when} needs the Python module {module}, which is not installed: "
+                f"pip install '{need}'" + (f" (or pass --precision {safer}, which does not need it)" if safer else ""))
