@@ -106,21 +106,39 @@ def test_a_recorded_source_never_holds_credentials(source: str, recorded: str) -
 
 
 # -- conversions from a clip ---------------------------------------------------------------------
-def test_convert_from_a_clip_records_where_calibration_came_from(tmp_path: Path) -> None:
-    """The newcomer's command: a clip of 70 distinct WIDER images, each held 3 frames."""
+def _readme_commands() -> list[list[str]]:
+    """The commands of the README's "Calibrate from your camera" block."""
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("**Calibrate from your camera.**", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    cmds = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+    assert len(cmds) == 2 and all(c[:2] == ["anyedge", "convert"] for c in cmds)
+    return cmds
+
+
+def test_readme_calibrate_from_your_camera(tmp_path: Path) -> None:
+    """The README's commands. The clip: 70 distinct WIDER images, each held 3 frames (210 frames); the
+    camera: converted where one exists, else the one-line refusal."""
+    clip_cmd, camera_cmd = _readme_commands()
     make_clip(_wider(70), tmp_path / "clip.mp4", fps=10, hold=3)
-    r = cli("convert", "yunet-n-320", "--target", "arm-cpu", "--calib", "clip.mp4", "--out", "yunet-arm", "--json",
-            cwd=tmp_path)
+    r = cli(*clip_cmd[1:], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    doc = json.loads(r.stdout)
     cal = json.loads((tmp_path / "yunet-arm" / "manifest.json").read_text())["calibration"]
-    assert doc["calibration"] == cal
     # 120 positions over 210 frames: 70 images, 50 second samples of an image dropped; 2 in 3 calibrate
     assert cal["kind"] == "video" and cal["source"] == "clip.mp4" and cal["video_frames"] == 210
     assert (cal["frames_requested"], cal["sampled"], cal["duplicates_dropped"], cal["kept"]) == (120, 120, 50, 70)
     assert (cal["images"], cal["held_back"]) == (47, 23)
     assert cal["dedup"]["min_change"] == 2.0 and "folder" not in cal
-    assert doc["fidelity"]["passed"] and doc["fidelity"]["chosen"]["fidelity"]["f1"] >= 0.95
+    assert "calib    video clip.mp4: 120 frames sampled, 50 dropped as near-duplicates, 70 kept" in r.stdout
+    assert "fidelity gate F1 >= 0.95 on 23 held-back frames; 47 calibration frames" in r.stdout
+    f1 = float(re.search(r"PASS onnxruntime .* F1 (\S+)", r.stdout).group(1))
+    assert f1 >= 0.95
+    r = cli(*camera_cmd[1:], cwd=tmp_path, timeout=300)
+    if Path("/dev/video0").exists():
+        assert r.returncode == 0, r.stderr[-3000:]
+    else:
+        assert "camera 0 could not be opened (no /dev/video* device exists here)" in _one_line_error(r)
 
 
 def test_a_clip_with_too_few_faces_gives_the_counted_error(tmp_path: Path) -> None:
