@@ -43,8 +43,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if calib is None:
         from anyedge.errors import CalibrationError
 
-        raise CalibrationError("convert needs real images to calibrate and check fidelity: pass --calib with a "
-                               "folder of photos like the ones the model will see, a video file or a camera")
+        raise CalibrationError("convert needs real images to calibrate and check fidelity: pass --calib DIR (a "
+                               "folder of photos like the ones the model will see), a video file or a camera")
     kind = source_kind(calib)
     refuse_input(args.out, [args.model, calib if kind in ("folder", "video") else None, args.pairs])
     sampling = None
