@@ -230,6 +230,8 @@ def _more_frames_advice(sampled: SampledFrames) -> str:
     """What to do when frames sampled from a video or live source held too few faces."""
     got = (f"{sampled.sampled} sampled, {sampled.duplicates} dropped as near-duplicates, every third of the "
            f"{len(sampled.files)} kept is held back")
+    if sampled.kind == "video" and sampled.length is not None and sampled.length <= sampled.sampling.frames:
+        return f"{got}: the clip has only {sampled.length} frames; use a longer clip, or one where faces are visible"
     if sampled.kind == "video":
         return (f"{got}: sample more frames with --calib-frames (now {sampled.sampling.frames}), use a longer clip, "
                 "or one where faces are visible")

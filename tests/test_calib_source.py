@@ -297,3 +297,12 @@ def test_the_extras_named_are_the_ones_pyproject_declares() -> None:
         extra = re.fullmatch(r"anyedge\[(\w+)\]", need)
         declared = dists(meta["optional-dependencies"][extra.group(1)]) if extra else dists(meta["dependencies"])
         assert dist in declared, (module, need)
+
+
+def test_a_clip_shorter_than_asked_says_the_clip_is_too_short(tmp_path: Path) -> None:
+    make_clip(_wider(4), tmp_path / "short.mp4", fps=10, hold=3, size=SMALL)
+    line = _one_line_error(cli("convert", "yunet-n-320", "--target", "arm-cpu", "--calib", "short.mp4",
+                               "--out", "b", cwd=tmp_path))
+    assert re.search(r"finds \d+ face\(s\) in the 1 held-back frames; the fidelity gate needs at least 20 to judge "
+                     r"\(12 sampled, 8 dropped as near-duplicates, every third of the 4 kept is held back: the clip "
+                     r"has only 12 frames; use a longer clip", line), line
