@@ -31,7 +31,7 @@ import traceback
 from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from .cli_common import (EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_PIPE, EXIT_TERMINATED,
-                         EXIT_USAGE, one_line)
+                         EXIT_USAGE, error_exit_code, one_line)
 from .errors import AnyEdgeError
 
 __all__ = ["main", "build_parser", "EXIT_CODES"]
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except AnyEdgeError as e:
                 if verbose:
                     traceback.print_exc()
-                code, line = EXIT_USAGE, f"anyedge: error: {one_line(e)}"
+                code, line = error_exit_code(e), f"anyedge: error: {one_line(e)}"
             except _StdoutError as e:
                 if verbose:
                     traceback.print_exc()

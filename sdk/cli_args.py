@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from typing import Any, Callable
 
-__all__ = ["size_arg", "int_at_least", "positive_int", "float_in", "positive_float", "unit_float"]
+__all__ = ["size_arg", "int_at_least", "positive_int", "float_in", "positive_float", "unit_float",
+           "device_arg", "providers_arg", "add_device_args", "device_request"]
 
 
 def size_arg(text: str) -> tuple[int, int]:
@@ -73,3 +74,62 @@ def float_in(low: float | None = None, high: float | None = None, *, above: bool
 
 positive_float = float_in(0.0, above=True)
 unit_float = float_in(0.0, 1.0)
+
+
+def device_arg(text: str) -> str:
+    """An argparse type: an OpenVINO device string (``gpu`` -> ``GPU``); a typo lists the valid choices."""
+    from .engines.openvino import DEVICE_CHOICES, is_device
+
+    device = text.strip().upper()
+    if not is_device(device):
+        raise argparse.ArgumentTypeError(f"expected {DEVICE_CHOICES}; got {text!r}")
+    return device
+
+
+def providers_arg(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated ONNX Runtime providers, short names mapped to real ones."""
+    from .engines.onnxruntime import PROVIDERS, provider_name
+    from .errors import InputError
+
+    out = []
+    for name in text.split(","):
+        try:
+            out.append(provider_name(name))
+        except InputError:
+            raise argparse.ArgumentTypeError(f"unknown provider {name.strip()!r} in {text!r}; expected "
+                                             f"{', '.join(PROVIDERS)} or a real name such as "
+                                             "CUDAExecutionProvider") from None
+    return tuple(dict.fromkeys(out))
+
+
+def add_device_args(parser: argparse.ArgumentParser, *, what: str = "the model") -> None:
+    """``--device``, ``--providers`` and ``--strict-device``: where the engines run ``what``.
+
+    Turn the parsed options into what the tasks take with :func:`device_request`.
+    """
+    g = parser.add_argument_group(
+        "device selection",
+        f"Where {what} runs. --device is for models on OpenVINO, --providers for models on ONNX Runtime; a "
+        "model on another engine ignores them with a notice. A device or provider that is not here falls back "
+        "to the CPU with one notice on stderr, unless --strict-device.")
+    g.add_argument("--device", type=device_arg, default=None, metavar="DEVICE",
+                   help="OpenVINO device: CPU, GPU, NPU or AUTO, or OpenVINO's own forms (GPU.0, AUTO:GPU,CPU, "
+                        "MULTI:GPU,CPU, HETERO:NPU,CPU); lower case accepted (default: CPU, or a bundle's own)")
+    g.add_argument("--providers", type=providers_arg, default=None, metavar="LIST",
+                   help="ONNX Runtime execution providers in order of preference, comma-separated, by short "
+                        "name (cuda,cpu or tensorrt,cuda,cpu; also openvino, directml, coreml, ...) or real name "
+                        "(CUDAExecutionProvider) (default: CPUExecutionProvider, or a bundle's own)")
+    g.add_argument("--strict-device", action="store_true",
+                   help="fail (exit 2, one line) instead of falling back to the CPU when the device or a provider "
+                        "is not available, or the model's engine cannot use it (default: fall back with a notice)")
+
+
+def device_request(args: argparse.Namespace) -> Any:
+    """The :class:`~anyedge.engines.devices.DeviceRequest` the options of :func:`add_device_args` ask
+    for, or ``None`` when none was given (pass it on as the tasks' ``device=``)."""
+    device, providers, strict = (getattr(args, k, None) for k in ("device", "providers", "strict_device"))
+    if not (device or providers or strict):
+        return None
+    from .engines.devices import DeviceRequest
+
+    return DeviceRequest(device=device, providers=tuple(providers or ()), strict=bool(strict))

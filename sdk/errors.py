@@ -13,9 +13,13 @@ __all__ = [
     "UnknownModelError",
     "ModelNotFoundError",
     "IntegrityError",
+    "DownloadError",
+    "CorruptDownloadError",
+    "LicenceNotAcceptedError",
     "ModelLoadError",
     "EngineUnavailableError",
     "EngineError",
+    "DeviceUnavailableError",
     "BundleError",
     "ConversionError",
     "UnsupportedTargetError",
@@ -50,6 +54,24 @@ class IntegrityError(AnyEdgeError, ValueError):
     """A file's sha256 does not match the one the registry or manifest pins."""
 
 
+class DownloadError(ModelNotFoundError):
+    """A model's file could not be downloaded: HTTP error, timeout, refused or no connection.
+
+    ``anyedge`` exits with :data:`anyedge.cli_common.EXIT_DOWNLOAD` on it.
+    """
+
+
+class CorruptDownloadError(DownloadError, IntegrityError):
+    """A download arrived complete but with the wrong sha256 (nothing was cached)."""
+
+
+class LicenceNotAcceptedError(AnyEdgeError, PermissionError):
+    """A model's weights are non-commercial or unlicensed, and fetching them was not accepted.
+
+    ``anyedge`` exits with :data:`anyedge.cli_common.EXIT_LICENCE` on it.
+    """
+
+
 class ModelLoadError(AnyEdgeError, ValueError):
     """A model file exists but an engine cannot read it (corrupt, truncated, wrong format)."""
 
@@ -60,6 +82,10 @@ class EngineUnavailableError(AnyEdgeError, ImportError):
 
 class EngineError(AnyEdgeError, RuntimeError):
     """The engine failed while running a model."""
+
+
+class DeviceUnavailableError(AnyEdgeError, RuntimeError):
+    """Strict device selection: the device or execution provider asked for cannot run the model here."""
 
 
 class BundleError(AnyEdgeError, ValueError):

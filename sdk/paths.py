@@ -7,6 +7,15 @@ Every location comes from an environment variable; nothing else in anyedge compu
                             ``$XDG_CACHE_HOME/anyedge/models`` (``~/.cache/anyedge/models``)
 ``ANYEDGE_MODEL_PATH``      folders (``os.pathsep``-separated) searched recursively for a
                             model's file before the cache; default: none
+``ANYEDGE_MODEL_MIRROR``    a base URL serving model files in the upstream raw-file layout,
+                            ``BASE_URL/<owner>/<repo>/<commit>/<path>`` (a company mirror, or
+                            ``anyedge models pack DIR`` served by any static HTTP server);
+                            used instead of ``https://raw.githubusercontent.com``; default: none
+``ANYEDGE_FETCH_TIMEOUT``   seconds a model download may wait for the server (to connect, or
+                            for the next bytes) before it fails; default: 30
+``ANYEDGE_ACCEPT_LICENCE``  ``1`` accepts the licence of non-commercial or unlicensed weights,
+                            so they download on first use like permissive ones; default: off
+``ANYEDGE_OFFLINE``         ``1`` turns model downloads off; default: off
 ``ANYEDGE_DATA``            the data folder (``widerface_val/images``, ``faces/``,
                             ``har/<name>/``) that commands needing data default to;
                             default: none, such a command then names the variable to set
@@ -23,7 +32,7 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["cache_dir", "model_path", "data_dir", "data_path", "require_data_dir", "har_twin_dirs"]
+__all__ = ["cache_dir", "model_path", "model_mirror", "data_dir", "data_path", "require_data_dir", "har_twin_dirs"]
 
 
 def cache_dir() -> Path:
@@ -39,6 +48,20 @@ def model_path() -> list[Path]:
     """The directories in ``ANYEDGE_MODEL_PATH``, in order, that exist."""
     raw = os.environ.get("ANYEDGE_MODEL_PATH", "")
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p and Path(p).expanduser().is_dir()]
+
+
+def model_mirror() -> str | None:
+    """The base URL in ``ANYEDGE_MODEL_MIRROR`` without a trailing ``/``, or ``None`` when unset.
+
+    Raises:
+        InputError: the value is not an ``http://``, ``https://`` or ``file://`` URL.
+    """
+    env = os.environ.get("ANYEDGE_MODEL_MIRROR", "").strip()
+    if not env:
+        return None
+    if not env.lower().startswith(("http://", "https://", "file://")):
+        raise InputError(f"ANYEDGE_MODEL_MIRROR must be an http://, https:// or file:// base URL, got {env!r}")
+    return env.rstrip("/")
 
 
 def data_dir() -> Path | None:

@@ -206,3 +206,182 @@ def test_litert_load_prints_no_delegate_line_and_keeps_other_stderr(capfd: pytes
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nsomething else\n")
     err = capfd.readouterr().err
     assert "something else" in err and "XNNPACK" not in err
+
+
+# -- device selection: what runs when the device asked for is not here --------------------------
+# This machine has no GPU and no NPU, and its onnxruntime is the CPU build: exactly the
+# unavailable case. A device that is not here falls back to the CPU with one notice, or fails
+# with strict_device=True; the engine reports what actually runs.
+OPENVINO = pytest.mark.skipif("openvino" not in available_engines(), reason="OpenVINO is not installed")
+
+
+@pytest.fixture
+def fresh_notices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notices are said once per process; each test starts from none said."""
+    import anyedge.engines.base as base
+
+    monkeypatch.setattr(base, "_NOTICED", set(), raising=False)
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def _same_outputs(a, b) -> None:
+    spec = a.inputs[0]
+    x = np.random.default_rng(1).uniform(-1, 1, [d if d > 0 else 320 for d in spec.shape]).astype(np.float32)
+    for u, v in zip(a.run({spec.name: x}), b.run({spec.name: x})):
+        np.testing.assert_array_equal(u, v)
+
+
+@OPENVINO
+@pytest.mark.parametrize("device", ["GPU", "NPU", "GPU.1", "gpu"])
+def test_openvino_missing_device_falls_back_to_cpu_with_one_notice(device, fresh_notices, caplog) -> None:
+    from anyedge.errors import DeviceUnavailableError
+
+    path, _ = resolve_model("yunet-n-320")
+    with caplog.at_level("WARNING"):
+        cpu = open_engine(path, "openvino")
+        eng = open_engine(path, "openvino", device=device)
+        again = open_engine(path, "openvino", device=device)  # the same fallback is not said twice
+    assert eng.device == "CPU" and eng.execution_devices == ("CPU",) and eng.compute_precision == "fp32"
+    (msg,) = _warnings(caplog)
+    assert f"device {device.upper()} is not available here (OpenVINO sees: CPU); running on CPU instead" in msg
+    _same_outputs(cpu, eng)
+    with pytest.raises(DeviceUnavailableError, match=f"device {device.upper()} is not available here") as e:
+        open_engine(path, "openvino", device=device, strict_device=True)
+    assert "\n" not in str(e.value) and "Exception from" not in str(e.value)
+    for x in (cpu, eng, again):
+        x.close()
+
+
+@OPENVINO
+@pytest.mark.parametrize(("device", "runs"), [("AUTO:GPU,CPU", "AUTO:CPU"), ("MULTI:GPU,CPU", "MULTI:CPU"),
+                                              ("HETERO:NPU,CPU", "HETERO:CPU"), ("AUTO:-CPU", "CPU")])
+def test_openvino_meta_device_drops_missing_members_and_keeps_the_fp32_pin(device, runs, fresh_notices, caplog,
+                                                                            monkeypatch) -> None:
+    import openvino as ov
+
+    compiled_with: list[tuple[str, dict]] = []
+    real = ov.Core.compile_model
+
+    def spy(self, model, device_name=None, config=None, *a, **kw):  # records what the engine asks for
+        compiled_with.append((device_name, dict(config or {})))
+        return real(self, model, device_name, config, *a, **kw)
+
+    monkeypatch.setattr(ov.Core, "compile_model", spy)
+    path, _ = resolve_model("scrfd-500m")
+    with caplog.at_level("WARNING"):
+        eng = open_engine(path, "openvino", device=device)
+    assert [d for d, _ in compiled_with] == [runs]  # OpenVINO itself refuses AUTO:GPU,CPU without a GPU plugin
+    config = compiled_with[0][1]
+    pin = config["DEVICE_PROPERTIES"]["CPU"] if ":" in runs else config
+    assert pin["INFERENCE_PRECISION_HINT"] == "f32", config
+    assert eng.device == "CPU" and eng.compiled_for == runs and eng.precision == "fp32"
+    (msg,) = _warnings(caplog)
+    assert f"running on {runs} instead" in msg and "OpenVINO sees: CPU" in msg
+    eng.close()
+
+
+@OPENVINO
+def test_openvino_auto_runs_and_reports_the_cpu(fresh_notices, caplog) -> None:
+    path, _ = resolve_model("yunet-n-320")
+    with caplog.at_level("WARNING"):
+        eng = open_engine(path, "openvino", device="AUTO")
+    assert eng.device == "CPU" and eng.compiled_for == "AUTO"
+    assert _warnings(caplog) == []  # AUTO over what is here is no fallback
+    eng.close()
+
+
+@OPENVINO
+@pytest.mark.parametrize("device", ["GPX", "", "CPU,GPU", "AUTO:", "gpu.x", "MULTI"])
+def test_openvino_unknown_device_lists_the_choices(device) -> None:
+    path, _ = resolve_model("yunet-n-320")
+    with pytest.raises(InputError, match="expected CPU, GPU, NPU or AUTO"):
+        open_engine(path, "openvino", device=device)
+
+
+@OPENVINO
+def test_openvino_listed_device_whose_plugin_fails_falls_back(fresh_notices, caplog, monkeypatch) -> None:
+    """A machine whose OpenVINO lists a GPU that its plugin cannot use (the GPU plugin without an
+    OpenCL runtime, as here): the real compile fails, the notice says why in one line."""
+    import openvino as ov
+
+    from anyedge.errors import DeviceUnavailableError
+
+    monkeypatch.setattr(ov.Core, "available_devices", property(lambda self: ["CPU", "GPU"]))
+    path, _ = resolve_model("yunet-n-320")
+    with caplog.at_level("WARNING"):
+        eng = open_engine(path, "openvino", device="GPU")
+    assert eng.device == "CPU"
+    (msg,) = _warnings(caplog)
+    assert msg.startswith("OpenVINO cannot compile yunet_n_320_320.onnx for GPU (") and msg.endswith(
+        "running on CPU instead")
+    assert "\n" not in msg and "Exception from" not in msg and "/site-packages/" not in msg
+    with pytest.raises(DeviceUnavailableError, match="cannot compile yunet_n_320_320.onnx for GPU") as e:
+        open_engine(path, "openvino", device="GPU", strict_device=True)
+    assert "\n" not in str(e.value)
+    eng.close()
+
+
+@pytest.mark.parametrize(("asked", "missing"), [
+    (["cuda", "cpu"], "CUDAExecutionProvider"),
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+     "TensorrtExecutionProvider, CUDAExecutionProvider"),
+    (["tensorrt"], "TensorrtExecutionProvider"),
+    ("cuda", "CUDAExecutionProvider"),
+])
+def test_onnxruntime_missing_provider_falls_back_with_one_notice(asked, missing, fresh_notices, caplog) -> None:
+    import onnxruntime as ort
+
+    from anyedge.errors import DeviceUnavailableError
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider: the unavailable case cannot be shown here")
+    path, _ = resolve_model("yunet-n-320")
+    cpu = open_engine(path, "onnxruntime")
+    with caplog.at_level("WARNING"):
+        eng = open_engine(path, "onnxruntime", providers=asked)
+    assert eng.providers == ("CPUExecutionProvider",) and eng.device == "CPU" and cpu.device == "CPU"
+    (msg,) = _warnings(caplog)
+    assert msg.startswith(f"ONNX Runtime provider{'s' if ',' in missing else ''} {missing} ")
+    assert "not available in this onnxruntime (it has: " in msg and "onnxruntime-gpu" in msg
+    assert msg.endswith("running on CPUExecutionProvider instead")
+    _same_outputs(cpu, eng)
+    with pytest.raises(DeviceUnavailableError, match=missing.split(",")[0]):
+        open_engine(path, "onnxruntime", providers=asked, strict_device=True)
+    cpu.close()
+    eng.close()
+
+
+@pytest.mark.parametrize(("short", "real"), [("cuda", "CUDAExecutionProvider"), ("TensorRT", "TensorrtExecutionProvider"),
+                                             ("openvino", "OpenVINOExecutionProvider"), ("cpu", "CPUExecutionProvider"),
+                                             ("cudaexecutionprovider", "CUDAExecutionProvider"),
+                                             ("FooExecutionProvider", "FooExecutionProvider")])
+def test_provider_short_names(short, real) -> None:
+    from anyedge.engines.onnxruntime import provider_name
+
+    assert provider_name(short) == real
+
+
+@pytest.mark.parametrize("bad", ["cdua", "", "ExecutionProvider", "gpu", "cuda;rm -rf"])
+def test_unknown_provider_lists_the_short_names(bad) -> None:
+    from anyedge.engines.onnxruntime import provider_name
+
+    with pytest.raises(InputError, match="expected cpu, cuda, tensorrt, openvino"):
+        provider_name(bad)
+
+
+@pytest.mark.parametrize("engine", available_engines())
+def test_every_engine_reports_where_it_runs(engine: str) -> None:
+    suffix = next((s for s in MODELS if s in ENGINES[engine].suffixes), None)
+    if suffix is not None:
+        path = resolve_model(MODELS[suffix])[0]
+    else:  # bnn: a shipped binary network
+        from anyedge.bundle import load_bundle
+        from anyedge.registry import packaged_bundle
+
+        path = load_bundle(packaged_bundle("bnn-racketsports")).model_path
+    eng = open_engine(path, engine)
+    assert eng.device == "CPU"  # no GPU or NPU here
+    eng.close()

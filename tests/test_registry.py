@@ -82,27 +82,70 @@ def test_models_are_extracted_from_a_wheel_member(tmp_path: Path) -> None:
     assert sorted(p.name for p in dest.iterdir()) == [short.filename]  # no partial or bad file left
 
 
-def test_url_source_is_downloaded_and_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file:// URL exercises the download path without a network."""
-    from dataclasses import replace
-
-    import anyedge.registry as reg
-
+def test_repository_source_is_downloaded_from_a_file_mirror_and_verified(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """ANYEDGE_MODEL_MIRROR may be a file:// URL of a folder in the upstream layout."""
     src, info = resolve_model("yunet-n-320")
-    monkeypatch.setitem(reg.REGISTRY, "yunet-n-320", replace(info, source=replace(info.source, url=src.as_uri())))
+    assert info.source.raw is not None
+    mirror = tmp_path / "mirror"
+    (mirror / info.source.raw.key).parent.mkdir(parents=True)
+    shutil.copy(src, mirror / info.source.raw.key)
+    monkeypatch.setenv("ANYEDGE_MODEL_MIRROR", mirror.as_uri())
     monkeypatch.setenv("ANYEDGE_MODEL_PATH", "")
     monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("ANYEDGE_OFFLINE")
     path, _ = resolve_model("yunet-n-320")
     assert path == tmp_path / "cache" / info.filename and sha256_file(path) == info.sha256
 
-    bad = tmp_path / "bad.onnx"
-    bad.write_bytes(b"tampered")
-    monkeypatch.setitem(reg.REGISTRY, "yunet-n-320", replace(info, source=replace(info.source, url=bad.as_uri())))
+    (mirror / info.source.raw.key).write_bytes(b"tampered")
     monkeypatch.setenv("ANYEDGE_CACHE_DIR", str(tmp_path / "cache2"))
-    with pytest.raises(IntegrityError, match="wrong sha256"):
+    with pytest.raises(IntegrityError, match="sha256"):
         resolve_model("yunet-n-320")
     assert [p for p in (tmp_path / "cache2").rglob("*") if p.is_file()] == []
+
+
+def test_every_registry_model_has_a_pinned_source_with_the_upstream_url() -> None:
+    """Every model downloads itself: BlazeFace from its PyPI wheel, the others from their repository
+    at a full commit id, on the raw-file host."""
+    for info in list_models():
+        assert info.source.fetchable, info.name
+        if info.source.wheel:
+            assert info.source.url is None and info.source.member
+            continue
+        raw = info.source.raw
+        assert raw is not None and len(raw.commit) == 40
+        assert info.source.url == f"https://raw.githubusercontent.com/{raw.repo}/{raw.commit}/{raw.path}"
+        assert info.source.url.endswith("/" + info.filename)
+        assert raw.commit[:7] in info.source.origin  # the words agree with the pin
+
+
+@pytest.mark.parametrize("name, licence, gated", [
+    ("blazeface-short", "Apache-2.0", False),
+    ("blazeface-full", "Apache-2.0", False),
+    ("scrfd-500m", "insightface weights: non-commercial research only", True),
+    ("yunet", "Apache-2.0", False),
+    ("yunet-n-320", "Apache-2.0", False),
+    ("retinaface-mnet025", "MIT", False),
+    ("ultraface-rfb320", "MIT", False),
+    ("mobilefacenet", "no licence stated: test fixture only", True),
+    ("mobilefacenet-int8w", "no licence stated: test fixture only", True),
+])
+def test_licence_strings_and_classes(name: str, licence: str, gated: bool) -> None:
+    info = get_model_info(name)
+    assert info.license == licence
+    assert info.licence_class.needs_acceptance is gated
+    assert info.to_dict()["licence_class"] == info.licence_class.value
+
+
+def test_pinned_repository_file_rejects_paths_that_escape() -> None:
+    from anyedge.registry import RawFile
+
+    ok = RawFile("a/b", "0" * 40, "dir/x.onnx")
+    assert ok.url("http://m/") == "http://m/a/b/" + "0" * 40 + "/dir/x.onnx"
+    for repo, commit, path in [("a/b", "0" * 40, "../x"), ("a/b", "0" * 40, "/x"), ("a/b/c", "0" * 40, "x"),
+                               ("a/b", "abc", "x"), ("a/b", "0" * 40, "d//x"), ("", "0" * 40, "x")]:
+        with pytest.raises(ValueError):
+            RawFile(repo, commit, path)
 
 
 def _local_mediapipe_wheel(folder: Path) -> Path:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cli_args import int_at_least, positive_float, positive_int
+from ..cli_args import add_device_args, device_request, int_at_least, positive_float, positive_int
 
 __all__ = ["add_parsers"]
 
@@ -24,6 +24,7 @@ examples:
   anyedge bench                                   every model present, every engine, threads 1
   anyedge bench blazeface-short bf-gpu/ --threads 1,2 --runs 100
   anyedge bench --compare old/bench.json          ratios of this run against an earlier one
+  anyedge bench scrfd-500m --engines openvino --device GPU   the OpenVINO rows on the GPU
   anyedge bench --from-json new.json --compare old.json   compare two saved runs, no benchmark
 
 exit status: 0 ok, 1 some rows failed, 2 usage or model error.
@@ -80,7 +81,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise InputError(f"--images {args.images}: not a folder")
         cfg = BenchConfig(models=tuple(args.models), engines=args.engines or (), threads=args.threads,
                           images=images, max_images=args.max_images, runs=args.runs, warmup=args.warmup,
-                          timeout_s=args.timeout)
+                          timeout_s=args.timeout, device=device_request(args))
         doc = run_bench(cfg, progress=None if args.quiet else _progress(sys.stderr))
     written = [report.write_json(doc, out.claim("bench.json")), report.write_csv(doc, out.claim("bench.csv"))]
     out.record(*written)
@@ -138,4 +139,5 @@ def add_parsers(sub: Any) -> None:
                    help="print bench.json (with the comparison under 'compare') on stdout instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     add_trust_argument(p)
+    add_device_args(p, what="each row (the rows of its engine)")
     p.set_defaults(func=_cmd_bench)

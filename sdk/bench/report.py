@@ -20,7 +20,7 @@ REQUIRED_ROW_KEYS = ("model", "engine", "precision", "threads", "load_ms", "firs
 _STAT_KEYS = ("median", "p90", "p99")
 
 CSV_COLUMNS = (
-    "model", "engine", "precision", "engine_precision", "threads", "task", "input", "source", "load_ms",
+    "model", "engine", "device", "precision", "engine_precision", "threads", "task", "input", "source", "load_ms",
     "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "engine_median_ms",
     "engine_p90_ms", "engine_p99_ms", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
     "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",

@@ -35,6 +35,8 @@ class BenchConfig:
         max_images: use at most this many photos.
         runs: timed calls per row after ``warmup`` untimed ones.
         timeout_s: a row's child process is stopped after this long.
+        device: where the rows run (:class:`~anyedge.engines.devices.DeviceRequest`): the device goes
+            to the OpenVINO rows, the providers to the ONNX Runtime rows; checked once here.
     """
 
     models: tuple[str, ...] = ()
@@ -45,6 +47,7 @@ class BenchConfig:
     runs: int = 50
     warmup: int = 5
     timeout_s: float = 600.0
+    device: Any = None  # DeviceRequest | None
 
     def __post_init__(self) -> None:
         if not self.threads or any(int(t) < 1 for t in self.threads):
@@ -263,6 +266,30 @@ def _dataset(name: str) -> str | None:
     return dataset_of(name)
 
 
+def _resolve_device(request: Any, units: Sequence[Unit]) -> Any:
+    """The device request checked once against this machine (one notice, or the strict failure);
+    a device or providers no planned row can use is said once too.
+
+    Raises:
+        DeviceUnavailableError: a strict request that cannot be met.
+    """
+    from ..engines.devices import DEVICE_ENGINE, PROVIDERS_ENGINE, DeviceRequest
+    from ..errors import DeviceUnavailableError
+
+    if not request:
+        return None
+    request = DeviceRequest.of(request)
+    engines = {u.engine for u in units}
+    for asked, engine, what in ((request.device, DEVICE_ENGINE, f"device {request.device}"),
+                                (request.providers, PROVIDERS_ENGINE, f"providers {','.join(request.providers)}")):
+        if asked and engine not in engines:
+            text = f"{what} is for {engine} rows and no row runs on {engine} (add it with --engines)"
+            if request.strict:
+                raise DeviceUnavailableError(text)
+            log.warning("%s", text)
+    return request.resolved(engines)
+
+
 def _child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one job in a fresh interpreter; its row (or ``{"error": ...}``)."""
     try:
@@ -295,6 +322,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
         raise InputError("nothing to benchmark: no model present here (anyedge models lists them)")
     if cfg.images is None:
         notes.append("no --images folder: detectors timed on a synthetic frame, no detector fidelity")
+    device = _resolve_device(cfg.device, units)
     # references first so each unit can compare with its float model's saved outputs; rows are
     # reported in the planned order (each model's engines together)
     order = {id(u): i for i, u in enumerate(units)}
@@ -312,6 +340,8 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
                        "threads": int(t), "runs": cfg.runs, "warmup": cfg.warmup, "images": cfg.images,
                        "max_images": cfg.max_images, "fidelity": j == 0, **u.extra, **crop_fields.get(u.model, {}),
                        "result": str(Path(tmp) / f"row{k}_{t}.json")}
+                if device is not None and device.takes(u.engine):
+                    job["device"] = device.to_dict()
                 if j == 0 and u.is_reference:
                     job["save_reference"] = ref_file
                 elif j == 0 and u.ref_key in refs:
@@ -350,6 +380,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             progress(total, total, f"done in {time.perf_counter() - t_start:.0f} s")
     config = {"models": list(cfg.models), "engines": list(cfg.engines), "threads": list(cfg.threads),
               "images": cfg.images, "max_images": cfg.max_images, "runs": cfg.runs, "warmup": cfg.warmup,
+              "device": cfg.device.to_dict() if cfg.device else None,
               "threads_meaning": "latency: one instance with this many engine threads; throughput: this many "
                                  "instances, one per Python thread, one engine thread each"}
     return {"schema": SCHEMA, "env": env, "config": config, "notes": notes, "rows": rows}

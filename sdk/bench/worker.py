@@ -162,7 +162,8 @@ class DetectorBench(TaskBench):
     def create(self, threads: int) -> Any:
         from ..tasks.face_detector import FaceDetector
 
-        return FaceDetector.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads)
+        return FaceDetector.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads,
+                                   device=self.job.get("device"))
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.detect(self.images[i % len(self.images)])
@@ -177,7 +178,7 @@ class DetectorBench(TaskBench):
     def describe(self, inst: Any) -> dict[str, Any]:
         w, h = inst.input_size
         return {"task": "face_detection", "input": f"{w}x{h}",
-                "engine_precision": inst.engine.precision}
+                "engine_precision": inst.engine.precision, "device": inst.engine.device}
 
     def fidelity(self, inst: Any) -> dict[str, Any]:
         from ..ops.metrics import detection_agreement
@@ -228,7 +229,8 @@ class EmbedderBench(TaskBench):
     def create(self, threads: int) -> Any:
         from ..tasks.face_embedder import FaceEmbedder
 
-        return FaceEmbedder.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads)
+        return FaceEmbedder.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads,
+                                   device=self.job.get("device"))
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.embed(self.crops[i % len(self.crops)])
@@ -242,7 +244,7 @@ class EmbedderBench(TaskBench):
     def describe(self, inst: Any) -> dict[str, Any]:
         w, h = inst.geometry.size
         return {"task": "face_embedding", "input": f"{w}x{h}",
-                "engine_precision": inst.engine.precision}
+                "engine_precision": inst.engine.precision, "device": inst.engine.device}
 
     def fidelity(self, inst: Any) -> dict[str, Any]:
         if not self.job.get("crops"):
@@ -273,7 +275,7 @@ class HarBench(TaskBench):
     def create(self, threads: int) -> Any:
         from ..tasks.activity_classifier import ActivityClassifier
 
-        return ActivityClassifier.create(self.job["model"], engine=self.job["engine"])
+        return ActivityClassifier.create(self.job["model"], engine=self.job["engine"], device=self.job.get("device"))
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.classify(self.x[i % len(self.x)])
@@ -296,7 +298,7 @@ class HarBench(TaskBench):
 
     def describe(self, inst: Any) -> dict[str, Any]:
         return {"task": "activity_classification", "input": f"{inst.window}x{inst.channels}",
-                "engine_precision": inst.engine.precision}
+                "engine_precision": inst.engine.precision, "device": inst.engine.device}
 
     def fidelity(self, inst: Any) -> dict[str, Any]:
         pred = np.array([r.label for r in inst.classify_batch(self.x)])
@@ -322,8 +324,11 @@ class HarFloatBench(TaskBench):
 
     def create(self, threads: int) -> Any:
         from ..engines import open_engine
+        from ..engines.devices import DeviceRequest
 
-        return open_engine(self.path, self.job["engine"], threads=threads)
+        device = DeviceRequest.of(self.job.get("device"))
+        return open_engine(self.path, self.job["engine"], threads=threads,
+                           **(device.engine_options(self.job["engine"]) if device else {}))
 
     def call(self, inst: Any, i: int) -> Any:
         x = np.ascontiguousarray(self.x[i % len(self.x)][None], dtype=np.float32)
@@ -337,7 +342,7 @@ class HarFloatBench(TaskBench):
 
     def describe(self, inst: Any) -> dict[str, Any]:
         return {"task": "activity_classification", "input": f"{self.x.shape[1]}x{self.x.shape[2]}",
-                "engine_precision": inst.precision, "size_bytes": self.path.stat().st_size}
+                "engine_precision": inst.precision, "device": inst.device, "size_bytes": self.path.stat().st_size}
 
     def fidelity(self, inst: Any) -> dict[str, Any]:
         pred = np.array(self.twin.labels)[np.argmax(inst.run({"x": np.ascontiguousarray(self.x)})[0], axis=1)]

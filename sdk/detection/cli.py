@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..cli_args import positive_int, unit_float
+from ..cli_args import add_device_args, device_request, positive_int, unit_float
 from ..cli_common import EXIT_OK, EXIT_PARTIAL, one_line
 from ..errors import AnyEdgeError, InputError
 from ..outputs import OutputDir, write_atomic
@@ -69,7 +69,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from ..ops.draw import draw_faces
     from ..tasks.face_detector import FaceDetector
 
-    opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads}
+    opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads, "device": device_request(args)}
     if args.score is not None:
         opts["score_threshold"] = args.score
     if args.max_faces is not None:
@@ -105,7 +105,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 continue
             if args.json:
-                rec: dict[str, Any] = {"image": str(path), "faces": faces.to_list()}
+                rec: dict[str, Any] = {"image": str(path), "faces": faces.to_list(), "engine": det.engine.name,
+                                       "device": det.engine.device}
                 if written is not None:
                     rec["out"] = str(written)
                 print(json.dumps(rec), flush=True)
@@ -196,6 +197,13 @@ def _demo_image() -> tuple[str, Any]:
     return str(path), _read_image(path)
 
 
+def _fetchable_unasked(info: Any) -> bool:
+    """Whether first use of a model fetches it by itself (a source, and no licence to accept)."""
+    from ..registry.fetch import licence_accepted
+
+    return info.source.fetchable and (not info.licence_class.needs_acceptance or licence_accepted())
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import statistics
 
@@ -211,9 +219,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = OutputDir(args.out, inputs=[args.image] if args.image else [])
     if args.models:
         models = args.models.split(",")
-    else:  # every face detector on this machine or fetchable from its official source
-        models = [m.name for m in list_models()
-                  if m.task == "face_detection" and (find_model_file(m) or m.source.fetchable)]
+    else:  # every face detector on this machine, or fetchable without accepting a licence first
+        detectors = [m for m in list_models() if m.task == "face_detection"]
+        models = [m.name for m in detectors if find_model_file(m) or _fetchable_unasked(m)]
+        gated = [m.name for m in detectors if m.name not in models and m.source.fetchable]
+        if gated:
+            print(f"anyedge: not in the demo: {', '.join(gated)} (their weights' licence must be accepted "
+                  f"first: anyedge models fetch NAME --accept-licence)", file=sys.stderr)
     print(f"anyedge demo on {name} ({img.shape[1]}x{img.shape[0]}), {args.runs} timed runs each\n")
     print(f"{'model':20} {'engine':12} {'faces':>5} {'median ms':>10} {'p90 ms':>8}")
     rows = []
@@ -250,7 +262,8 @@ def add_parsers(sub: Any) -> None:
                        description="Detect faces. PATHs may be images, folders of images/videos, or videos.",
                        epilog="examples:\n  anyedge detect photo.jpg\n"
                               "  anyedge detect photos/ clip.mp4 --model scrfd-500m --out annotated/ --json\n"
-                              "  anyedge detect --camera 0 --frames 100")
+                              "  anyedge detect --camera 0 --frames 100\n"
+                              "  anyedge detect photo.jpg --model scrfd-500m --engine openvino --device GPU")
     p.add_argument("paths", nargs="*", metavar="PATH", help="images, folders or videos (.mp4, .avi, ...)")
     p.add_argument("--camera", default=None,
                    help="camera index (0), 'picamera' or a stream URL instead of PATHs (default: none); "
@@ -273,6 +286,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for the engine (default: the engine's own choice)")
     add_trust_argument(p)
+    add_device_args(p)
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("demo", help="detect faces on a sample image with every installed engine",

@@ -117,12 +117,15 @@ def open_engine(
         path: model file (.tflite, .onnx, .xml).
         engine: engine name from :data:`ENGINES`; ``None`` picks the format's own engine.
         threads: CPU threads for the engine; ``None`` leaves the engine's default.
-        **options: engine-specific options (``device`` for OpenVINO, ``providers`` for
-            ONNX Runtime).
+        **options: engine-specific options (``device``, ``fallback_device``, ``precision`` for
+            OpenVINO; ``providers`` for ONNX Runtime; ``strict_device`` for both: fail instead of
+            falling back to the CPU, see :mod:`anyedge.engines.devices`).
 
     Raises:
         EngineUnavailableError: unknown engine, engine not installed, or wrong format.
         ModelLoadError: the file is missing, empty, truncated or not a model.
+        DeviceUnavailableError: ``strict_device`` and the device or provider is not here.
+        InputError: an unknown device or provider name.
     """
     path = Path(path)
     if engine is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["TensorSpec", "Engine", "PRECISIONS", "model_precision", "check_feeds", "quantize_input", "dequantize_output"]
+__all__ = ["TensorSpec", "Engine", "PRECISIONS", "model_precision", "check_feeds", "quantize_input", "dequantize_output",
+           "notice"]
 
 #: What ``engine.precision`` may say, most exact first. ``int8w``: int8 weights, float activations;
 #: ``int8-mixed``: int8 with some weighted layers kept in float; ``binary``: the bnn engine.
@@ -37,6 +40,7 @@ class Engine(Protocol):
 
     name: str
     precision: str  # what actually runs: one of PRECISIONS
+    device: str  # where it actually runs: "CPU", OpenVINO's execution devices ("GPU.0"), ONNX Runtime's provider ("CUDA")
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
@@ -106,3 +110,20 @@ def dequantize_output(spec: TensorSpec, y: np.ndarray) -> np.ndarray:
         scale, zero = spec.quantization
         return (y.astype(np.float32) - zero) * scale
     return y.astype(np.float32, copy=False)
+
+
+_NOTICED: set[str] = set()
+_NOTICE_LOCK = threading.Lock()
+
+
+def notice(logger: logging.Logger, message: str) -> None:
+    """Log ``message`` as a warning once per process.
+
+    A fallback that several models meet (a detector and an embedder both asked for a missing
+    GPU) is said once, not once per model.
+    """
+    with _NOTICE_LOCK:
+        if message in _NOTICED:
+            return
+        _NOTICED.add(message)
+    logger.warning("%s", message)

@@ -63,6 +63,7 @@ class BnnEngine:
 
             self._forward = ref.forward
         self.kernels = kernels
+        self.device = "CPU"
         self.path = path
         m = self.model
         self.inputs = (TensorSpec("window", (-1, m.window, m.channels), "float32"),)

@@ -164,6 +164,7 @@ class LiteRTEngine:
         self.path = path
         self._lock = threading.Lock()
         self.precision = _precision(self._interp)
+        self.device = "CPU" if not delegates else "CPU+delegate"  # XNNPACK on the CPU; a delegate may move ops
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         check_feeds(self.inputs, feeds)

@@ -8,12 +8,85 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EngineError, ModelLoadError
-from .base import TensorSpec, check_feeds, model_precision
+from ..errors import DeviceUnavailableError, EngineError, InputError, ModelLoadError
+from .base import TensorSpec, check_feeds, model_precision, notice
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxRuntimeEngine", "load"]
+__all__ = ["OnnxRuntimeEngine", "load", "PROVIDERS", "provider_name", "resolve_providers"]
+
+#: short names of ONNX Runtime's execution providers -> their real names
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "dnnl": "DnnlExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "acl": "ACLExecutionProvider",
+    "armnn": "ArmNNExecutionProvider",
+    "cann": "CANNExecutionProvider",
+    "rknpu": "RknpuExecutionProvider",
+    "vitisai": "VitisAIExecutionProvider",
+}
+# the PyPI package whose onnxruntime build carries a provider
+_PACKAGE = {"CUDAExecutionProvider": "onnxruntime-gpu", "TensorrtExecutionProvider": "onnxruntime-gpu",
+            "OpenVINOExecutionProvider": "onnxruntime-openvino", "DmlExecutionProvider": "onnxruntime-directml",
+            "QNNExecutionProvider": "onnxruntime-qnn"}
+_SUFFIX = "ExecutionProvider"
+
+
+def provider_name(name: str) -> str:
+    """``"cuda"`` -> ``"CUDAExecutionProvider"``; real names pass (in any letter case).
+
+    Raises:
+        InputError: neither a short name nor a name ending in ``ExecutionProvider``; the message
+            lists the short names.
+    """
+    text = name.strip() if isinstance(name, str) else ""
+    full = {v.lower(): v for v in PROVIDERS.values()}
+    if text.lower() in PROVIDERS:
+        return PROVIDERS[text.lower()]
+    if text.lower() in full:
+        return full[text.lower()]
+    if text.endswith(_SUFFIX) and len(text) > len(_SUFFIX) and text.isidentifier():
+        return text  # one anyedge does not list; ONNX Runtime says whether it has it
+    raise InputError(f"unknown ONNX Runtime provider {name!r}; expected {', '.join(PROVIDERS)} or a full name "
+                     "such as CUDAExecutionProvider")
+
+
+def _name(p: Any) -> str:
+    return str(p[0] if isinstance(p, tuple) else p)
+
+
+def resolve_providers(wanted: Sequence[Any], available: Sequence[str], *, strict: bool = False) -> list[Any]:
+    """The providers to start a session with, given those this onnxruntime build has.
+
+    Missing providers are dropped with one notice (what was asked, what is here, what runs
+    instead); when none is left the CPU provider runs.
+
+    Raises:
+        DeviceUnavailableError: ``strict`` and a provider asked for is not in this build.
+    """
+    missing = [_name(p) for p in wanted if _name(p) not in available]
+    if not missing:
+        return list(wanted)
+    usable = [p for p in wanted if _name(p) in available] or ["CPUExecutionProvider"]
+    packages = sorted({_PACKAGE[m] for m in missing if m in _PACKAGE})
+    comes = f"; {', '.join(missing)} come{'s' if len(missing) == 1 else ''} with {' or '.join(packages)}" if packages else ""
+    what = (f"ONNX Runtime provider{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"{'are' if len(missing) > 1 else 'is'} not available in this onnxruntime "
+            f"(it has: {', '.join(available)}{comes})")
+    if strict:
+        raise DeviceUnavailableError(f"{what}; choose one it has, or allow the fallback to CPUExecutionProvider")
+    notice(log, f"{what}; running on {', '.join(map(_name, usable))} instead")
+    return usable
 
 _ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -77,6 +150,12 @@ class OnnxRuntimeEngine:
     ``["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]``.
     ``spin=True`` lets idle worker threads spin-wait (lower latency for back-to-back runs on a
     dedicated core, more power).
+
+    Providers may be given by short name (``"cuda"``, ``"tensorrt"``, see :data:`PROVIDERS`). One
+    this onnxruntime build lacks, or one that fails to start, is dropped with one logged notice
+    (the CPU provider runs when none is left); ``strict_device=True`` raises
+    :class:`~anyedge.errors.DeviceUnavailableError` instead. ``engine.providers`` lists the
+    providers the session runs with, ``engine.device`` the first one's short form (``"CPU"``).
     """
 
     name = "onnxruntime"
@@ -88,8 +167,14 @@ class OnnxRuntimeEngine:
         threads: int | None = None,
         providers: Sequence[Any] | None = None,
         spin: bool = False,
+        strict_device: bool = False,
     ) -> None:
         import onnxruntime as ort
+
+        if isinstance(providers, str):
+            providers = providers.split(",")
+        wanted = [(provider_name(p[0]), p[1]) if isinstance(p, tuple) else provider_name(p)
+                  for p in (providers or ["CPUExecutionProvider"])]
 
         so = ort.SessionOptions()
         so.log_severity_level = 3
@@ -103,19 +188,23 @@ class OnnxRuntimeEngine:
         so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         # fp32 stays fp32: no bf16 fast-math GEMM (an opt-in on arm64 CPUs with bf16)
         so.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
-        wanted = list(providers or ["CPUExecutionProvider"])
-        have = set(ort.get_available_providers())
-        usable = [p for p in wanted if (p[0] if isinstance(p, tuple) else p) in have] or ["CPUExecutionProvider"]
-        if len(usable) < len(wanted):
-            log.info("ONNX Runtime providers %s are not installed here; using %s",
-                     [p for p in wanted if p not in usable], usable)
+        usable = resolve_providers(wanted, ort.get_available_providers(), strict=strict_device)
         try:
             self._sess = ort.InferenceSession(str(path), sess_options=so, providers=usable)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
             raise ModelLoadError(f"ONNX Runtime cannot load {path}: {e}") from e
+        self.providers = tuple(self._sess.get_providers())
+        lost = [_name(p) for p in usable if _name(p) not in self.providers]
+        if lost:  # in the build, but it could not start here (no driver, no device): ORT fell back
+            what = (f"ONNX Runtime could not start {', '.join(lost)} for {path.name} (no device or driver for it "
+                    "here)")
+            if strict_device:
+                self._sess = None
+                raise DeviceUnavailableError(f"{what}; allow the fallback to CPUExecutionProvider")
+            notice(log, f"{what}; running on {', '.join(self.providers)} instead")
+        self.device = self.providers[0].removesuffix(_SUFFIX) if self.providers else "CPU"
         self.inputs = tuple(_spec(a) for a in self._sess.get_inputs())
         self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
-        self.providers = tuple(self._sess.get_providers())
         self.precision = _precision(path)
         self.path = path
 

@@ -10,12 +10,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EngineError, ModelLoadError
-from .base import TensorSpec, check_feeds, model_precision
+from ..errors import DeviceUnavailableError, EngineError, InputError, ModelLoadError
+from .base import TensorSpec, check_feeds, model_precision, notice
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OpenVINOEngine", "load", "cpu_supports", "port_name", "is_device", "COMPUTE_PRECISIONS", "DEVICES"]
+__all__ = ["OpenVINOEngine", "load", "cpu_supports", "port_name", "is_device", "normalize_device", "resolve_device",
+           "COMPUTE_PRECISIONS", "DEVICES", "DEVICE_CHOICES"]
 
 #: OpenVINO's devices anyedge compiles for. A device string names one, optionally numbered
 #: (``GPU.0``), or AUTO / MULTI / HETERO over a list of them (``AUTO``, ``AUTO:GPU,CPU``,
@@ -23,6 +24,9 @@ __all__ = ["OpenVINOEngine", "load", "cpu_supports", "port_name", "is_device", "
 DEVICES = ("CPU", "GPU", "NPU")
 _ONE = rf"(?:{'|'.join(DEVICES)})(?:\.[0-9]+)?"
 _DEVICE = re.compile(rf"{_ONE}|AUTO(?::-?{_ONE}(?:,-?{_ONE})*)?|(?:MULTI|HETERO):{_ONE}(?:,{_ONE})*")
+#: what a device string may be, in words (error messages and ``--help``)
+DEVICE_CHOICES = ("CPU, GPU, NPU or AUTO, or OpenVINO's own forms: GPU.0 (a numbered device), AUTO:GPU,CPU, "
+                  "AUTO:-CPU (any but the CPU), MULTI:GPU,CPU, HETERO:NPU,CPU")
 
 #: anyedge precision name -> OpenVINO ``INFERENCE_PRECISION_HINT``.
 COMPUTE_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -50,6 +54,18 @@ def cpu_supports(precision: str) -> bool:
 def is_device(name: str) -> bool:
     """Whether ``name`` is an OpenVINO device string anyedge knows (see :data:`DEVICES`)."""
     return isinstance(name, str) and _DEVICE.fullmatch(name) is not None
+
+
+def normalize_device(name: str) -> str:
+    """``"gpu"`` -> ``"GPU"``: a device string in OpenVINO's spelling.
+
+    Raises:
+        InputError: not a device string anyedge knows; the message lists the valid choices.
+    """
+    text = name.strip().upper().replace(" ", "") if isinstance(name, str) else ""
+    if not is_device(text):
+        raise InputError(f"unknown OpenVINO device {name!r}; expected {DEVICE_CHOICES}")
+    return text
 
 
 def port_name(port: Any) -> str:
@@ -109,11 +125,75 @@ def _device_targets(device: str, available: Sequence[str]) -> list[str]:
     if not rest:
         return list(available)
     names = [d.split("(")[0].strip() for d in rest.split(",")]
-    return [d for d in names if d and not d.startswith("-")]  # AUTO:-GPU excludes the GPU
+    wanted = [d for d in names if d and not d.startswith("-")]
+    if wanted:
+        return wanted
+    excluded = {d[1:] for d in names if d.startswith("-")}  # AUTO:-GPU: every device here but the GPU
+    return [a for a in available if a not in excluded and a.split(".")[0] not in excluded]
 
 
 def _present(device: str, available: Sequence[str]) -> bool:
-    return device in available or any(a.split(".")[0] == device for a in available)
+    """``GPU`` is present when any GPU is; ``GPU.1`` only when that one is (``GPU.0`` also when a lone ``GPU``)."""
+    kind, _, number = device.partition(".")
+    return (device in available or any(a.split(".")[0] == device for a in available)
+            or (number == "0" and kind in available))
+
+
+def _cpu_only(device: str, available: Sequence[str]) -> bool:
+    return all(d.split(".")[0] == "CPU" for d in _device_targets(device, available))
+
+
+def resolve_device(device: str, available: Sequence[str], *, strict: bool = False, fallback: str = "CPU") -> str:
+    """The device string to compile for, given the devices OpenVINO sees here.
+
+    A device that is not here gives way to ``fallback`` with one notice (what was asked, what is
+    here, what runs instead); inside ``AUTO:``/``MULTI:``/``HETERO:`` lists the missing members
+    are dropped (``AUTO:GPU,CPU`` -> ``AUTO:CPU``). Plain ``AUTO`` picks among what is here.
+
+    Raises:
+        DeviceUnavailableError: ``strict`` and a device asked for is not here.
+    """
+    kind, _, rest = device.partition(":")
+    instead = fallback
+    if kind not in _META_DEVICES:
+        if _present(device, available):
+            return device
+        what = device
+    elif not rest:
+        return device
+    else:
+        items = [d.strip() for d in rest.split(",") if d.strip()]
+        wanted = [d for d in items if not d.startswith("-")]
+        if not wanted:  # AUTO:-CPU: any device but the excluded ones
+            excluded = {d[1:] for d in items}
+            if any(a not in excluded and a.split(".")[0] not in excluded for a in available):
+                return device
+            what = f"{device} (a device other than {', '.join(sorted(excluded))})"
+        else:
+            missing = [d for d in wanted if not _present(d, available)]
+            if not missing:
+                return device
+            here = [d for d in wanted if d not in missing]
+            what = f"{', '.join(missing)} (of {device})"
+            if here:
+                instead = f"{kind}:{','.join(here)}"
+    seen = ", ".join(available) or "no device"
+    if strict:
+        raise DeviceUnavailableError(f"OpenVINO device {what} is not available here (OpenVINO sees: {seen}); "
+                                     f"choose one of those, or allow the fallback to {fallback}")
+    notice(log, f"OpenVINO device {what} is not available here (OpenVINO sees: {seen}); running on {instead} instead")
+    return instead
+
+
+def _reason(e: BaseException) -> str:
+    """The telling line of an OpenVINO exception (its last line that is not an ``Exception from src/...`` frame)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    told = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))] or lines or [type(e).__name__]
+    text = told[-1]
+    lib = re.match(r'Cannot load library "([^"]+)": (.*)', text)
+    if lib:  # a plugin without its runtime (the GPU plugin without OpenCL): name the files, not the paths
+        text = f"its plugin {Path(lib.group(1)).name} cannot load: {lib.group(2)}"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _compile_config(device: str, available: Sequence[str], threads: int | None, hint: str) -> dict[str, Any]:
@@ -185,32 +265,52 @@ class OpenVINOEngine:
     holds for every CPU or GPU a meta device can pick. ``engine.execution_devices`` and
     ``engine.compute_precision`` are read back from the compiled model; ``engine.precision``
     says what actually runs (``"int8"`` for a quantized IR).
+
+    A device that is not here (or whose plugin cannot compile the model) gives way to
+    ``fallback_device`` (the CPU by default) with one logged notice; ``strict_device=True``
+    raises :class:`~anyedge.errors.DeviceUnavailableError` instead. ``engine.device`` says
+    where the model runs (``"CPU"`` after a fallback or for ``AUTO`` on a CPU-only machine).
     """
 
     name = "openvino"
 
     def __init__(self, path: Path, *, threads: int | None = None, device: str = "CPU",
-                 fallback_device: str | None = None, precision: str = "fp32") -> None:
+                 fallback_device: str | None = None, strict_device: bool = False, precision: str = "fp32") -> None:
         import openvino as ov
 
         if precision not in COMPUTE_PRECISIONS:
             raise ModelLoadError(f"OpenVINO precision must be one of {', '.join(COMPUTE_PRECISIONS)}, "
                                  f"got {precision!r}")
+        device = normalize_device(device)
+        fallback = normalize_device(fallback_device) if fallback_device else "CPU"
+        if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+            raise ModelLoadError(f"OpenVINO IR {path} has no weights file {path.with_suffix('.bin').name}")
 
         core = ov.Core()
         available = list(core.available_devices)
-        if fallback_device and not any(_present(d, available) for d in _device_targets(device, available)):
-            log.warning("OpenVINO device %s is not present (have %s); running on %s",
-                        device, ", ".join(available), fallback_device)
-            device = fallback_device
-        config = _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision])
-        if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
-            raise ModelLoadError(f"OpenVINO IR {path} has no weights file {path.with_suffix('.bin').name}")
+        device = resolve_device(device, available, strict=strict_device, fallback=fallback)
         try:
             model = core.read_model(str(path))
-            self._compiled = core.compile_model(model, device, config)
         except Exception as e:
-            raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e}") from e
+            raise ModelLoadError(f"OpenVINO cannot read {path}: {e}") from e
+        try:
+            self._compiled = core.compile_model(
+                model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision]))
+        except Exception as e:
+            if _cpu_only(device, available) or device == fallback:  # the model itself fails: nothing to fall back to
+                raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e}") from e
+            # the device is listed but its plugin or driver fails (e.g. no OpenCL runtime for the GPU)
+            why = f"OpenVINO cannot compile {path.name} for {device} ({_reason(e)})"
+            if strict_device:
+                raise DeviceUnavailableError(f"{why}; allow the fallback to {fallback} or fix the device's "
+                                             "driver") from e
+            notice(log, f"{why}; running on {fallback} instead")
+            device = fallback
+            try:
+                self._compiled = core.compile_model(
+                    model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision]))
+            except Exception as e2:
+                raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e2}") from e2
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._idle.put(self._compiled.create_infer_request())
         self.execution_devices, self.compute_precision = _what_runs(self._compiled, device)
@@ -222,7 +322,8 @@ class OpenVINOEngine:
                                          compute=self.compute_precision, quantized_elsewhere=elsewhere)
         self.inputs = tuple(_spec(p) for p in self._compiled.inputs)
         self.outputs = tuple(_spec(p) for p in self._compiled.outputs)
-        self.device = device
+        self.compiled_for = device  # the device string compiled for ("AUTO", "CPU" after a fallback)
+        self.device = ",".join(self.execution_devices)  # where it runs ("CPU" for AUTO on this machine)
         self.path = path
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..cli_args import positive_float, positive_int, size_arg, unit_float
+from ..cli_args import add_device_args, device_request, positive_float, positive_int, size_arg, unit_float
 from ..errors import InputError
 from ..signing.cli import add_trust_argument
 from .loop import run_live
@@ -48,7 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     writer = AtomicVideoWriter(args.out, 25.0) if args.out else None  # validates the name up front
     out_folder = output_file(writer.path, inputs=[args.source])[0] if writer is not None else None
     labeller = _gallery_labeller(args.gallery, args) if args.gallery else None
-    opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads}
+    opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads, "device": device_request(args)}
     if args.score is not None:
         opts["score_threshold"] = args.score
     stop = threading.Event()
@@ -90,7 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 signal.signal(s, h)
             if writer is not None:
                 writer.discard()
-    doc = summary.to_dict()
+    doc = {**summary.to_dict(), "engine": det.engine.name, "device": det.engine.device}
     if writer is not None and writer.frames:
         doc["out"] = str(writer.path)
     if args.json:
@@ -111,7 +111,8 @@ def add_parsers(sub: Any) -> None:
         epilog="examples:\n  anyedge run --source 0 --model blazeface-short\n"
                "  anyedge run --source clip.mp4 --model scrfd-500m --out annotated.mp4 --json\n"
                "  anyedge run --source rtsp://camera.local/stream --model yunet --duration 60\n"
-               "  anyedge run --source picamera --model blazeface-short --threads 4")
+               "  anyedge run --source picamera --model blazeface-short --threads 4\n"
+               "  anyedge run --source 0 --model scrfd-500m --providers cuda,cpu")
     p.add_argument("--source", required=True,
                    help="camera index (0), video file, stream URL (rtsp://, http://) or 'picamera' (required)")
     p.add_argument("--model", default="blazeface-short",
@@ -141,4 +142,5 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--timeout", type=positive_float, default=10.0,
                    help="seconds to wait for a source to open (default: %(default)s)")
     add_trust_argument(p)
+    add_device_args(p, what="the detector")
     p.set_defaults(func=_cmd_run)

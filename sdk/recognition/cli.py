@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cli_args import float_in, int_at_least, positive_int
+from ..cli_args import add_device_args, device_request, float_in, int_at_least, positive_int
 from ..errors import InputError
 from ..signing.cli import add_trust_argument
 
@@ -37,7 +37,7 @@ def _pipeline(args: argparse.Namespace, embedder: str, gallery: Any = None) -> A
 
     return FacePipeline.create(args.detector, embedder, gallery=gallery, engine=args.engine,
                                threshold=getattr(args, "threshold", None), threads=args.threads,
-                               flip=args.flip, channels="BGR")
+                               flip=args.flip, channels="BGR", device=device_request(args))
 
 
 def _largest_embedding(fp: Any, path: str) -> np.ndarray:
@@ -246,6 +246,7 @@ def _model_opts(p: argparse.ArgumentParser, embedder_default: str | None) -> Non
     add_trust_argument(p)
     p.add_argument("--threads", type=positive_int, default=None, help="engine CPU threads (default: engine default)")
     p.add_argument("--flip", action="store_true", help="average each embedding with its mirror image's")
+    add_device_args(p, what="the detector and the embedder each")
 
 
 def _db_opt(p: argparse.ArgumentParser) -> None:

@@ -163,7 +163,7 @@ class FacePipeline:
                engine: str | None = None, detector_engine: str | None = None, embedder_engine: str | None = None,
                threshold: float | None = None, threads: int | None = None, flip: bool = False,
                channels: str = "RGB", quality: QualityGate | None = None,
-               trusted_keys: Any = None) -> "FacePipeline":
+               trusted_keys: Any = None, device: Any = None) -> "FacePipeline":
         """Load a detector and an embedder by name, bundle or file.
 
         Args:
@@ -171,12 +171,14 @@ class FacePipeline:
             channels: the channel order of the frames you will pass (``"BGR"`` for OpenCV).
             trusted_keys: public keys both bundles must be signed by (default
                 ``$ANYEDGE_TRUSTED_KEYS``); see :mod:`anyedge.signing`.
+            device: where both models run: an OpenVINO device string or a
+                :class:`~anyedge.engines.devices.DeviceRequest` (see :class:`~anyedge.tasks.base.TaskOptions`).
         """
         det = FaceDetector.create(detector, engine=detector_engine or engine, threads=threads, channels=channels,
-                                  trusted_keys=trusted_keys)
+                                  trusted_keys=trusted_keys, device=device)
         try:
             emb = FaceEmbedder.create(embedder, engine=embedder_engine or engine, threads=threads,
-                                      flip=flip, channels=channels, trusted_keys=trusted_keys)
+                                      flip=flip, channels=channels, trusted_keys=trusted_keys, device=device)
         except BaseException:
             det.close()
             raise

@@ -8,14 +8,20 @@ the files is :mod:`anyedge.registry.fetch`'s business.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Mapping
+from urllib.parse import quote
 
 from ..errors import UnknownModelError
 
 __all__ = [
     "InputSpec",
+    "RawFile",
     "Source",
+    "LicenceClass",
+    "UPSTREAM_RAW_HOST",
     "ModelInfo",
     "REGISTRY",
     "USER_SUPPLIED",
@@ -74,23 +80,104 @@ class InputSpec:
         )
 
 
+UPSTREAM_RAW_HOST = "https://raw.githubusercontent.com"
+"""Where :class:`RawFile` sources are published; ``ANYEDGE_MODEL_MIRROR`` replaces it."""
+
+_REPO_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A file in a public git repository at a fixed commit.
+
+    Attributes:
+        repo: ``"owner/name"`` on GitHub.
+        commit: the full 40-hex commit id the file is pinned at.
+        path: the file's path inside the repository (``/``-separated, relative).
+    """
+
+    repo: str
+    commit: str
+    path: str
+
+    def __post_init__(self) -> None:
+        parts = self.path.split("/")
+        if (not _REPO_RE.fullmatch(self.repo) or not _COMMIT_RE.fullmatch(self.commit)
+                or any(p in ("", ".", "..") for p in parts) or "\\" in self.path):
+            raise ValueError(f"not a pinned repository file: {self.repo!r} {self.commit!r} {self.path!r}")
+
+    @property
+    def key(self) -> str:
+        """``<owner>/<repo>/<commit>/<path>``: the file's place on the raw-file host or a mirror."""
+        return f"{self.repo}/{self.commit}/{self.path}"
+
+    def url(self, base: str = UPSTREAM_RAW_HOST) -> str:
+        """The file's URL under ``base`` (the upstream raw-file host or a mirror of it)."""
+        return base.rstrip("/") + "/" + quote(self.key, safe="/")
+
+
+class LicenceClass(str, Enum):
+    """What a model's licence lets anyedge do on its own.
+
+    Permissive weights are downloaded on first use; the others only once the user accepts
+    their licence (``anyedge models fetch NAME --accept-licence`` or ``ANYEDGE_ACCEPT_LICENCE=1``).
+    """
+
+    PERMISSIVE = "permissive"
+    NON_COMMERCIAL = "non-commercial"
+    UNSTATED = "no licence stated"
+
+    @property
+    def needs_acceptance(self) -> bool:
+        return self is not LicenceClass.PERMISSIVE
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a model officially comes from.
 
-    Exactly one of ``url`` or ``wheel`` (a pip requirement such as ``mediapipe==0.10.14``
-    together with ``member``, the path of the file inside that wheel) is set for a source
-    anyedge can fetch; ``origin`` always says in words where the file was published.
+    At most one of ``raw`` (a file in a public repository at a fixed commit) or ``wheel`` (a
+    pip requirement such as ``mediapipe==0.10.14`` together with ``member``, the path of the
+    file inside that wheel) is set for a source anyedge can fetch; ``origin`` always says in
+    words where the file was published.
     """
 
     origin: str
-    url: str | None = None
+    raw: RawFile | None = None
     wheel: str | None = None
     member: str | None = None
 
     @property
     def fetchable(self) -> bool:
-        return bool(self.url or (self.wheel and self.member))
+        return bool(self.raw or (self.wheel and self.member))
+
+    @property
+    def url(self) -> str | None:
+        """The upstream URL of a ``raw`` source (``None`` for wheel members)."""
+        return self.raw.url() if self.raw else None
+
+    @property
+    def mirror_path(self) -> str | None:
+        """Where the file lies in a mirror folder (``anyedge models pack``).
+
+        ``<owner>/<repo>/<commit>/<path>`` for a repository file (the raw-file host's own
+        layout), ``pypi/<distribution>/<version>/<member>`` for a wheel member.
+        """
+        if self.raw:
+            return self.raw.key
+        if self.wheel and self.member and "==" in self.wheel:
+            dist, version = self.wheel.split("==", 1)
+            return f"pypi/{dist}/{version}/{self.member}"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"origin": self.origin}
+        if self.raw:
+            d.update(url=self.url, repo=self.raw.repo, commit=self.raw.commit, path=self.raw.path)
+        if self.wheel:
+            d.update(wheel=self.wheel, member=self.member)
+        return d
 
 
 @dataclass(frozen=True)
@@ -108,6 +195,7 @@ class ModelInfo:
     decoder: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     quantization: Mapping[str, Any] = field(default_factory=dict)  # hints for the converters
+    licence_class: LicenceClass = LicenceClass.UNSTATED  # permissive ones download on first use
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,14 +205,20 @@ class ModelInfo:
             "filename": self.filename,
             "sha256": self.sha256,
             "license": self.license,
+            "licence_class": self.licence_class.value,
             "input": self.input.to_dict(),
             "decoder": dict(self.decoder),
-            "source": {k: v for k, v in vars(self.source).items() if v},
+            "source": self.source.to_dict(),
         }
 
 
 _MP_WHEEL = "mediapipe==0.10.14"
 _LFD = "GitHub ShiqiYu/libfacedetection.train"
+_LFD_204 = ("ShiqiYu/libfacedetection.train", "204b0c9f687f2fd5c012988199a3cd47feb69a90")
+_LFD_0047 = ("ShiqiYu/libfacedetection.train", "0047ac24afb1a50a0c6105001c89d1b5b805dbf1")
+_ULTRA = ("Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB", "dffdddda9794a50607cba8f318507a28c1c27cab")
+_MFN = "zye1996/Mobilefacenet-TF2-coral_tpu"
+_P, _NC, _NONE = LicenceClass.PERMISSIVE, LicenceClass.NON_COMMERCIAL, LicenceClass.UNSTATED
 
 # MobileFaceNet (zye1996 TF2 port): the crop, the embedding, and the ``target`` input [1, 10572],
 # the class labels its ArcFace training head took. The exported graph keeps that input but the
@@ -161,6 +255,7 @@ REGISTRY: dict[str, ModelInfo] = {
                 "outputs": {"boxes": "regressors", "scores": "classificators"},
             },
             description="BlazeFace short range, faces within ~2 m (selfie).",
+            licence_class=_P,
             # Score logits reach -850 on background but sigmoid saturates past +-16; box and
             # keypoint offsets of real faces stay within [-51, 113] input pixels.
             quantization={"tflite_int8_ranges": {r"classificator.*|reshape|reshape_2": (-16.0, 16.0),
@@ -187,6 +282,7 @@ REGISTRY: dict[str, ModelInfo] = {
                 "outputs": {"boxes": "Identity", "scores": "Identity_1"},
             },
             description="BlazeFace full range, faces within ~5 m.",
+            licence_class=_P,
         ),
         ModelInfo(
             name="scrfd-500m",
@@ -199,10 +295,12 @@ REGISTRY: dict[str, ModelInfo] = {
             source=Source(
                 origin=f"{_LFD}, onnx/scrfd_500m_bnkps.onnx at commit 204b0c9f (insightface SCRFD-0.5GF, "
                 "also det_500m.onnx in insightface's buffalo_sc pack)",
+                raw=RawFile(*_LFD_204, "onnx/scrfd_500m_bnkps.onnx"),
             ),
             decoder={"strides": [8, 16, 32], "anchors_per_cell": 2, "score_threshold": 0.5,
                      "iou_threshold": 0.4, "keypoints": 5},
             description="SCRFD-0.5GF with 5 keypoints.",
+            licence_class=_NC,
         ),
         ModelInfo(
             name="yunet",
@@ -212,10 +310,12 @@ REGISTRY: dict[str, ModelInfo] = {
             sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
             license="Apache-2.0",
             input=InputSpec((640, 640), "NCHW", "BGR", 0.0, 1.0),
-            source=Source(origin=f"{_LFD}, onnx/yunet_s_640_640.onnx at commit 0047ac24"),
+            source=Source(origin=f"{_LFD}, onnx/yunet_s_640_640.onnx at commit 0047ac24",
+                          raw=RawFile(*_LFD_0047, "onnx/yunet_s_640_640.onnx")),
             decoder={"strides": [8, 16, 32], "score_threshold": 0.6, "iou_threshold": 0.3,
                      "keypoints": 5},
             description="YuNet-s (libfacedetection), static 640x640.",
+            licence_class=_P,
         ),
         ModelInfo(
             name="yunet-n-320",
@@ -225,10 +325,12 @@ REGISTRY: dict[str, ModelInfo] = {
             sha256="81dbde155e982455488235acb8ec2dec5d647edf7cf7080d33e4abb69b93a0d2",
             license="Apache-2.0",
             input=InputSpec((320, 320), "NCHW", "BGR", 0.0, 1.0),
-            source=Source(origin=f"{_LFD}, onnx/yunet_n_320_320.onnx at commit 0047ac24"),
+            source=Source(origin=f"{_LFD}, onnx/yunet_n_320_320.onnx at commit 0047ac24",
+                          raw=RawFile(*_LFD_0047, "onnx/yunet_n_320_320.onnx")),
             decoder={"strides": [8, 16, 32], "score_threshold": 0.6, "iou_threshold": 0.3,
                      "keypoints": 5},
             description="YuNet-n (libfacedetection), static 320x320.",
+            licence_class=_P,
         ),
         ModelInfo(
             name="retinaface-mnet025",
@@ -238,11 +340,13 @@ REGISTRY: dict[str, ModelInfo] = {
             sha256="13a69f2cb3012162ccce8466b1cd9e445ae1337ae641f31c90419e6179f13650",
             license="MIT",
             input=InputSpec((640, 640), "NCHW", "BGR", (104.0, 117.0, 123.0), 1.0, dynamic=True),
-            source=Source(origin=f"{_LFD}, onnx/retinaface_mbnet0.25.onnx at commit 204b0c9f"),
+            source=Source(origin=f"{_LFD}, onnx/retinaface_mbnet0.25.onnx at commit 204b0c9f",
+                          raw=RawFile(*_LFD_204, "onnx/retinaface_mbnet0.25.onnx")),
             decoder={"min_sizes": [[16, 32], [64, 128], [256, 512]], "strides": [8, 16, 32],
                      "variance": [0.1, 0.2], "score_threshold": 0.6, "iou_threshold": 0.4,
                      "keypoints": 5},
             description="RetinaFace with a MobileNet-0.25 backbone.",
+            licence_class=_P,
         ),
         ModelInfo(
             name="ultraface-rfb320",
@@ -255,9 +359,11 @@ REGISTRY: dict[str, ModelInfo] = {
             source=Source(
                 origin="GitHub Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB, "
                 "models/onnx/version-RFB-320.onnx at commit dffdddd",
+                raw=RawFile(*_ULTRA, "models/onnx/version-RFB-320.onnx"),
             ),
             decoder={"score_threshold": 0.7, "iou_threshold": 0.3, "keypoints": 0},
             description="Ultra-Light-Fast-Generic-Face-Detector-1MB, RFB variant, 320x240.",
+            licence_class=_P,
         ),
         ModelInfo(
             name="mobilefacenet",
@@ -268,10 +374,13 @@ REGISTRY: dict[str, ModelInfo] = {
             license="no licence stated: test fixture only",
             input=InputSpec((96, 112), "NHWC", "RGB", 127.5, 128.0, resize="stretch"),
             source=Source(origin="GitHub zye1996/Mobilefacenet-TF2-coral_tpu at commit 987f3302 "
-                                 "(MobileFaceNet trained on CASIA-WebFace, SphereFace crop)"),
+                                 "(MobileFaceNet trained on CASIA-WebFace, SphereFace crop)",
+                          raw=RawFile(_MFN, "987f3302f3cfa37d3279e22f10683fa7f95144b8",
+                                      "pretrained_model/inference_model_0.993.tflite")),
             # embedder settings (see anyedge.tasks.face_embedder.EmbedderSettings)
             decoder=_MFN_EMBEDDER,
             description="MobileFaceNet, 112x96 crop, 128-d embedding (float).",
+            licence_class=_NONE,
         ),
         ModelInfo(
             name="mobilefacenet-int8w",
@@ -281,11 +390,14 @@ REGISTRY: dict[str, ModelInfo] = {
             sha256="fa77f06af74876b7a1b39403b093ee9c74c62f29a60005e13e445f74c06c445d",
             license="no licence stated: test fixture only",
             input=InputSpec((96, 112), "NHWC", "RGB", 127.5, 128.0, resize="stretch"),
-            source=Source(origin="GitHub zye1996/Mobilefacenet-TF2-coral_tpu at commit 875decff"),
+            source=Source(origin="GitHub zye1996/Mobilefacenet-TF2-coral_tpu at commit 875decff",
+                          raw=RawFile(_MFN, "875decff2fd120b31a682bbdfd6bc763650210af",
+                                      "pretrained_model/training_model/inference_model_993_quant.tflite")),
             # OpenVINO reads this hybrid-int8 file but its embeddings drift (mean cosine 0.944, min 0.858
             # to the float model on faces/, vs LiteRT's 0.984/0.969): only LiteRT is allowed.
             decoder={**_MFN_EMBEDDER, "extra_inputs": {}, "threshold": 0.36, "engines": ["litert"]},
             description="MobileFaceNet with int8 weights (float activations), 112x96, 128-d.",
+            licence_class=_NONE,
         ),
     ]
 }
@@ -310,6 +422,7 @@ USER_SUPPLIED: dict[str, ModelInfo] = {
                      "threshold_source": "not calibrated here (file not in the fixtures): a common ArcFace "
                                          "cosine threshold; run `anyedge calibrate-threshold`"},
             description="insightface MobileFaceNet (WebFace600K), 112x112, 512-d.",
+            licence_class=_NC,
         ),
     ]
 }

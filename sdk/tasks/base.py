@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Mapping, TypeVar
 
 import numpy as np
 
-from ..engines import Engine, open_engine
+from ..engines import Engine, default_engine_for, open_engine
 from ..engines.base import dequantize_output
 from ..errors import InputError
 from ..registry import InputSpec
@@ -56,10 +56,15 @@ class TaskOptions:
         threads: engine CPU threads; ``None`` leaves the engine's default.
         engine_options: passed to the engine (``{"device": "NPU"}`` for OpenVINO,
             ``{"providers": [...]}`` for ONNX Runtime, ``{"kernels": "reference"}`` for bnn).
+        device: where to run, whatever the engine: an OpenVINO device string (``"GPU"``) or a
+            :class:`~anyedge.engines.devices.DeviceRequest` (device, ONNX Runtime providers,
+            strict). The engine the model opens on takes its part; see :mod:`anyedge.engines.devices`
+            for the fallback to the CPU and its notice.
     """
 
     threads: int | None = None
     engine_options: Mapping[str, Any] = field(default_factory=dict)
+    device: Any = None  # DeviceRequest | str | None
 
     def __post_init__(self) -> None:
         t = self.threads
@@ -67,6 +72,10 @@ class TaskOptions:
             raise InputError(f"threads must be a positive integer or None, got {t!r}")
         if not isinstance(self.engine_options, Mapping):
             raise InputError(f"engine_options must be a mapping, got {type(self.engine_options).__name__}")
+        if self.device is not None:
+            from ..engines.devices import DeviceRequest
+
+            object.__setattr__(self, "device", DeviceRequest.of(self.device))
 
 
 class Task:
@@ -116,13 +125,16 @@ class Task:
         """Open ``spec``'s model on ``engine`` (``None``: the bundle's or the format's own).
 
         Engine options merge in this order: the bundle's own (device, providers; only when
-        running on the engine the bundle was built for), ``options.engine_options``, then
-        ``engine_options``.
+        running on the engine the bundle was built for), ``options.engine_options``,
+        ``engine_options``, then the part of ``options.device`` meant for the chosen engine.
         """
         chosen = engine or spec.engine
         merged = dict(spec.engine_options) if chosen == spec.engine else {}
         merged.update(options.engine_options)
         merged.update(engine_options or {})
+        if options.device:
+            chosen = chosen or default_engine_for(spec.path)
+            merged.update(options.device.for_model(chosen, spec.name))
         return open_engine(spec.path, chosen, threads=options.threads, **merged)
 
     @classmethod
