@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["convert", "ConversionResult"]
+__all__ = ["convert", "ConversionResult", "FrameSampling"]
 
 
 def __getattr__(name: str) -> Any:  # the conversion stack is heavy: import it on first use

@@ -31,11 +31,12 @@ from . import host as host_target
 from .backends import get_backend
 from .bundle_manifest import converted_manifest
 from .calibration import list_images, split_images
-from .fidelity import MIN_REFERENCE_FACES
+from .fidelity import MIN_REFERENCE_FACES, TooFewReferencesError
+from .frames import FrameSampling, SampledFrames, public_name, sample_frames, source_kind
 from .job import prepare_detector, resolved_settings
 from .remedy import PRECISIONS, precision_chain
 
-__all__ = ["ConversionResult", "convert", "PRECISIONS", "MIN_REFERENCE_FACES"]
+__all__ = ["ConversionResult", "convert", "FrameSampling", "PRECISIONS", "MIN_REFERENCE_FACES"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def convert(
     max_calibration: int = 100,
     show_progress: bool = True,
     pairs: str | os.PathLike[str] | None = None,
+    sampling: FrameSampling | None = None,
 ) -> ConversionResult:
     """Convert a face detector or face embedder for ``target`` and write a verified bundle.
 
@@ -80,7 +82,10 @@ def convert(
             every candidate this machine can run and keep the fastest that passes).
         out: bundle directory to create, or a path ending in ``.zip``.
         calibration: folder of real images; 2 in 3 calibrate, every third is held back for
-            the fidelity check (which needs at least ``MIN_REFERENCE_FACES`` faces there).
+            the fidelity check (which needs at least ``MIN_REFERENCE_FACES`` faces there). Or a
+            video file, a camera index, ``"picamera"`` or a stream URL (as ``anyedge run --source``
+            takes them): frames are sampled from it (``sampling``, :mod:`.frames`), near-duplicates
+            dropped, and the kept frames split like a folder.
         max_drop: largest allowed drop against the float model: F1 for detectors (default
             0.05), 5th-percentile cosine and verification accuracy for embedders (default 0.02,
             so the 5th percentile, and with it the mean, stays >= 0.98).
@@ -92,13 +97,17 @@ def convert(
         pairs: embedders only: a CSV with columns ``file_a, file_b, same`` (paths relative to
             the CSV); those photos are held back (never calibrate) and verification accuracy on
             their pairs is part of the gate.
+        sampling: for a video or live ``calibration``: how many frames, how far apart, and the
+            near-duplicate threshold (default :class:`~.frames.FrameSampling()`).
 
     Returns:
         The bundle, its path and the report stored in its manifest.
 
     Raises:
         UnsupportedTargetError: this model format / precision cannot go to this target.
-        CalibrationError: calibration folder missing, empty, unreadable, or too few faces held back.
+        CalibrationError: calibration source missing, empty, unreadable, too few distinct frames, or
+            too few faces held back (:class:`~.fidelity.TooFewReferencesError`, with the counts).
+        EngineUnavailableError: a conversion tool the target needs is not installed (names the extra).
         FidelityError: no remedy met the gate; nothing is written.
         ConversionError: a conversion tool failed.
     """
@@ -138,25 +147,42 @@ def convert(
             raise UnsupportedTargetError(
                 f"target {profile.name!r} runs {suffix} models at {', '.join(recipe.precisions)}, not {precision!r}")
         recipes[recipe.engine] = recipe
+    from .backends import check_tools
+
+    for engine, recipe in recipes.items():
+        chain = PRECISIONS[PRECISIONS.index(precision or "int8"):] if host else precision_chain(precision,
+                                                                                                recipe.precisions)
+        check_tools(engine, chain, f"converting {spec.name} for {target}")
     out = Path(out)
     _check_out(out)
     if calibration is None:
-        raise CalibrationError("a calibration folder of real images is needed (pass --calib DIR; it also feeds "
-                               "the fidelity check)")
-    calib_files, held_files = split_images(list_images(calibration))
-    if task_name == "face_detection":
-        calib_files = calib_files[:max_calibration]
+        raise CalibrationError("real images are needed to calibrate and check fidelity (pass --calib with a folder "
+                               "of photos, a video file or a camera)")
+    kind = source_kind(calibration)
+    if sampling is not None and kind == "folder":
+        raise CalibrationError(f"sampling= applies to a video or live calibration source, not the folder {calibration}")
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anyedge-convert-") as tmp:
-        if task_name == "face_embedding":
-            from .embedding_data import prepare_embedder
+        sampled = (sample_frames(calibration, Path(tmp) / "frames", sampling, show_progress) if kind != "folder"
+                   else None)
+        calib_files, held_files = split_images(list(sampled.files) if sampled else list_images(calibration))
+        if task_name == "face_detection":
+            calib_files = calib_files[:max_calibration]
+        try:
+            if task_name == "face_embedding":
+                from .embedding_data import prepare_embedder
 
-            job = prepare_embedder(spec, max_drop, Path(tmp), calib_files, held_files, pairs, max_calibration,
-                                   show_progress)
-            calib_files = list(dict.fromkeys(job.calib_sources))  # the images the crops came from
-        else:
-            job = prepare_detector(spec, max_drop, Path(tmp), input_size, calib_files, held_files, show_progress)
+                job = prepare_embedder(spec, max_drop, Path(tmp), calib_files, held_files, pairs, max_calibration,
+                                       show_progress)
+                calib_files = list(dict.fromkeys(job.calib_sources))  # the images the crops came from
+            else:
+                job = prepare_detector(spec, max_drop, Path(tmp), input_size, calib_files, held_files,
+                                       show_progress)
+        except TooFewReferencesError as e:
+            if sampled is not None:
+                e.noun, e.advice = "frames", _more_frames_advice(sampled)
+            raise
         try:
             if host:
                 chosen, recipe, host_report = host_target.measure_candidates(job, recipes, precision or "int8")
@@ -178,7 +204,8 @@ def convert(
                      else host_target.time_candidates(job, [(chosen, recipe)])[0])
         finally:
             job.reference.close()
-        manifest = converted_manifest(job, target, recipe, precision or "measured", chosen, calibration,
+        origin = sampled.record() if sampled else {"kind": "folder", "source": public_name(calibration)}
+        manifest = converted_manifest(job, target, recipe, precision or "measured", chosen, origin,
                                       calib_files, held_files, time.perf_counter() - t0, speed, host_report)
         files_out = chosen.files
         created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # deepest first
@@ -197,6 +224,19 @@ def convert(
             _remove_empty(created)
             raise
     return ConversionResult(bundle=bundle, path=out, report=manifest["fidelity"])
+
+
+def _more_frames_advice(sampled: SampledFrames) -> str:
+    """What to do when frames sampled from a video or live source held too few faces."""
+    got = (f"{sampled.sampled} sampled, {sampled.duplicates} dropped as near-duplicates, every third of the "
+           f"{len(sampled.files)} kept is held back")
+    if sampled.kind == "video" and sampled.length is not None and sampled.length <= sampled.sampling.frames:
+        return f"{got}: the clip has only {sampled.length} frames; use a longer clip, or one where faces are visible"
+    if sampled.kind == "video":
+        return (f"{got}: sample more frames with --calib-frames (now {sampled.sampling.frames}), use a longer clip, "
+                "or one where faces are visible")
+    return (f"{got}: sample more frames with --calib-frames (now {sampled.sampling.frames}) or --calib-every, "
+            "while faces are in view")
 
 
 def _task_of(model: str | os.PathLike[str], family: str | None) -> str:

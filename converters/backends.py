@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["Source", "Backend", "BACKENDS", "get_backend"]
+__all__ = ["Source", "Backend", "BACKENDS", "TOOLS", "PROVIDED_BY", "get_backend", "check_tools"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,55 @@ def get_backend(engine: str, source: Source) -> Backend:
         raise UnsupportedTargetError(f"no converter backend for engine {engine!r}; have {', '.join(BACKENDS)}")
     module = importlib.import_module(f"{__package__}.{BACKENDS[engine]}")
     return module.Backend(source)
+
+
+# engine -> the Python modules its backend imports: under "*" for every precision, else per precision
+TOOLS: dict[str, dict[str, tuple[str, ...]]] = {
+    "onnxruntime": {"*": ("onnxruntime", "onnx"), "fp16": ("onnxconverter_common",)},
+    "litert": {"*": ("ai_edge_litert",), "int8": ("ai_edge_quantizer",), "int8w": ("ai_edge_quantizer",),
+               "fp16": ("ai_edge_quantizer",)},
+    "openvino": {"*": ("openvino",), "int8": ("nncf",)},
+}
+# module -> what to install for it (pyproject.toml's extras; tests check the two agree)
+PROVIDED_BY: dict[str, str] = {
+    "onnx": "anyedge[quantize]", "onnxconverter_common": "anyedge[quantize]", "ai_edge_quantizer": "anyedge[quantize]",
+    "openvino": "anyedge[openvino]", "nncf": "anyedge[openvino]",
+    "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert",  # dependencies of anyedge itself
+}
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module entry set to None
+        return False
+
+
+def check_tools(engine: str, precisions: Sequence[str], what: str) -> None:
+    """Refuse up front, in one line naming what to install, when a conversion tool is missing.
+
+    Args:
+        engine: the backend's engine.
+        precisions: every precision the conversion may try on it.
+        what: the conversion, for the message (e.g. ``"converting yunet for arm-cpu"``).
+
+    Raises:
+        EngineUnavailableError: a module the backend needs for one of ``precisions`` is not installed.
+    """
+    from anyedge.errors import EngineUnavailableError
+
+    table = TOOLS.get(engine, {})
+
+    def missing(p: str) -> list[str]:
+        return [m for m in table.get(p, ()) if not _installed(m)]
+
+    for p in ("*", *precisions):
+        for module in missing(p):
+            need = PROVIDED_BY.get(module, module)
+            when = "" if p == "*" else f" at {p}"
+            safer = next((q for q in precisions if q != p and not missing(q)), None) if p != "*" else None
+            raise EngineUnavailableError(
+                f"{what} on {engine}{when} needs the Python module {module}, which is not installed: "
+                f"pip install '{need}'" + (f" (or pass --precision {safer}, which does not need it)" if safer else ""))

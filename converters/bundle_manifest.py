@@ -45,10 +45,15 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def converted_manifest(job: Job, target: str, recipe: Recipe, requested: str, chosen: Attempt, calibration: Any,
+def converted_manifest(job: Job, target: str, recipe: Recipe, requested: str, chosen: Attempt,
+                       origin: Mapping[str, Any],
                        calib_files: Sequence[Path], held_files: Sequence[Path], seconds: float,
                        speed: Mapping[str, Any], host: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The manifest (as JSON data) of the bundle holding ``chosen``, with the conversion's report."""
+    """The manifest (as JSON data) of the bundle holding ``chosen``, with the conversion's report.
+
+    ``origin`` says where calibration came from: ``kind`` and ``source`` (a folder), plus what was
+    sampled and dropped for a video or live source (:meth:`.frames.SampledFrames.record`).
+    """
     from anyedge.registry import REGISTRY
 
     spec = job.spec
@@ -69,7 +74,8 @@ def converted_manifest(job: Job, target: str, recipe: Recipe, requested: str, ch
         "size_ratio": round(out_bytes / source_bytes, 4),
         "tools": tool_versions(),
         "quantization": resolved_settings(recipe),
-        "calibration": {"folder": str(calibration), "images": len(calib_files), "held_back": len(held_files),
+        "calibration": {**({"folder": origin["source"]} if origin.get("kind") == "folder" else {}), **origin,
+                        "images": len(calib_files), "held_back": len(held_files),
                         "input_shape": job.input_shape, "first": calib_files[0].name if calib_files else None},
         "fidelity": {
             "metric": job.evaluator.description,

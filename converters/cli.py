@@ -37,20 +37,27 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     from .api import convert
 
+    from .frames import FrameSampling, source_kind
+
     calib = args.calib or _default_calibration()
-    refuse_input(args.out, [args.model, calib, args.pairs])
     if calib is None:
         from anyedge.errors import CalibrationError
 
-        raise CalibrationError("convert needs real images to calibrate and check fidelity: pass --calib DIR "
-                               "(a folder of photos like the ones the model will see)")
+        raise CalibrationError("convert needs real images to calibrate and check fidelity: pass --calib DIR (a "
+                               "folder of photos like the ones the model will see), a video file or a camera")
+    kind = source_kind(calib)
+    refuse_input(args.out, [args.model, calib if kind in ("folder", "video") else None, args.pairs])
+    sampling = None
+    if kind != "folder":
+        sampling = FrameSampling(frames=args.calib_frames, every_s=args.calib_every, min_change=args.calib_dedup)
     if args.sign:
         from anyedge.signing import check_private_key
 
         check_private_key(args.sign)  # a bad key fails before the conversion, not after it
     res = convert(args.model, target=args.target, out=args.out, calibration=calib, max_drop=args.max_drop,
                   precision=args.precision, input_size=args.input_size, family=args.family,
-                  max_calibration=args.max_calibration, show_progress=not args.json, pairs=_pairs(args))
+                  max_calibration=args.max_calibration, show_progress=not args.json, pairs=_pairs(args),
+                  sampling=sampling)
     m = res.bundle.manifest
     signed = None
     if args.sign:
@@ -60,11 +67,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"bundle": str(res.path), "signed_by": signed, "target": m["target"], "engine": m["engine"],
                           "precision": m["precision"], "bytes": m["bytes"], "source_bytes": m["source"]["bytes"],
-                          "fidelity": res.report, "speed_here": m.get("speed_here"), "host": m.get("host")}))
+                          "calibration": m["calibration"], "fidelity": res.report, "speed_here": m.get("speed_here"),
+                          "host": m.get("host")}))
         return 0
     fid = res.report
     if signed:
         print(f"signed   by {signed}")
+    cal = m["calibration"]
+    if "sampled" in cal:
+        print(f"calib    {cal['kind']} {cal['source']}: {cal['sampled']} frames sampled, {cal['duplicates_dropped']} "
+              f"dropped as near-duplicates, {cal['kept']} kept")
     if m["model"]["task"] == "face_embedding":
         return _print_embedder(res.path, m, fid)
     print(f"bundle   {res.path}")
@@ -73,8 +85,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     print(f"precision {m['precision']} (asked {m['requested_precision']}; remedy: {m['remedy']}"
           + (f"; kept in float: {', '.join(kept[:6])}{' ...' if len(kept) > 6 else ''}" if kept else "") + ")")
     print(f"size     {m['bytes']:,} bytes vs float {m['source']['bytes']:,} (x{m['size_ratio']:.2f})")
-    print(f"fidelity gate F1 >= {fid['gate']} on {m['calibration']['held_back']} held-back images; "
-          f"{m['calibration']['images']} calibration images")
+    noun = "frames" if "sampled" in cal else "images"
+    print(f"fidelity gate F1 >= {fid['gate']} on {cal['held_back']} held-back {noun}; "
+          f"{cal['images']} calibration {noun}")
     sp = m.get("speed_here") or {}
     if sp:
         verdict = "SLOWER than" if sp["ratio"] > 1.05 else ("faster than" if sp["ratio"] < 0.95 else "as fast as")
@@ -149,7 +162,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     m = dict(b.manifest)
     sig = signature_status(b.root)
     if args.json:
-        print(json.dumps({**m, "signature": sig}, indent=1))
+        runs = _runs_here(args.bundle, m["model"]["task"])
+        print(json.dumps(_finite({**m, "signature": sig, "runs_here": runs}), indent=1, allow_nan=False))
         return 0
     model = m["model"]
     print(f"{args.bundle}: {model['name']} ({model['family']}, {model['task']}) verified")
@@ -158,7 +172,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if m.get(key) is not None:
             print(f"  {key:10} {m[key]}")
     if "input" in m:
-        print(f"  input      {m['input']}")
+        print(f"  input      {_input_line(m['input'])}")
     if "fidelity" in m and "chosen" in m["fidelity"]:
         c = m["fidelity"]["chosen"]
         g = c.get("fidelity") or c.get("agreement") or {}
@@ -169,12 +183,43 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             print(f"  fidelity   F1 {g.get('f1')}  mean IoU {g.get('mean_iou')}  (gate {m['fidelity'].get('gate_f1')})")
     for name, digest in m["files"].items():
         print(f"  file       {name}  sha256 {digest[:16]}...")
-    print(f"  runs here  {_runs_here(args.bundle, model['task'])}")
+    runs = _runs_here(args.bundle, model["task"])
+    if "error" in runs:
+        print(f"  runs here  cannot open here: {runs['error']}")
+    else:
+        where = f", device {runs['device']}" if runs["device"] else ""
+        print(f"  runs here  {runs['engine']}{where}, precision {runs['precision']}")
     return 0
 
 
-def _runs_here(bundle: str, task: str) -> str:
-    """Which engine and precision this machine would actually run the bundle with."""
+def _input_line(spec: Any) -> str:
+    """A manifest's input spec in words, e.g. ``640x640 NCHW BGR, letterbox, mean 0 std 1, static``."""
+    if not isinstance(spec, dict):
+        return str(spec)
+    size = spec.get("size")
+    parts = ["x".join(str(v) for v in size) if isinstance(size, list) else "size ?",
+             str(spec.get("layout", "")), str(spec.get("channels", ""))]
+    rest = [str(spec["resize"])] if spec.get("resize") else []
+    if "mean" in spec or "std" in spec:
+        rest.append(f"mean {spec.get('mean')} std {spec.get('std')}")
+    if "dynamic" in spec:
+        rest.append("dynamic" if spec["dynamic"] else "static")
+    return " ".join(p for p in parts if p) + (", " + ", ".join(rest) if rest else "")
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity replaced by ``None``: strict JSON has neither."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _runs_here(bundle: str, task: str) -> dict[str, Any]:
+    """Which engine, device and precision this machine would actually run the bundle with (or why not)."""
     from anyedge.engines import open_engine
     from anyedge.errors import AnyEdgeError
     from anyedge.tasks._loading import resolve_spec
@@ -183,10 +228,9 @@ def _runs_here(bundle: str, task: str) -> str:
         spec = resolve_spec(bundle, task=task)
         eng = open_engine(spec.path, spec.engine, **dict(spec.engine_options))
     except AnyEdgeError as e:
-        return f"cannot open here: {e}"
+        return {"error": str(e)}
     try:
-        where = f", device {eng.device}" if getattr(eng, "device", None) else ""
-        return f"{eng.name}{where}, precision {eng.precision}"
+        return {"engine": eng.name, "device": getattr(eng, "device", None) or None, "precision": eng.precision}
     finally:
         eng.close()
 
@@ -194,8 +238,13 @@ def _runs_here(bundle: str, task: str) -> str:
 def add_parsers(sub: Any) -> None:
     from anyedge.targets import TARGETS
 
+    from .frames import FrameSampling
+
     p = sub.add_parser("convert", help="quantize / compile a model for a target and write a bundle",
                        epilog="examples:\n  anyedge convert scrfd-500m --target arm-cpu --calib images/ --out scrfd.zip\n"
+                              "  anyedge convert yunet-n-320 --target arm-cpu --calib clip.mp4 --out yunet-arm\n"
+                              "  anyedge convert yunet-n-320 --target arm-cpu --calib 0 --calib-frames 90 "
+                              "--calib-every 1 --out yunet-arm  # camera 0, 90 s\n"
                               "  anyedge convert yunet --target intel-npu --calib images/ --out yunet-npu --json\n"
                               "  anyedge convert mobilefacenet --target arm-cpu --out mfn-arm  "
                               "# faces in WIDER calibrate; faces/pairs.csv held back")
@@ -204,9 +253,22 @@ def add_parsers(sub: Any) -> None:
                    help="target profile (required); 'host' builds every candidate this machine can run (each "
                         "installed engine x precision), times and gates each, and keeps the fastest that passes")
     p.add_argument("--out", required=True, help="bundle directory, or a path ending in .zip")
-    p.add_argument("--calib", default=None,
-                   help="folder of real images (default: $ANYEDGE_DATA/widerface_val/images when present); for a "
-                        "face embedder, the faces SCRFD finds there are aligned into calibration crops")
+    p.add_argument("--calib", default=None, metavar="SOURCE",
+                   help="what to calibrate on: a folder of real images (default: $ANYEDGE_DATA/widerface_val/images "
+                        "when present), a video file, or a live source as 'anyedge run --source' takes it (camera "
+                        "index, 'picamera', stream URL). From a video or live source --calib-frames frames are "
+                        "sampled and near-duplicates dropped; the kept frames are split like a folder. For a face "
+                        "embedder, the faces SCRFD finds there are aligned into calibration crops")
+    p.add_argument("--calib-frames", type=positive_int, default=FrameSampling.frames, metavar="N",
+                   help="video or live --calib: frames to sample; a video's are spread evenly over its length "
+                        "(default: %(default)s)")
+    p.add_argument("--calib-every", type=float_in(0.0, above=True), default=FrameSampling.every_s, metavar="SECONDS",
+                   help="live --calib (camera, picamera, URL): seconds of the source's time between sampled frames "
+                        "(default: %(default)s, so the default frames take a minute)")
+    p.add_argument("--calib-dedup", type=float_in(0.0, 255.0), default=FrameSampling.min_change, metavar="LEVELS",
+                   help="video or live --calib: drop a frame whose 32x32 grey thumbnail differs from every kept one "
+                        "by less than this mean absolute grey level (0-255); 0 keeps every frame "
+                        "(default: %(default)s)")
     p.add_argument("--max-drop", type=float_in(0.0, 1.0), default=None,
                    help="allowed drop vs the float model: F1 for detectors (default 0.05); 5th-percentile cosine "
                         "and verification accuracy for face embedders (default 0.02)")

@@ -26,7 +26,7 @@ import numpy as np
 from anyedge.errors import CalibrationError
 
 from .calibration import progress, read_bgr
-from .fidelity import EmbeddingEvaluator
+from .fidelity import EmbeddingEvaluator, TooFewReferencesError
 from .job import EmbeddingTask, Job
 
 __all__ = ["MIN_EYE_PX", "FACES_PER_IMAGE", "DETECTOR", "read_pairs", "face_crops", "prepare_embedder"]
@@ -121,7 +121,11 @@ def prepare_embedder(spec: Any, max_drop: float, work: Path, calib_files: Sequen
         held_pairs = pair_idx + n_free if pair_idx is not None else None
         evaluator = EmbeddingEvaluator(max_drop, held_pairs, same)
         held_ref = task.outputs(ref, list(progress(held, desc="float reference", total=len(held), enabled=show)))
-        evaluator.check_reference(held_ref)
+        try:
+            evaluator.check_reference(held_ref)
+        except TooFewReferencesError as e:
+            e.finder, e.images = DETECTOR, len(held_files) + len(pair_files)
+            raise
         h_w = list(ref.engine.inputs[[s.name for s in ref.engine.inputs].index(ref.input_name)].shape)
     except BaseException:
         ref.close()

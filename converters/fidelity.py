@@ -36,6 +36,7 @@ __all__ = [
     "EmbeddingEvaluator",
     "ClassificationEvaluator",
     "MIN_REFERENCE_FACES",
+    "TooFewReferencesError",
     "face_fidelity",
     "rank_layers",
 ]
@@ -47,6 +48,32 @@ log = logging.getLogger(__name__)
 # gate (max_drop 0.05) can tell "one face lost" from "two lost". With fewer faces a single miss
 # swings F1 past the gate and the verdict is noise; with none there is nothing to compare.
 MIN_REFERENCE_FACES = 20
+
+
+class TooFewReferencesError(CalibrationError):
+    """The held-back inputs give the gate too few references to judge, with the counts and what to do.
+
+    Attributes:
+        found: references found (faces, or face crops for an embedder).
+        needed: the fewest the gate judges on.
+        unit: what was counted (``"face(s)"``).
+        finder: who found them (``"the float model"``).
+        images: held-back images (or frames) they were looked for in; ``None`` when not known.
+        noun: ``"images"`` or ``"frames"``.
+        advice: what to do about it.
+    """
+
+    def __init__(self, found: int, needed: int, unit: str = "face(s)", finder: str = "the float model",
+                 images: int | None = None, noun: str = "images",
+                 advice: str = "add images with faces to the calibration folder; every third image is held back"):
+        super().__init__()
+        self.found, self.needed, self.unit, self.finder = found, needed, unit, finder
+        self.images, self.noun, self.advice = images, noun, advice
+
+    def __str__(self) -> str:
+        where = f" in the {self.images} held-back {self.noun}" if self.images is not None else " held back"
+        return (f"{self.finder} finds {self.found} {self.unit}{where}; the fidelity gate needs at least {self.needed} "
+                f"to judge ({self.advice})")
 
 
 def _r(v: Any) -> Any:
@@ -114,10 +141,7 @@ class DetectionEvaluator:
     def check_reference(self, reference: Sequence[FaceDetections]) -> None:
         faces = sum(len(r) for r in reference)
         if faces < self.min_reference:
-            raise CalibrationError(
-                f"the float model finds {faces} face(s) in the {len(reference)} held-back images; the fidelity "
-                f"gate needs at least {self.min_reference} to judge (add images with faces to the calibration "
-                "folder; every third image is held back)")
+            raise TooFewReferencesError(faces, self.min_reference, images=len(reference))
 
     def score(self, reference: Sequence[FaceDetections], candidate: Sequence[FaceDetections]) -> Fidelity:
         self.check_reference(reference)
@@ -167,7 +191,8 @@ class EmbeddingEvaluator:
     def check_reference(self, reference: Sequence[np.ndarray] | np.ndarray) -> None:
         n = len(np.asarray(reference))
         if n < self.min_reference:
-            raise CalibrationError(f"{n} held-back embeddings; the embedding gate needs at least {self.min_reference}")
+            raise TooFewReferencesError(n, self.min_reference, unit="usable face crop(s)", finder="the face detector",
+                                        advice="add photos with clearly visible faces; every third is held back")
 
     def score(self, reference: Any, candidate: Any) -> Fidelity:
         ref, cand = _unit(np.asarray(reference)), _unit(np.asarray(candidate))

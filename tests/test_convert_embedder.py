@@ -176,3 +176,27 @@ def test_bundle_on_the_command_line(bundles: dict, tmp_path: Path) -> None:
     assert names == ["p1", None]
     r = run("gallery", "identify", str(p1[2]), "--db", db, "--json")  # float embedder: another sha256
     assert r.returncode != 0 and "embedder" in r.stderr
+
+
+@pytest.mark.skipif("litert" not in available_engines(), reason="LiteRT not installed")
+def test_embedder_calibrates_from_a_video(calib: Path, pairs: Path, tmp_path: Path) -> None:
+    """The calibration photos as a clip, each held 2 frames: 56 sampled, 28 dropped, the faces in the 28 kept
+    frames calibrate and are held back as from a folder."""
+    import subprocess
+    import sys
+
+    from .clip_support import make_clip
+
+    clip = make_clip(sorted(calib.iterdir()), tmp_path / "faces.mp4", fps=10, hold=2)
+    r = subprocess.run([sys.executable, "-m", "anyedge.cli", "convert", "mobilefacenet", "--target", "mobile-gpu",
+                        "--calib", str(clip), "--calib-frames", "56", "--pairs", str(pairs),
+                        "--out", str(tmp_path / "b"), "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    cal = m["calibration"]
+    assert doc["calibration"] == cal and cal["kind"] == "video" and cal["source"] == str(clip)
+    assert (cal["sampled"], cal["duplicates_dropped"], cal["kept"]) == (56, 28, 28)
+    assert m["crops"]["calibration_crops"] >= 10 and m["crops"]["pairs"] == 66
+    assert m["crops"]["held_back_from_folder"] >= 5
+    assert doc["fidelity"]["passed"] and _chosen(doc["fidelity"])["cosine_p5"] >= 0.98

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from dataclasses import replace
@@ -433,3 +434,28 @@ def test_host_target_keeps_the_fastest_passing_candidate(model, calib_dir, faces
     assert any(r["precision"] == "fp32" for r in table)  # the float model is always a candidate
     with FaceDetector.create(tmp_path / "b") as det:
         assert det.engine.name == m["engine"] and det.engine.precision == m["precision"]
+
+
+def test_inspect_json_is_pure_json_and_the_summary_prints_no_dict_repr(yunet_bundle: Path) -> None:
+    import subprocess
+    import sys
+
+    from anyedge.registry.fetch import packaged_bundle
+
+    def strict(text: str) -> dict:
+        def refuse(c: str) -> None:
+            raise ValueError(f"{c} is not JSON")
+        return json.loads(text, parse_constant=refuse)
+
+    for bundle, engine in ((yunet_bundle, "onnxruntime"), (packaged_bundle("bnn-racketsports"), "bnn")):
+        r = subprocess.run([sys.executable, "-m", "anyedge.cli", "inspect", str(bundle), "--json"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        doc = strict(r.stdout)  # the whole of stdout, nothing before or after
+        assert doc["engine"] == engine and doc["runs_here"]["engine"] == engine
+        assert doc["runs_here"]["precision"] and doc["signature"]["status"] == "unsigned"
+    r = subprocess.run([sys.executable, "-m", "anyedge.cli", "inspect", str(yunet_bundle)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert "{" not in r.stdout and "  input      640x640 NCHW BGR, letterbox, mean 0.0 std 1.0, static" in r.stdout
+    assert re.search(r"  runs here  onnxruntime(, device \w+)?, precision fp16\n", r.stdout), r.stdout
