@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -67,7 +68,13 @@ def progress(items: Iterable[Any], desc: str, total: int | None = None, enabled:
         except ImportError:
             pass
     n = total or 0
+    step = max(1, n // 10)
     for i, x in enumerate(items):
-        if n and i % max(1, n // 10) == 0:
-            log.info("%s: %d/%d", desc, i, n)
+        if n and i % step == 0:
+            if enabled:  # no tqdm: a plain line on stderr every tenth of the way
+                print(f"{desc}: {i}/{n}", file=sys.stderr, flush=True)
+            else:
+                log.info("%s: %d/%d", desc, i, n)
         yield x
+    if enabled and n:
+        print(f"{desc}: {n}/{n}", file=sys.stderr, flush=True)

@@ -306,3 +306,20 @@ def test_a_clip_shorter_than_asked_says_the_clip_is_too_short(tmp_path: Path) ->
     assert re.search(r"finds \d+ face\(s\) in the 1 held-back frames; the fidelity gate needs at least 20 to judge "
                      r"\(12 sampled, 8 dropped as near-duplicates, every third of the 4 kept is held back: the clip "
                      r"has only 12 frames; use a longer clip", line), line
+
+
+def test_progress_without_tqdm_still_shows_on_stderr() -> None:
+    """Sampling a camera for a minute without tqdm installed must not look hung: plain lines on stderr."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tqdm'] = None\n"
+            "from anyedge.converters.calibration import progress\n"
+            "assert list(progress(range(20), desc='sampling camera frames', total=20)) == list(range(20))\n"
+            "assert list(progress(range(20), desc='quiet', total=20, enabled=False)) == list(range(20))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert lines[0] == "sampling camera frames: 0/20" and lines[-1] == "sampling camera frames: 20/20"
+    assert len(lines) == 11 and not [ln for ln in lines if ln.startswith("quiet")]
