@@ -11,7 +11,7 @@ In the spirit of SORT and ByteTrack, in pure numpy:
 
 * **Prediction.** Each track keeps its last box as centre, width and height, and a velocity per
   frame number smoothed over its matches; at frame ``t`` it is expected at
-  ``box + velocity * (t - last_seen)``. Frame numbers are capture numbers, so frames the live loop
+  ``box + velocity * (t - last_seen)`` (its size kept within half and twice the last). Frame numbers are capture numbers, so frames the live loop
   dropped stretch the prediction rather than confuse it.
 * **Association.** Detections are matched to the predicted boxes greedily, highest IoU first,
   a pair needing an IoU of at least ``iou_threshold``. Detections scoring at least
@@ -121,8 +121,11 @@ class Track:
         return self.id is not None
 
     def predict(self, index: int) -> np.ndarray:
-        """The ``(4,)`` xyxy box expected at frame ``index``."""
-        return _xyxy(self.state + self.velocity * (index - self.last_seen))[0]
+        """The ``(4,)`` xyxy box expected at frame ``index`` (its size kept within half and twice
+        the last one: a shrinking partial view must not extrapolate to nothing)."""
+        s = self.state + self.velocity * (index - self.last_seen)
+        s[2:] = np.clip(s[2:], 0.5 * self.state[2:], 2.0 * self.state[2:])
+        return _xyxy(s)[0]
 
 
 @dataclass(frozen=True)
