@@ -2,7 +2,8 @@
 
 Faces are cut from the photos of ``$ANYEDGE_DATA/faces/identities/<person>/`` (the face found
 by YuNet, with a margin), then moved along straight paths across a textured background, scaled
-as they go, crossing one another, and passed behind an occluding bar for a few frames. The
+as they go, crossing one another, and passed behind an occluding bar for a few frames; in a
+fraction of frames (``--bad``) a face is blurred and lit differently, as a camera's bad frames. The
 last photo (by name) of every person in the clip is the one cut; the other photos are left for
 enrolment (``--enrol-db`` enrols them into a gallery).
 
@@ -79,7 +80,7 @@ def script(people: list[str], frames: int, size: tuple[int, int], rng: np.random
 
 
 def render(paths: list[dict], sprites: dict, frames: int, size: tuple[int, int], fps: float, path: Path,
-           rng: np.random.Generator) -> list[list[dict]]:
+           rng: np.random.Generator, blur: float = 0.0) -> list[list[dict]]:
     import cv2
 
     w, h = size
@@ -104,6 +105,9 @@ def render(paths: list[dict], sprites: dict, frames: int, size: tuple[int, int],
                 sprite, fbox = sprites[p["person"]]
                 x, y = int(cx - side / 2), int(cy - side / 2)
                 img = cv2.resize(sprite, (side, side), interpolation=cv2.INTER_AREA)
+                if rng.random() < blur:  # a camera's bad frames: defocus or motion, dimmer or brighter light
+                    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(1.0, 3.5))
+                    img = np.clip(img.astype(np.float32) * rng.uniform(0.6, 1.3), 0, 255).astype(np.uint8)
                 sx0, sy0, sx1, sy1 = max(0, -x), max(0, -y), min(side, w - x), min(side, h - y)
                 if sx1 <= sx0 or sy1 <= sy0:
                     continue
@@ -151,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=150, help="frames (default: %(default)s)")
     ap.add_argument("--fps", type=float, default=15.0, help="frame rate (default: %(default)s)")
     ap.add_argument("--size", default="640x480", help="WIDTHxHEIGHT (default: %(default)s)")
+    ap.add_argument("--bad", type=float, default=0.3,
+                    help="fraction of faces per frame blurred (sigma 1..3.5 px) and lit 0.6..1.3x (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     ap.add_argument("--enrol-db", type=Path, default=None,
                     help="also enrol the people's other photos into this gallery (default: none)")
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     with FaceDetector.create("yunet", channels="BGR") as det:
         sprites = cut_sprites(people, det)
     paths = script(people, args.frames, size, rng)
-    truth = render(paths, sprites, args.frames, size, args.fps, args.out, rng)
+    truth = render(paths, sprites, args.frames, size, args.fps, args.out, rng, args.bad)
     doc = {"fps": args.fps, "size": list(size), "people": people, "frames": truth}
     gt = args.out.with_suffix(".json")
     tmp = gt.with_suffix(".json.part")
