@@ -238,3 +238,25 @@ def test_bad_tracking_options_are_one_line(args: list[str]) -> None:
     r = cli("run", "--source", "0", *args, timeout=60)
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2 and args[0] in last and "expected" in last and "Traceback" not in r.stderr
+
+
+def test_the_readme_tracking_commands(tmp_path: Path) -> None:
+    """The commands of the README's tracking block, as written, in a scratch folder."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("python benchmarks/track_clip.py door.avi"):]
+    lines = block[:block.index("```")].strip().splitlines()
+    assert len(lines) == 3
+    outputs = []
+    for line in lines:
+        argv = line.split()
+        argv = ([sys.executable, str(ROOT / argv[1]), *argv[2:]] if argv[0] == "python"
+                else [sys.executable, "-m", "anyedge.cli", *argv[1:]])
+        r = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        outputs.append(r.stdout)
+    table = outputs[1].splitlines()
+    assert table[2].startswith("| per track") and table[3].startswith("| every face")
+    per_track = [c.strip() for c in table[2].split("|")]
+    assert per_track[5:8] == ["0", "6", "0"]  # no ID switch, 6 tracks, no name flip
+    lines = [json.loads(x) for x in outputs[2].splitlines()]
+    assert {t["name"] for t in lines if t["type"] == "track"} == {f"person_{i:02d}" for i in (1, 3, 5, 7, 9, 11)}
