@@ -5,7 +5,8 @@
     anyedge run --source 0 --gallery people.db --json
 
 Each face carries ``track``: an id stable across frames (:mod:`.tracking`; ``null`` until the
-track is confirmed by ``--track-min-hits`` matched frames in a row). With ``--gallery`` the
+track is confirmed by ``--track-min-hits`` matched frames in a row; with ``--track-low-score``
+weaker faces may extend tracks). With ``--gallery`` the
 detector is the one the gallery was enrolled with (``--model`` may only repeat it) and each face
 carries ``name`` and ``score`` as ``anyedge gallery identify --json``, decided per track
 (:class:`~anyedge.recognition.pipeline.TrackLabeller`): the embedder runs when a track is born
@@ -32,11 +33,12 @@ import numpy as np
 
 from ..cli_args import add_device_args, device_request, int_at_least, positive_float, positive_int, size_arg, unit_float
 from ..errors import InputError
+from ..results import FaceDetections
 from ..signing.cli import add_trust_argument
 from .loop import run_live
 from .sinks import AtomicVideoWriter, frame_record, print_json, print_stats, print_summary, track_record
 from .sources import open_source
-from .tracking import DEFAULT_MAX_AGE, DEFAULT_MIN_HITS, Tracker, TrackerOptions
+from .tracking import DEFAULT_MAX_AGE, DEFAULT_MIN_HITS, Tracker, TrackerOptions, TrackStep
 
 __all__ = ["add_parsers"]
 
@@ -69,6 +71,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads, "device": device_request(args)}
     if args.score is not None:
         opts["score_threshold"] = args.score
+    if args.track_low_score is not None:  # the detector reports weaker faces; only tracks may keep them
+        if args.score is not None and args.track_low_score >= args.score:
+            raise InputError(f"--track-low-score must be below --score ({args.score:g}), got {args.track_low_score:g}")
+        opts["score_threshold"] = args.track_low_score
     stop = threading.Event()
     tty = sys.stderr.isatty()
     with FaceDetector.create(model, engine=args.engine, **opts) as det, ExitStack() as stack:
@@ -79,7 +85,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             labeller = TrackLabeller(live_labeller(args.gallery, det, channels="BGR"),
                                      reembed_every=args.reembed_every)
             stack.callback(labeller.close)
-        tracker = Tracker(TrackerOptions(min_hits=args.track_min_hits, max_age=args.track_max_age))
+        birth = 0.0
+        if args.track_low_score is not None:
+            birth = args.score if args.score is not None else float(det.spec.decoder.get("score_threshold", 0.5))
+            if args.track_low_score >= birth:
+                raise InputError(f"--track-low-score must be below the detector's threshold ({birth:g}), "
+                                 f"got {args.track_low_score:g}")
+        tracker = Tracker(TrackerOptions(min_hits=args.track_min_hits, max_age=args.track_max_age,
+                                         birth_score=birth))
         tracks_done: list[dict[str, Any]] = []
 
         def ended(tracks: Any) -> None:
@@ -95,6 +108,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         def on_frame(index: int, frame: np.ndarray, faces: Any, latency: float, infer: float) -> None:
             step = tracker.update(index, faces)
+            if birth > 0.0 and (step.keys < 0).any():  # weak faces that extended no track are not reported
+                keep = step.keys >= 0
+                faces = FaceDetections(faces.boxes[keep], faces.scores[keep], faces.keypoints[keep])
+                step = TrackStep(step.ids[keep], step.keys[keep], step.ended)
             named = labeller(index, frame, faces, step.keys) if labeller is not None else None
             if args.json:  # with a gallery, faces as recognition's schema (name, score, detection_score)
                 print_json(frame_record(index, named if named is not None else faces, latency, infer,
@@ -184,6 +201,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--track-max-age", type=int_at_least(0), default=DEFAULT_MAX_AGE,
                    help="a track survives this many frames (capture numbers) unseen, so a face hidden for less "
                         "keeps its id; then the track ends (default: %(default)s)")
+    p.add_argument("--track-low-score", type=unit_float, default=None,
+                   help="also take faces scoring down to this (below --score or the model's threshold): they may "
+                        "extend an existing track (a blurred or half-turned frame) but never start one, and are "
+                        "reported only when they do (default: none, only faces above the threshold)")
     p.add_argument("--reembed-every", type=positive_int, default=DEFAULT_REEMBED_EVERY,
                    help="with --gallery: embed a track's face again at most every K frames, and only when its "
                         "view (size, frontality, sharpness) beats the track's best so far; each track is "
