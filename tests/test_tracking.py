@@ -276,3 +276,28 @@ def test_the_readme_tracking_commands(tmp_path: Path) -> None:
     assert per_track[5:8] == ["0", "6", "0"]  # no ID switch, 6 tracks, no name flip
     lines = [json.loads(x) for x in outputs[2].splitlines()]
     assert {t["name"] for t in lines if t["type"] == "track"} == {f"person_{i:02d}" for i in (1, 3, 5, 7, 9, 11)}
+
+
+def test_face_quality_prefers_large_sharp_frontal_views(smoke) -> None:
+    """The view a track re-embeds on: on a real photo, blur, shrinking and a turned head
+    (the nose moved along the eye line) each lower the quality."""
+    import cv2
+
+    from anyedge import FaceDetector
+    from anyedge.recognition.pipeline import face_quality
+    from anyedge.tasks.face_embedder import FaceEmbedder
+
+    img = smoke["astronaut.png"]
+    with FaceDetector.create("yunet") as det, FaceEmbedder.create("mobilefacenet") as emb:
+        def quality(image: np.ndarray, turn: float = 0.0) -> float:
+            faces = det.detect(image)
+            assert len(faces) >= 1
+            k = faces.keypoints[:1].copy()
+            k[0, 2, 0] += turn * (k[0, 1, 0] - k[0, 0, 0])
+            return face_quality(k[0], emb.align(image, faces.keypoints[:1])[0])
+
+        sharp = quality(img)
+        assert sharp > 0
+        assert quality(cv2.GaussianBlur(img, (0, 0), 4)) < sharp
+        assert quality(cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)) < sharp
+        assert quality(img, turn=0.4) < quality(img, turn=0.2) < quality(img, turn=0.0) == sharp
