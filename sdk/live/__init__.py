@@ -16,6 +16,7 @@ The rooms, one module each:
   and the plain :func:`frames` generator.
 * :mod:`.loop` - scheduling: :class:`DropQueue` and :func:`run_live`, which run any ``process``
   callable on the newest frame and report through ``on_frame`` / ``on_second`` callbacks.
+* :mod:`.tracking` - :class:`Tracker`: a stable id per face across frames (called from ``on_frame``).
 * :mod:`.sinks` - outputs: JSON lines, the status line and summary, the annotated video writer.
 * :mod:`.cli` - ``anyedge run``, which wires a source, the loop and the sinks together.
 
@@ -28,5 +29,7 @@ from __future__ import annotations
 
 from .loop import DropQueue, LiveSummary, run_live
 from .sources import FrameSource, frames, open_source
+from .tracking import Tracker, TrackerOptions
 
-__all__ = ["FrameSource", "open_source", "frames", "DropQueue", "LiveSummary", "run_live"]
+__all__ = ["FrameSource", "open_source", "frames", "DropQueue", "LiveSummary", "run_live", "Tracker",
+           "TrackerOptions"]

@@ -4,8 +4,15 @@
     anyedge run --source clip.mp4 --model scrfd-500m --out annotated.mp4 --json
     anyedge run --source 0 --gallery people.db --json
 
-With ``--gallery`` the detector is the one the gallery was enrolled with (``--model`` may only
-repeat it) and each face carries ``name`` and ``score`` as ``anyedge gallery identify --json``.
+Each face carries ``track``: an id stable across frames (:mod:`.tracking`; ``null`` until the
+track is confirmed by ``--track-min-hits`` matched frames in a row; with ``--track-low-score``
+weaker faces may extend tracks). With ``--gallery`` the
+detector is the one the gallery was enrolled with (``--model`` may only repeat it) and each face
+carries ``name`` and ``score`` as ``anyedge gallery identify --json``, decided per track
+(:class:`~anyedge.recognition.pipeline.TrackLabeller`): the embedder runs when a track is born
+and on better views at most every ``--reembed-every`` frames, and the name is a vote over them.
+With ``--json`` a ``track`` line reports each confirmed track when it ends (and at the end of
+the run): ``first_seen``, ``last_seen``, ``frames``, ``name``, ``score``, ``embeddings``.
 
 It wires the rooms together: a source (:mod:`.sources`), the loop (:mod:`.loop`) running a
 :class:`~anyedge.tasks.face_detector.FaceDetector`, and the sinks (:mod:`.sinks`): JSON lines or
@@ -24,17 +31,20 @@ from typing import Any
 
 import numpy as np
 
-from ..cli_args import add_device_args, device_request, positive_float, positive_int, size_arg, unit_float
+from ..cli_args import add_device_args, device_request, int_at_least, positive_float, positive_int, size_arg, unit_float
 from ..errors import InputError
+from ..results import FaceDetections
 from ..signing.cli import add_trust_argument
 from .loop import run_live
-from .sinks import AtomicVideoWriter, frame_record, print_json, print_stats, print_summary
+from .sinks import AtomicVideoWriter, frame_record, print_json, print_stats, print_summary, track_record
 from .sources import open_source
+from .tracking import DEFAULT_MAX_AGE, DEFAULT_MIN_HITS, Tracker, TrackerOptions, TrackStep
 
 __all__ = ["add_parsers"]
 
 
 _DEFAULT_MODEL = "blazeface-short"
+DEFAULT_REEMBED_EVERY = 10  # the same as anyedge.recognition.pipeline's (not imported: it is heavy)
 
 
 def _detector_for(args: argparse.Namespace) -> Any:
@@ -61,23 +71,54 @@ def _cmd_run(args: argparse.Namespace) -> int:
     opts: dict[str, Any] = {"channels": "BGR", "threads": args.threads, "device": device_request(args)}
     if args.score is not None:
         opts["score_threshold"] = args.score
+    if args.track_low_score is not None:  # the detector reports weaker faces; only tracks may keep them
+        if args.score is not None and args.track_low_score >= args.score:
+            raise InputError(f"--track-low-score must be below --score ({args.score:g}), got {args.track_low_score:g}")
+        opts["score_threshold"] = args.track_low_score
     stop = threading.Event()
     tty = sys.stderr.isatty()
     with FaceDetector.create(model, engine=args.engine, **opts) as det, ExitStack() as stack:
         labeller = None
         if args.gallery:
-            from ..recognition.pipeline import live_labeller
+            from ..recognition.pipeline import TrackLabeller, live_labeller
 
-            labeller = live_labeller(args.gallery, det, channels="BGR")
+            labeller = TrackLabeller(live_labeller(args.gallery, det, channels="BGR"),
+                                     reembed_every=args.reembed_every)
             stack.callback(labeller.close)
+        birth = 0.0
+        if args.track_low_score is not None:
+            birth = args.score if args.score is not None else float(det.spec.decoder.get("score_threshold", 0.5))
+            if args.track_low_score >= birth:
+                raise InputError(f"--track-low-score must be below the detector's threshold ({birth:g}), "
+                                 f"got {args.track_low_score:g}")
+        tracker = Tracker(TrackerOptions(min_hits=args.track_min_hits, max_age=args.track_max_age,
+                                         birth_score=birth))
+        tracks_done: list[dict[str, Any]] = []
+
+        def ended(tracks: Any) -> None:
+            for t in tracks:
+                ident = labeller.end(t.key) if labeller is not None else None
+                rec = track_record(t, ident)
+                tracks_done.append(rec)
+                if args.json:
+                    print_json(rec)
         src = open_source(args.source, size=args.size, timeout_s=args.timeout)
         if writer is not None and src.fps:
             writer.fps = src.fps
 
         def on_frame(index: int, frame: np.ndarray, faces: Any, latency: float, infer: float) -> None:
+            step = tracker.update(index, faces)
+            if birth > 0.0 and (step.keys < 0).any():  # weak faces that extended no track are not reported
+                keep = step.keys >= 0
+                faces = FaceDetections(faces.boxes[keep], faces.scores[keep], faces.keypoints[keep])
+                step = TrackStep(step.ids[keep], step.keys[keep], step.ended)
+            named = labeller(index, frame, faces, step.keys) if labeller is not None else None
             if args.json:  # with a gallery, faces as recognition's schema (name, score, detection_score)
-                print_json(frame_record(index, labeller(frame, faces) if labeller is not None else faces,
-                                        latency, infer))
+                print_json(frame_record(index, named if named is not None else faces, latency, infer,
+                                        tracks=step.ids))
+            ended(step.ended)
+            if labeller is not None:  # tentative tracks that died leave no record
+                labeller.forget({t.key for t in tracker.tracks})
             if writer is not None:
                 writer.write(draw_faces(frame, faces))
 
@@ -99,6 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 why = "" if summary.stopped_by == "end of source" else f" ({summary.stopped_by})"
                 raise InputError(f"{src.name}: no frame could be read{why}; expected a video file, camera or "
                                  "stream that delivers frames")
+            ended(tracker.finish())
             if writer is not None and out_folder is not None and writer.frames:
                 out_folder.record(writer.commit())
         finally:
@@ -106,7 +148,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 signal.signal(s, h)
             if writer is not None:
                 writer.discard()
-    doc = {**summary.to_dict(), "engine": det.engine.name, "device": det.engine.device}
+    doc = {**summary.to_dict(), "engine": det.engine.name, "device": det.engine.device, "tracks": len(tracks_done)}
+    if labeller is not None:
+        doc["embedded_faces"] = labeller.embedded
     if writer is not None and writer.frames:
         doc["out"] = str(writer.path)
     if args.json:
@@ -129,7 +173,8 @@ def add_parsers(sub: Any) -> None:
                "  anyedge run --source rtsp://camera.local/stream --model yunet --duration 60\n"
                "  anyedge run --source picamera --model blazeface-short --threads 4\n"
                "  anyedge run --source 0 --model scrfd-500m --providers cuda,cpu\n"
-               "  anyedge run --source clip.mp4 --gallery people.db --json    # the gallery's detector")
+               "  anyedge run --source clip.mp4 --gallery people.db --json    # the gallery's detector\n"
+               "  anyedge run --source 0 --gallery people.db --track-min-hits 5 --reembed-every 15 --json")
     p.add_argument("--source", required=True,
                    help="camera index (0), video file, stream URL (rtsp://, http://) or 'picamera' (required)")
     p.add_argument("--model", default=None,
@@ -150,6 +195,20 @@ def add_parsers(sub: Any) -> None:
                    help="face gallery (anyedge gallery enroll fills one) for names on the faces: with --json each "
                         "face gets name (null when unknown), score (best gallery cosine) and detection_score, as "
                         "in anyedge gallery identify --json (default: none)")
+    p.add_argument("--track-min-hits", type=positive_int, default=DEFAULT_MIN_HITS,
+                   help="a new face gets its track id after this many matched frames in a row; before that its "
+                        "track is null, and one that misses a frame is dropped (default: %(default)s)")
+    p.add_argument("--track-max-age", type=int_at_least(0), default=DEFAULT_MAX_AGE,
+                   help="a track survives this many frames (capture numbers) unseen, so a face hidden for less "
+                        "keeps its id; then the track ends (default: %(default)s)")
+    p.add_argument("--track-low-score", type=unit_float, default=None,
+                   help="also take faces scoring down to this (below --score or the model's threshold): they may "
+                        "extend an existing track (a blurred or half-turned frame) but never start one, and are "
+                        "reported only when they do (default: none, only faces above the threshold)")
+    p.add_argument("--reembed-every", type=positive_int, default=DEFAULT_REEMBED_EVERY,
+                   help="with --gallery: embed a track's face again at most every K frames, and only when its "
+                        "view (size, frontality, sharpness) beats the track's best so far; each track is "
+                        "embedded once when it is born (default: %(default)s)")
     p.add_argument("--queue", type=int, default=1, help="frames held between capture and inference, 1 or 2 "
                                                         "(default: %(default)s)")
     p.add_argument("--every-frame", action="store_true",

@@ -20,12 +20,16 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["AtomicVideoWriter", "frame_record", "print_json", "status_line", "print_stats", "print_summary"]
+__all__ = ["AtomicVideoWriter", "frame_record", "track_record", "print_json", "status_line", "print_stats", "print_summary"]
 
 
 # -- JSON lines and the status line ----------------------------------------------------------
-def frame_record(index: int, faces: Any, latency_ms: float, infer_ms: float) -> dict[str, Any]:
+def frame_record(index: int, faces: Any, latency_ms: float, infer_ms: float, *,
+                 tracks: Any = None) -> dict[str, Any]:
     """The JSON line of one processed frame.
+
+    With ``tracks`` (one public track id per face, ``-1`` for none) each face gains ``track``:
+    the id, or ``null`` while its track is tentative.
 
     ``faces`` is anything with ``to_list()``: :class:`~anyedge.results.FaceDetections` (``box``,
     ``score``, ``keypoints``), or, when a gallery named them,
@@ -33,8 +37,24 @@ def frame_record(index: int, faces: Any, latency_ms: float, infer_ms: float) -> 
     ``anyedge gallery identify --json`` (``box``, ``keypoints``, ``name``, ``score``: the gallery
     cosine, ``detection_score``).
     """
+    listed = faces.to_list()
+    if tracks is not None:
+        for face, tid in zip(listed, [int(t) for t in tracks]):
+            face["track"] = tid if tid >= 0 else None
     return {"type": "frame", "frame": index, "latency_ms": round(latency_ms, 2),
-            "infer_ms": round(infer_ms, 2), "faces": faces.to_list()}
+            "infer_ms": round(infer_ms, 2), "faces": listed}
+
+
+def track_record(track: Any, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON line of a confirmed track that ended (:class:`~anyedge.live.tracking.Track`).
+
+    ``first_seen`` / ``last_seen`` are frame numbers, ``frames`` the frames it was matched in;
+    ``name``, ``score`` and ``embeddings`` (how many times its face was embedded) come from
+    ``identity`` (a gallery's per-track verdict) and are ``null`` / ``0`` without one.
+    """
+    ident = identity or {"name": None, "score": None, "embeddings": 0}
+    return {"type": "track", "track": track.id, "first_seen": track.first_seen, "last_seen": track.last_seen,
+            "frames": track.hits, "name": ident["name"], "score": ident["score"], "embeddings": ident["embeddings"]}
 
 
 def print_json(doc: dict[str, Any]) -> None:
@@ -64,7 +84,7 @@ def print_summary(doc: dict[str, Any], *, tty: bool) -> None:
     print(f"{doc['source']}: {doc['processed']} frames processed of {doc['captured']} captured, "
           f"{doc['dropped']} dropped, {doc['fps']} fps over {doc['seconds']} s ({doc['stopped_by']}); "
           f"latency median {lat['median']} ms, p90 {lat['p90']} ms, max {lat['max']} ms; "
-          f"inference median {doc['infer_ms_median']} ms" + (f"; wrote {doc['out']}" if "out" in doc else ""))
+          f"inference median {doc['infer_ms_median']} ms; {doc.get('tracks', 0)} tracks" + (f"; wrote {doc['out']}" if "out" in doc else ""))
 
 
 # -- annotated video ------------------------------------------------------------------------

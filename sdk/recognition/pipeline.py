@@ -38,7 +38,7 @@ from .gallery import DetectorIdentity, model_record_name
 
 __all__ = ["DEFAULT_DETECTOR", "DEFAULT_EMBEDDER", "QualityGate", "RecognizedFace", "RecognizedFaces",
            "FacePipeline", "sharpness", "detector_identity", "detector_names", "gallery_models",
-           "GalleryLabeller", "live_labeller"]
+           "GalleryLabeller", "live_labeller", "face_quality", "TrackLabeller", "DEFAULT_REEMBED_EVERY"]
 
 
 @dataclass(frozen=True)
@@ -460,6 +460,11 @@ class GalleryLabeller:
         self._pipeline.gallery = self.gallery
         self.channels = channels
 
+    @property
+    def pipeline(self) -> FacePipeline:
+        """The pipeline it labels with (the caller's detector, the gallery's embedder and gallery)."""
+        return self._pipeline
+
     def __call__(self, frame: np.ndarray, faces: FaceDetections) -> RecognizedFaces:
         return self._pipeline.recognize(frame, faces, channels=self.channels)
 
@@ -472,3 +477,145 @@ def live_labeller(gallery: str | os.PathLike[str], detector: FaceDetector, *, ch
                   threshold: float | None = None) -> GalleryLabeller:
     """A :class:`GalleryLabeller` for ``gallery`` and the live loop's ``detector``."""
     return GalleryLabeller(gallery, detector, channels=channels, threshold=threshold)
+
+
+DEFAULT_REEMBED_EVERY = 10
+
+
+def face_quality(keypoints: np.ndarray, crop: np.ndarray, *, min_sharpness: float = QualityGate.min_sharpness) -> float:
+    """How good a view of a face is for recognition: size x frontality x sharpness.
+
+    Size is the inter-ocular distance in source pixels; frontality is ``1 - 2 |offset|``
+    (at least 0), ``offset`` being how far the nose sits from the eyes' midpoint along the eye
+    line, in eye distances (0 for a frontal face, about 0.5 in full profile); sharpness is the
+    crop's variance of the Laplacian over ``min_sharpness``, capped at 1.
+
+    Args:
+        keypoints: ``(5|6, 2)`` one face's keypoints.
+        crop: its aligned RGB crop.
+    """
+    k = five_points(np.asarray(keypoints, np.float64))
+    eyes = k[1] - k[0]
+    iod = float(np.linalg.norm(eyes))
+    if iod <= 1e-6:
+        return 0.0
+    offset = float(np.dot(k[2] - (k[0] + k[1]) / 2, eyes / iod)) / iod
+    frontal = max(0.0, 1.0 - 2.0 * abs(offset))
+    sharp = min(1.0, sharpness(crop) / min_sharpness) if min_sharpness > 0 else 1.0
+    return iod * frontal * sharp
+
+
+class TrackLabeller:
+    """Names per track, not per frame: the embedder runs when a track is born and on better views.
+
+    A face of a track is embedded when the track has no embedding yet, or when at least
+    ``reembed_every`` frames passed since the track's last embedding and the face's
+    :func:`face_quality` beats the best the track has had. Each embedding votes for its best
+    gallery match when that match reaches the threshold (the vote weighs its cosine); the
+    track's name is the name with the most weight, and stays ``None`` until one confident match
+    has voted. Every face of a track carries the track's name and score (the mean cosine of the
+    winning votes; while unnamed, the best cosine seen).
+
+    Call it as ``labeller(index, frame, faces, keys)`` with the frame number and per-face track
+    keys (``-1``: no track, not embedded, unnamed); :meth:`end` returns and forgets a track's
+    record. :attr:`embedded` counts the faces embedded so far.
+
+    Args:
+        labeller: a :class:`GalleryLabeller` (its detector, embedder and gallery are used).
+        reembed_every: frames between embeddings of one track (>= 1).
+    """
+
+    def __init__(self, labeller: GalleryLabeller, *, reembed_every: int = DEFAULT_REEMBED_EVERY) -> None:
+        if not isinstance(reembed_every, int) or reembed_every < 1:
+            raise InputError(f"reembed_every: expected an integer >= 1, got {reembed_every!r}")
+        self.labeller = labeller
+        self.reembed_every = reembed_every
+        self.embedded = 0
+        self._tracks: dict[int, dict[str, Any]] = {}
+
+    def _state(self, key: int) -> dict[str, Any]:
+        st = self._tracks.get(key)
+        if st is None:
+            st = self._tracks[key] = {"best_quality": -1.0, "last_embedded": None, "embeddings": 0,
+                                      "votes": {}, "counts": {}, "best_cosine": None, "vector": None}
+        return st
+
+    @staticmethod
+    def _verdict(st: dict[str, Any]) -> tuple[str | None, float | None]:
+        votes: dict[str, float] = st["votes"]
+        if not votes:
+            return None, st["best_cosine"]
+        name = max(sorted(votes), key=lambda n: votes[n])
+        return name, votes[name] / st["counts"][name]
+
+    def __call__(self, index: int, frame: np.ndarray, faces: FaceDetections, keys: np.ndarray) -> RecognizedFaces:
+        p = self.labeller.pipeline
+        ch = self.labeller.channels
+        keys = np.asarray(keys, np.int64).reshape(-1)
+        if len(keys) != len(faces):
+            raise InputError(f"track keys: expected one per face ({len(faces)}), got {len(keys)}")
+        w, h = p.embedder.geometry.size
+        if len(faces) == 0:
+            return RecognizedFaces.empty((w, h), p.embedder.dim, faces.keypoints.shape[1])
+        if faces.keypoints.shape[1] not in (5, 6):
+            raise InputError(f"faces need 5 keypoints (SCRFD, YuNet, RetinaFace) or BlazeFace's 6 to be aligned, "
+                             f"got {faces.keypoints.shape[1]}")
+        crops = p._crops(frame, faces, ch)
+        todo: list[int] = []
+        for i, key in enumerate(keys.tolist()):
+            if key < 0:
+                continue
+            st = self._state(key)
+            due = st["last_embedded"] is None or index - st["last_embedded"] >= self.reembed_every
+            if not due:
+                continue
+            q = face_quality(faces.keypoints[i], crops[i] if ch == "RGB" else crops[i][:, :, ::-1],
+                             min_sharpness=p.quality.min_sharpness)
+            if st["last_embedded"] is None or q > st["best_quality"]:
+                st["best_quality"] = max(q, st["best_quality"])
+                todo.append(i)
+        if todo:
+            vecs = p.embedder.embed(crops[todo], channels=ch)
+            self.embedded += len(todo)
+            hits = p.gallery.search(vecs, 1) if p.gallery is not None else [[] for _ in todo]
+            for i, v, hit in zip(todo, vecs, hits):
+                st = self._tracks[int(keys[i])]
+                st["last_embedded"], st["embeddings"], st["vector"] = index, st["embeddings"] + 1, v
+                if hit:
+                    cos = float(hit[0].score)
+                    st["best_cosine"] = cos if st["best_cosine"] is None else max(cos, st["best_cosine"])
+                    if cos >= p.threshold:
+                        st["votes"][hit[0].name] = st["votes"].get(hit[0].name, 0.0) + cos
+                        st["counts"][hit[0].name] = st["counts"].get(hit[0].name, 0) + 1
+        emb = np.zeros((len(faces), p.embedder.dim), np.float32)
+        names: list[str | None] = []
+        scores = np.full(len(faces), np.nan, np.float32)
+        for i, key in enumerate(keys.tolist()):
+            st = self._tracks.get(key) if key >= 0 else None
+            if st is None:
+                names.append(None)
+                continue
+            if st["vector"] is not None:
+                emb[i] = st["vector"]
+            name, score = self._verdict(st)
+            names.append(name)
+            if score is not None:
+                scores[i] = score
+        return RecognizedFaces(faces, crops, emb, tuple(names), scores)
+
+    def end(self, key: int) -> dict[str, Any]:
+        """Forget track ``key``; returns its ``name``, ``score`` and ``embeddings`` (count)."""
+        st = self._tracks.pop(key, None)
+        if st is None:
+            return {"name": None, "score": None, "embeddings": 0}
+        name, score = self._verdict(st)
+        return {"name": name, "score": None if score is None else round(float(score), 4),
+                "embeddings": st["embeddings"]}
+
+    def forget(self, live: set[int]) -> None:
+        """Drop the state of tracks whose keys are not in ``live`` (tentative tracks that died)."""
+        for key in [k for k in self._tracks if k not in live]:
+            del self._tracks[key]
+
+    def close(self) -> None:
+        self.labeller.close()
