@@ -18,11 +18,13 @@ __all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "writ
 REQUIRED_ROW_KEYS = ("model", "engine", "precision", "threads", "load_ms", "first_ms", "latency_ms", "engine_ms",
                      "throughput_ips", "peak_rss_mb", "size_bytes", "fidelity")
 _STAT_KEYS = ("median", "p90", "p99")
+_CSV_STATS = (*_STAT_KEYS, "min", "max")  # min / max: absent from runs saved before they were measured
 
 CSV_COLUMNS = (
     "model", "engine", "device", "precision", "engine_precision", "threads", "task", "input", "source", "load_ms",
-    "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "engine_median_ms",
-    "engine_p90_ms", "engine_p99_ms", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
+    "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "latency_min_ms",
+    "latency_max_ms", "engine_median_ms", "engine_p90_ms", "engine_p99_ms", "engine_min_ms", "engine_max_ms",
+    "runs", "timed_s", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
     "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
     "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
     "fidelity_cosine_mean", "fidelity_cosine_p5",
@@ -83,6 +85,11 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def _scaled(v: Any, mul: float) -> str:
+    """A latency in the table's unit; ``-`` when the run did not measure it (min / max of older runs)."""
+    return _fmt(v * mul if isinstance(v, (int, float)) else None)
+
+
 def _fid_main(r: Mapping[str, Any]) -> tuple[str, float | None]:
     """The fidelity figure a row is judged by: F1 vs float (detectors), accuracy (HAR).
 
@@ -140,7 +147,7 @@ def format_table(doc: Mapping[str, Any]) -> str:
         unit, mul = _lat_unit([r for r in rs if _is_figure(r)])
         out.append("")
         head = (f"{'model':30} {'engine':11} {'prec':7} {'thr':>3} {'load ms':>8} {'first ms':>8} "
-                f"{'call ' + unit:>8} {'p90':>8} {'p99':>8} {'engine ' + unit:>9} {'x':>5} {'xcpu':>5} {'ips':>8} "
+                f"{'call ' + unit:>8} {'p90':>8} {'p99':>8} {'min':>8} {'max':>8} {'engine ' + unit:>9} {'x':>5} {'xcpu':>5} {'ips':>8} "
                 f"{'RSS MB':>7} {'bytes':>9}  fidelity")
         out.append(head)
         out.append("-" * len(head))
@@ -178,7 +185,8 @@ def format_table(doc: Mapping[str, Any]) -> str:
                 fid += f"  kernels {r['kernel_ms']['median'] * mul:.1f} {unit}"
             out.append(
                 f"{name} {_fmt(r['load_ms'], 1):>8} {_fmt(r['first_ms'], 2):>8} {lat['median'] * mul:8.2f} "
-                f"{lat['p90'] * mul:8.2f} {lat['p99'] * mul:8.2f} {eng['median'] * mul:9.2f} "
+                f"{lat['p90'] * mul:8.2f} {lat['p99'] * mul:8.2f} {_scaled(lat.get('min'), mul):>8} "
+                f"{_scaled(lat.get('max'), mul):>8} {eng['median'] * mul:9.2f} "
                 f"{_fmt(r.get('overhead_ratio'), 2):>5} {_fmt(r.get('overhead_ratio_cpu'), 2):>5} "
                 f"{_fmt(r['throughput_ips'], 1):>8} "
                 f"{_fmt(r['peak_rss_mb'], 0):>7} {r['size_bytes']:>9}  {fid}")
@@ -186,7 +194,8 @@ def format_table(doc: Mapping[str, Any]) -> str:
         out.append("")
         out += [f"note: {n}" for n in doc["notes"]]
     out.append("")
-    out.append("call = the whole task call (detect / embed / classify); engine = engine.run alone; x = call / engine "
+    out.append("call = the whole task call (detect / embed / classify), median (p90, p99, min, max beside it); "
+               "engine = engine.run alone; x = call / engine "
                "(medians of wall time; xcpu: of the calling thread's CPU time); "
                "ips = inferences/s of THR instances in THR threads; fidelity vs the float model (F1 at IoU 0.5), "
                "embedders: cosine to the float model's embeddings (mean, p5 = 5th percentile), "
@@ -206,7 +215,7 @@ def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: r.get(k) for k in CSV_COLUMNS if k in r and not isinstance(r.get(k), dict)}
     for block in ("latency", "engine", "kernel", "latency_cpu", "engine_cpu"):
         st = r.get(f"{block}_ms") or {}
-        for s in _STAT_KEYS:
+        for s in _CSV_STATS:
             if f"{block}_{s}_ms" in CSV_COLUMNS and s in st:
                 out[f"{block}_{s}_ms"] = st[s]
     f = r.get("fidelity") or {}

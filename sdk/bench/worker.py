@@ -30,12 +30,14 @@ __all__ = ["TaskBench", "TASK_BENCHES", "register_task_bench", "run_job", "stats
 
 # -- measurement helpers --------------------------------------------------------------------
 def stats(ms: Sequence[float]) -> dict[str, float]:
-    """Median / p90 / p99 / mean of a list of milliseconds (``nan`` when empty)."""
+    """Median / p90 / p99 / mean / min / max of a list of milliseconds (``nan`` when empty)."""
     if not len(ms):
-        return {"median": float("nan"), "p90": float("nan"), "p99": float("nan"), "mean": float("nan"), "n": 0}
+        nan = float("nan")
+        return {"median": nan, "p90": nan, "p99": nan, "mean": nan, "min": nan, "max": nan, "n": 0}
     a = np.asarray(ms, np.float64)
     return {"median": round(float(np.median(a)), 4), "p90": round(float(np.percentile(a, 90)), 4),
-            "p99": round(float(np.percentile(a, 99)), 4), "mean": round(float(a.mean()), 4), "n": int(a.size)}
+            "p99": round(float(np.percentile(a, 99)), 4), "mean": round(float(a.mean()), 4),
+            "min": round(float(a.min()), 4), "max": round(float(a.max()), 4), "n": int(a.size)}
 
 
 def peak_rss_mb() -> float:
@@ -455,6 +457,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             inst.close()
     threads = int(job["threads"])
     runs, warmup = int(job["runs"]), int(job["warmup"])
+    # --duration: timed calls until the budget is spent (the last one started before it ran out)
+    duration = float(job["duration"]) if job.get("duration") else None
 
     t0 = time.perf_counter()
     inst = tb.create(threads)
@@ -468,7 +472,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     load_warm = _ms(t0)
     try:
         row: dict[str, Any] = tb.describe(inst)
-        feeds = [tb.engine_feeds(inst, i) for i in range(min(runs, tb.n_inputs))]
+        feeds = [tb.engine_feeds(inst, i) for i in range(tb.n_inputs if duration else min(runs, tb.n_inputs))]
         for i in range(warmup):
             tb.call(inst, i)
             tb.engine_call(inst, feeds[i % len(feeds)])
@@ -479,7 +483,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         whole, engine, whole_cpu, engine_cpu = [], [], [], []
         extra_ms: dict[str, list[float]] = {k: [] for k in extra}
         cpu = time.thread_time
-        for i in range(runs):  # interleaved, so a busy moment slows all alike
+        i = 0
+        timed0 = time.perf_counter()
+        end = timed0 + (duration or 0.0)
+        # interleaved, so a busy moment slows all alike
+        while (i < runs) if duration is None else (i == 0 or time.perf_counter() < end):
             c0, t0 = cpu(), time.perf_counter()
             tb.call(inst, i)
             whole.append(_ms(t0))
@@ -492,12 +500,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 fn(i)
                 extra_ms[name].append(_ms(t0))
+            i += 1
+        timed_s = time.perf_counter() - timed0
+        row.update({"runs": i, "timed_s": round(timed_s, 4)})
         row.update({f"{name}_ms": stats(v) for name, v in extra_ms.items()})
         fid = tb.fidelity(inst) if job.get("fidelity") else {}
         # throughput: `threads` instances with one engine thread each, one per Python thread
         tp_first = inst if threads == 1 else tb.create(1)
         try:
-            tput = _throughput(lambda: tb.create(1), tp_first, tb.call, threads, max(runs, 10))
+            tput = _throughput(lambda: tb.create(1), tp_first, tb.call, threads, max(i, 10))
         finally:
             if tp_first is not inst:
                 tp_first.close()
