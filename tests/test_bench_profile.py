@@ -83,3 +83,97 @@ def test_a_saved_run_without_min_and_max_still_renders(tmp_path):
     report.write_csv(doc, tmp_path / "b.csv")
     (line,) = list(csv.DictReader((tmp_path / "b.csv").open()))
     assert line["latency_median_ms"] == "2.0" and line["latency_min_ms"] == ""
+
+
+# -- --profile: operators from each engine's own profiler -----------------------------------
+def _profiled_engines() -> list[str]:
+    """The installed engines with a profiler anyedge reads, on SCRFD's ONNX file."""
+    from anyedge.engines import engines_for
+    from anyedge.registry import resolve_model
+
+    path, _ = resolve_model("scrfd-500m")
+    return [e for e in engines_for(path) if e in ("onnxruntime", "openvino")]
+
+
+@pytest.mark.parametrize("engine", _profiled_engines())
+def test_profile_accounts_for_the_engine_time(images, engine):
+    doc = run_bench(BenchConfig(models=("scrfd-500m",), engines=(engine,), runs=5, warmup=1, profile=True,
+                                images=str(images)))
+    (row,) = doc["rows"]
+    assert "error" not in row, row
+    ops = row["profile"]
+    assert ops and all(set(o) == {"op", "type", "ms", "precision"} for o in ops)
+    assert [o["ms"] for o in ops] == sorted((o["ms"] for o in ops), reverse=True)
+    assert all(o["ms"] >= 0 for o in ops) and ops[0]["ms"] > 0
+    # the float model's convolutions run in fp32 (OpenVINO's fp32 pin holds under profiling too)
+    convs = [o for o in ops if o["type"] in ("Conv", "Convolution", "FusedConv")]
+    assert convs and {o["precision"] for o in convs} == {"fp32"}, convs
+    assert row["profile_ms"] == pytest.approx(sum(o["ms"] for o in ops), abs=1e-3)
+    # a profile that accounts for nothing is a bug: within 30 % of the engine time measured beside it
+    assert 0.7 <= row["profile_ms"] / row["profile_engine_ms"]["median"] <= 1.3, (
+        row["profile_ms"], row["profile_engine_ms"])
+    # the profiled runs are apart from the timed ones
+    assert row["latency_ms"]["n"] == row["engine_ms"]["n"] == row["runs"] == 5
+    assert row["profile_runs"] == 10 and row["profile_engine_ms"]["n"] == 10
+
+
+def test_profile_table_in_the_terminal_and_why_litert_has_none(tmp_path, images, capsys):
+    out = tmp_path / "out"
+    rc = main(["bench", "blazeface-short", "--engines", "litert,openvino", "--runs", "3", "--warmup", "1",
+               "--images", str(images), "--out", str(out), "--no-png", "-q", "--profile"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = {r["engine"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
+    assert "profile" not in rows["litert"] and "Python Interpreter API" in rows["litert"]["profile_na"]
+    text = captured.out
+    assert "slowest operators" in text
+    assert "blazeface-short litert fp32 x1: no profile (LiteRT's Python Interpreter API" in text
+    if "openvino" in rows:
+        top = rows["openvino"]["profile"][:5]
+        block = text[text.index("blazeface-short openvino fp32 x1:"):].splitlines()
+        assert [ln.split()[-1] for ln in block[2:7]] == [o["op"] for o in top]
+        (line,) = [ln for ln in csv.DictReader((out / "bench.csv").open()) if ln["engine"] == "openvino"]
+        assert float(line["profile_ms"]) == rows["openvino"]["profile_ms"]
+
+
+@pytest.mark.parametrize("exec_type, precision", [
+    ("jit_avx512_I8", "int8"), ("jit_avx2_FP32", "fp32"), ("brgconv_avx512_amx_BF16", "bf16"),
+    ("ref_any_U8", "int8"), ("jit_uni_f16_FP16", "fp16"), ("unknown", "?"), ("", "?")])
+def test_layer_precision_from_openvino_exec_type(exec_type, precision):
+    pytest.importorskip("openvino")
+    from anyedge.engines.openvino import layer_precision
+
+    assert layer_precision(exec_type) == precision
+
+
+def _ev(name, ts, dur, cat="Node", **args):
+    return {"cat": cat, "name": name, "ts": ts, "dur": dur, "args": args}
+
+
+@pytest.mark.parametrize("events, skip, expect", [
+    ([_ev("model_run", 0, 100, "Session"), _ev("c_kernel_time", 10, 60, op_name="Conv",
+                                              input_type_shape=[{"float": [1, 3]}]),
+      _ev("model_run", 200, 100, "Session"), _ev("c_kernel_time", 210, 80, op_name="Conv",
+                                                input_type_shape=[{"float": [1, 3]}]),
+      _ev("q_kernel_time", 250, 20, op_name="QLinearConv", input_type_shape=[{"uint8": [1]}]),
+      _ev("c_fence_before", 205, 1, op_name="Conv")],
+     0, [("c", "Conv", 0.07, "fp32"), ("q", "QLinearConv", 0.01, "int8")]),
+    ([_ev("model_run", 0, 100, "Session"), _ev("c_kernel_time", 10, 60, op_name="Conv"),
+      _ev("model_run", 200, 100, "Session"), _ev("c_kernel_time", 210, 80, op_name="Conv")],
+     1, [("c", "Conv", 0.08, "?")]),
+])
+def test_onnxruntime_trace_means_per_inference(events, skip, expect):
+    from anyedge.engines.onnxruntime import profile_from_trace
+
+    got = [(o["op"], o["type"], o["ms"], o["precision"]) for o in profile_from_trace(events, skip)]
+    assert got == expect
+
+
+@pytest.mark.parametrize("events, skip", [([], 0), ({"traceEvents": []}, 0), ([_ev("model_run", 0, 1, "Session")], 1),
+                                          (None, 0)])
+def test_onnxruntime_trace_without_runs_is_an_engine_error(events, skip):
+    from anyedge.engines.onnxruntime import profile_from_trace
+    from anyedge.errors import EngineError
+
+    with pytest.raises(EngineError, match="trace"):
+        profile_from_trace(events, skip)

@@ -29,6 +29,7 @@ examples:
   anyedge bench bnn-basicmotions                  a shipped activity net and its float twin
   anyedge bench blazeface-short bf-gpu/ --threads 1,2 --runs 100
   anyedge bench blazeface-short --engines openvino --duration 10   10 s of timed calls per row
+  anyedge bench scrfd-500m --profile              plus the slowest operators of each row
   anyedge bench --compare old/bench.json          ratios of this run against an earlier one
   anyedge bench scrfd-500m --engines openvino --device GPU   the OpenVINO rows on the GPU
   anyedge bench --from-json new.json --compare old.json   compare two saved runs, no benchmark
@@ -119,7 +120,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise InputError(f"--images {args.images}: not a folder")
         cfg = BenchConfig(models=tuple(args.models), engines=args.engines or (), threads=args.threads,
                           images=images, max_images=args.max_images, runs=args.runs, warmup=args.warmup,
-                          duration=args.duration, timeout_s=args.timeout, device=device_request(args))
+                          duration=args.duration, profile=args.profile, timeout_s=args.timeout, device=device_request(args))
         doc = run_bench(cfg, progress=None if args.quiet else _progress(sys.stderr),
                         notice=None if args.quiet else lambda m: print(m, file=sys.stderr, flush=True))
     json_name, csv_name, png_name = names
@@ -180,6 +181,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--from-json", default=None, metavar="NEW.json",
                    help="use a saved run instead of benchmarking (re-renders table/CSV/PNG beside it, or in --out; "
                         "with --compare compares two saved runs)")
+    p.add_argument("--profile", action="store_true",
+                   help="also rank each row's operators by time from the engine's own profiler (ONNX Runtime "
+                        "session profiling, OpenVINO performance counters with the precision each layer ran in; "
+                        "LiteRT's Python API has none): per-inference means of separate runs after the timed "
+                        "ones, in bench.json ('profile') and as a top-5 table")
     p.add_argument("--no-png", action="store_true", help="skip the chart (no matplotlib needed)")
     p.add_argument("--timeout", type=positive_float, default=600.0,
                    help="seconds before a row's process is stopped (600)")

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import InputError
 
-__all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "write_json", "write_csv",
+__all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "format_profiles", "write_json", "write_csv",
            "write_png", "chart", "compare", "format_compare", "CSV_COLUMNS"]
 
 REQUIRED_ROW_KEYS = ("model", "engine", "precision", "threads", "load_ms", "first_ms", "latency_ms", "engine_ms",
@@ -24,7 +24,7 @@ CSV_COLUMNS = (
     "model", "engine", "device", "precision", "engine_precision", "threads", "task", "input", "source", "load_ms",
     "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "latency_min_ms",
     "latency_max_ms", "engine_median_ms", "engine_p90_ms", "engine_p99_ms", "engine_min_ms", "engine_max_ms",
-    "runs", "timed_s", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
+    "runs", "timed_s", "profile_ms", "profile_engine_median_ms", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
     "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
     "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
     "fidelity_cosine_mean", "fidelity_cosine_p5",
@@ -190,6 +190,9 @@ def format_table(doc: Mapping[str, Any]) -> str:
                 f"{_fmt(r.get('overhead_ratio'), 2):>5} {_fmt(r.get('overhead_ratio_cpu'), 2):>5} "
                 f"{_fmt(r['throughput_ips'], 1):>8} "
                 f"{_fmt(r['peak_rss_mb'], 0):>7} {r['size_bytes']:>9}  {fid}")
+    profiles = format_profiles(doc)
+    if profiles:
+        out += ["", profiles]
     if doc.get("notes"):
         out.append("")
         out += [f"note: {n}" for n in doc["notes"]]
@@ -204,6 +207,31 @@ def format_table(doc: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def format_profiles(doc: Mapping[str, Any], top: int = 5) -> str:
+    """The ``top`` slowest operators of every profiled row (``--profile``), or why a row has none;
+    ``""`` when no row was profiled."""
+    out: list[str] = []
+    for r in doc.get("rows", []):
+        if not _is_figure(r) or not (r.get("profile") or r.get("profile_na")):
+            continue
+        what = f"{r['model']} {r['engine']} {r['precision']} x{r['threads']}"
+        if not r.get("profile"):
+            out += ["", f"{what}: no profile ({r['profile_na']})"]
+            continue
+        eng = (r.get("profile_engine_ms") or {}).get("median")
+        total = r.get("profile_ms") or sum(o["ms"] for o in r["profile"])
+        out += ["", f"{what}: {len(r['profile'])} operators, {total:.3f} ms per inference"
+                    + (f" of {eng:.3f} ms engine time ({100 * total / eng:.0f} %)" if eng else "")
+                    + f", {r.get('profile_runs', '?')} profiled runs",
+                f"  {'ms':>8} {'%':>5}  {'precision':9} {'type':22} op"]
+        for o in r["profile"][:top]:
+            share = 100 * o["ms"] / total if total else 0.0
+            out.append(f"  {o['ms']:8.3f} {share:5.1f}  {str(o['precision'])[:9]:9} {str(o['type'])[:22]:22} {o['op']}")
+    if not out:
+        return ""
+    return "\n".join([f"slowest operators (the engine's own profiler, ms per inference, top {top})", *out[1:]])
+
+
 # -- files ----------------------------------------------------------------------------------
 def write_json(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     p = Path(path)
@@ -213,7 +241,7 @@ def write_json(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 
 def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: r.get(k) for k in CSV_COLUMNS if k in r and not isinstance(r.get(k), dict)}
-    for block in ("latency", "engine", "kernel", "latency_cpu", "engine_cpu"):
+    for block in ("latency", "engine", "kernel", "latency_cpu", "engine_cpu", "profile_engine"):
         st = r.get(f"{block}_ms") or {}
         for s in _CSV_STATS:
             if f"{block}_{s}_ms" in CSV_COLUMNS and s in st:

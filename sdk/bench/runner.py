@@ -37,6 +37,8 @@ class BenchConfig:
         duration: seconds of timed calls per row instead of a count (as ``benchmark_app -t``): calls
             start until the budget is spent, so a row overruns it by at most one call.
         timeout_s: a row's child process is stopped after this long.
+        profile: also time each operator with the engine's own profiler (ONNX Runtime's session
+            profiling, OpenVINO's performance counters), in separate runs after the timed ones.
         device: where the rows run (:class:`~anyedge.engines.devices.DeviceRequest`): the device goes
             to the OpenVINO rows, the providers to the ONNX Runtime rows; checked once here.
     """
@@ -50,6 +52,7 @@ class BenchConfig:
     warmup: int = 5
     duration: float | None = None
     timeout_s: float = 600.0
+    profile: bool = False
     device: Any = None  # DeviceRequest | None
 
     def __post_init__(self) -> None:
@@ -386,7 +389,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
                                   else cfg.threads):
                 job = {"kind": u.kind, "model": u.model, "engine": u.engine, "precision": u.precision,
                        "threads": int(t), "runs": cfg.runs, "warmup": cfg.warmup, "duration": cfg.duration,
-                       "images": cfg.images,
+                       "profile": cfg.profile, "images": cfg.images,
                        "max_images": cfg.max_images, "fidelity": j == 0, **u.extra, **crop_fields.get(u.model, {}),
                        "result": str(Path(tmp) / f"row{k}_{t}.json")}
                 if device is not None and device.takes(u.engine):
@@ -430,7 +433,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             progress(total, total, f"done in {time.perf_counter() - t_start:.0f} s")
     config = {"models": list(cfg.models), "engines": list(cfg.engines), "threads": list(cfg.threads),
               "images": cfg.images, "max_images": cfg.max_images, "runs": cfg.runs, "warmup": cfg.warmup,
-              "duration": cfg.duration, "device": cfg.device.to_dict() if cfg.device else None,
+              "duration": cfg.duration, "profile": cfg.profile, "device": cfg.device.to_dict() if cfg.device else None,
               "threads_meaning": "latency: one instance with this many engine threads; throughput: this many "
                                  "instances, one per Python thread, one engine thread each"}
     return {"schema": SCHEMA, "env": env, "config": config, "notes": notes, "rows": rows}

@@ -86,6 +86,45 @@ def _throughput(make: Callable[[], Any], first: Any, call: Callable[[Any, int], 
     return round(threads * calls / wall, 2)
 
 
+#: engines whose own profiler anyedge reads (``engine.profile(skip=...)`` after opening with ``profile=True``)
+PROFILED_ENGINES = ("onnxruntime", "openvino")
+#: why the other engines' rows have no profile
+NO_PROFILE = {
+    "litert": "LiteRT's Python Interpreter API exposes no per-operator profile (its op profiler is in the "
+              "C++ benchmark tool only)",
+    "bnn": "the bnn engine has no per-operator profiler (kernel_ms times its kernels as a whole)",
+    "numpy": "the numpy float twin has no per-operator profiler",
+}
+
+
+def _profile(tb: TaskBench, timed: Any, threads: int, feeds: Sequence[Any], runs: int, warmup: int) -> dict[str, Any]:
+    """Row fields from the engine's own profiler: ``profile`` (operators, per-inference means,
+    slowest first), ``profile_ms`` (their sum), ``profile_runs`` and ``profile_engine_ms`` (the
+    engine call of the unprofiled instance ``timed``, interleaved call by call with the profiled
+    runs: the time the operators should account for); or ``profile_na`` (why there is none).
+
+    A separate instance opened with profiling on runs the engine call alone ``warmup + runs``
+    times; the warm-up runs are left out of the means, and none of it enters the timed figures.
+    """
+    engine = tb.job["engine"]
+    if engine not in PROFILED_ENGINES:
+        return {"profile_na": NO_PROFILE.get(engine, f"no per-operator profiler for engine {engine}")}
+    inst = tb.create(threads, profile=True)
+    plain = []
+    try:
+        for i in range(warmup + runs):
+            f = feeds[i % len(feeds)]
+            t0 = time.perf_counter()
+            tb.engine_call(timed, f)
+            plain.append(_ms(t0))
+            tb.engine_call(inst, f)
+        ops = tb.engine_of(inst).profile(skip=warmup)
+    finally:
+        inst.close()
+    return {"profile": ops, "profile_ms": round(sum(o["ms"] for o in ops), 4), "profile_runs": runs,
+            "profile_engine_ms": stats(plain[warmup:])}
+
+
 def _ratio(value: float, denominator: int) -> float | None:
     return round(float(value), 4) if denominator else None
 
@@ -140,8 +179,9 @@ class TaskBench:
         """Read the inputs (images, sensor windows) once, before anything is timed."""
         raise NotImplementedError
 
-    def create(self, threads: int) -> Any:
-        """A new task instance with ``threads`` engine threads."""
+    def create(self, threads: int, **engine_options: Any) -> Any:
+        """A new task instance with ``threads`` engine threads (``engine_options`` go to its engine:
+        ``profile=True`` for the profiled runs)."""
         raise NotImplementedError
 
     def call(self, inst: Any, i: int) -> Any:
@@ -155,6 +195,10 @@ class TaskBench:
     def engine_call(self, inst: Any, feeds: Any) -> Any:
         """The engine call alone."""
         raise NotImplementedError
+
+    def engine_of(self, inst: Any) -> Any:
+        """The engine under a task instance (the profile is read from it)."""
+        return inst.engine
 
     def extra_calls(self, inst: Any) -> dict[str, Callable[[int], Any]]:
         """More calls to time, interleaved with the whole and engine calls (e.g. the BNN kernels
@@ -187,11 +231,11 @@ class DetectorBench(TaskBench):
     def n_inputs(self) -> int:
         return len(self.images)
 
-    def create(self, threads: int) -> Any:
+    def create(self, threads: int, **engine_options: Any) -> Any:
         from ..tasks.face_detector import FaceDetector
 
         return FaceDetector.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads,
-                                   device=self.job.get("device"))
+                                   device=self.job.get("device"), engine_options=engine_options or None)
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.detect(self.images[i % len(self.images)])
@@ -254,11 +298,11 @@ class EmbedderBench(TaskBench):
     def n_inputs(self) -> int:
         return len(self.crops)
 
-    def create(self, threads: int) -> Any:
+    def create(self, threads: int, **engine_options: Any) -> Any:
         from ..tasks.face_embedder import FaceEmbedder
 
         return FaceEmbedder.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads,
-                                   device=self.job.get("device"))
+                                   device=self.job.get("device"), engine_options=engine_options or None)
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.embed(self.crops[i % len(self.crops)])
@@ -300,10 +344,11 @@ class HarBench(TaskBench):
     def n_inputs(self) -> int:
         return len(self.x)
 
-    def create(self, threads: int) -> Any:
+    def create(self, threads: int, **engine_options: Any) -> Any:
         from ..tasks.activity_classifier import ActivityClassifier
 
-        return ActivityClassifier.create(self.job["model"], engine=self.job["engine"], device=self.job.get("device"))
+        return ActivityClassifier.create(self.job["model"], engine=self.job["engine"], device=self.job.get("device"),
+                                         engine_options=engine_options or None)
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.classify(self.x[i % len(self.x)])
@@ -353,7 +398,7 @@ class HarFloatBench(TaskBench):
     def n_inputs(self) -> int:
         return len(self.x)
 
-    def create(self, threads: int) -> Any:
+    def create(self, threads: int, **engine_options: Any) -> Any:
         if self.job["engine"] == "numpy":
             return _NumpyTwin(self.twin)
         from ..engines import open_engine
@@ -361,7 +406,10 @@ class HarFloatBench(TaskBench):
 
         device = DeviceRequest.of(self.job.get("device"))
         return open_engine(self.path, self.job["engine"], threads=threads,
-                           **(device.engine_options(self.job["engine"]) if device else {}))
+                           **(device.engine_options(self.job["engine"]) if device else {}), **engine_options)
+
+    def engine_of(self, inst: Any) -> Any:
+        return inst
 
     def call(self, inst: Any, i: int) -> Any:
         x = np.ascontiguousarray(self.x[i % len(self.x)][None], dtype=np.float32)
@@ -512,6 +560,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         finally:
             if tp_first is not inst:
                 tp_first.close()
+        rss = peak_rss_mb()  # before the profiled instance loads
+        if job.get("profile"):
+            row.update(_profile(tb, inst, threads, feeds, max(10, min(i, 200)), max(warmup, 2)))
     finally:
         inst.close()
     lat, eng = stats(whole), stats(engine)
@@ -526,7 +577,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "load_ms": round(load_cold, 3), "load_warm_ms": round(load_warm, 3), "first_ms": round(first, 3),
         "latency_ms": lat, "engine_ms": eng,
         "overhead_ratio": round(lat["median"] / eng["median"], 3) if eng["median"] > 0 else None,
-        "throughput_ips": tput, "peak_rss_mb": peak_rss_mb(), "fidelity": fid,
+        "throughput_ips": tput, "peak_rss_mb": rss, "fidelity": fid,
     })
     return row
 
