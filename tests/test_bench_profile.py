@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from anyedge.bench import report
@@ -177,3 +178,89 @@ def test_onnxruntime_trace_without_runs_is_an_engine_error(events, skip):
 
     with pytest.raises(EngineError, match="trace"):
         profile_from_trace(events, skip)
+
+
+# -- throughput modes -----------------------------------------------------------------------
+def _async_engines() -> list[str]:
+    """The installed engines with an engine-native async mode, on SCRFD's ONNX file."""
+    from anyedge.engines import engines_for
+    from anyedge.registry import resolve_model
+
+    path, _ = resolve_model("scrfd-500m")
+    return [e for e in engines_for(path) if e in ("onnxruntime", "openvino")]
+
+
+@pytest.mark.parametrize("engine", _async_engines())
+def test_async_mode_returns_what_serial_calls_return(engine, smoke):
+    from anyedge.engines import open_engine
+    from anyedge.registry import resolve_model
+    from anyedge.tasks.face_detector import FaceDetector
+
+    path, _ = resolve_model("scrfd-500m")
+    with FaceDetector.create("scrfd-500m", engine=engine) as det:
+        feeds = [{det.engine.inputs[0].name: det.preprocess(img)[0].copy()} for img in smoke.values()] * 4
+    options = {"performance": "throughput"} if engine == "openvino" else {}
+    eng = open_engine(path, engine, threads=None if engine == "openvino" else 1, **options)
+    try:
+        if engine == "openvino":  # the fp32 pin holds under the THROUGHPUT hint too
+            assert eng.compute_precision == "fp32" and eng.precision == "fp32"
+        assert eng.async_requests >= 1
+        got = eng.run_async(feeds, requests=max(2, eng.async_requests))
+        serial = [eng.run(f) for f in feeds]
+        assert len(got) == len(serial) == 12
+        for a, b in zip(got, serial):
+            assert len(a) == len(b) == len(eng.outputs)
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+        # the three photos differ, so a mix-up of the order would show
+        assert not np.array_equal(got[0][0], got[1][0])
+        assert eng.run_async([]) == []
+    finally:
+        eng.close()
+
+
+def test_every_throughput_record_has_its_mode(images, capsys, tmp_path):
+    out = tmp_path / "out"
+    rc = main(["bench", "scrfd-500m", "blazeface-short", "--threads", "1,2", "--runs", "3", "--warmup", "1",
+               "--images", str(images), "--out", str(out), "--no-png", "-q", "--async"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    for r in rows:
+        modes = {m["mode"]: m for m in r["throughput"]}
+        assert all(m["throughput_ips"] > 0 for m in modes.values())
+        assert modes["instances"]["instances"] == r["threads"]
+        assert modes["instances"]["throughput_ips"] == r["throughput_ips"]
+        if r["engine"] in ("onnxruntime", "openvino") and r["threads"] == 1:
+            assert modes["async"]["matches_serial"] is True and modes["async"]["requests"] >= 1
+        else:  # LiteRT has no engine-native async mode; the async mode is measured once per model x engine
+            assert set(modes) == {"instances"}
+    assert "throughput per mode" in captured.out
+    assert "scrfd-500m onnxruntime fp32 x1: instances" in captured.out
+    lines = list(csv.DictReader((out / "bench.csv").open()))
+    assert any(ln["async_throughput_ips"] and float(ln["async_throughput_ips"]) > 0 for ln in lines)
+
+
+def test_the_readmes_profile_duration_and_async_commands(tmp_path, images, capsys):
+    """The README's bench lines that time by duration, profile or measure the async mode, as shown."""
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text[text.index("## `anyedge bench`"):].split("```")[1]
+    lines = [ln.split("#")[0].strip() for ln in block.splitlines()
+             if any(k in ln for k in ("--duration", "--profile", "--async"))]
+    assert len(lines) == 2, lines
+    for k, line in enumerate(lines):
+        out = tmp_path / f"out{k}"
+        argv = shlex.split(line)
+        assert argv[0] == "anyedge"
+        rc = main(argv[1:] + ["--images", str(images), "--out", str(out), "--no-png", "-q"])
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err
+        rows = json.loads((out / "bench.json").read_text())["rows"]
+        assert rows and all("error" not in r for r in rows)
+        if "--profile" in argv:
+            assert all(r.get("profile") for r in rows) and "slowest operators" in captured.out
+            assert all(r["timed_s"] >= 1.0 for r in rows)
+        if "--async" in argv:
+            assert {r["threads"] for r in rows} == {1, 2} and "throughput per mode" in captured.out

@@ -30,6 +30,7 @@ examples:
   anyedge bench blazeface-short bf-gpu/ --threads 1,2 --runs 100
   anyedge bench blazeface-short --engines openvino --duration 10   10 s of timed calls per row
   anyedge bench scrfd-500m --profile              plus the slowest operators of each row
+  anyedge bench scrfd-500m --threads 1,2 --async  throughput per mode: instances and async
   anyedge bench --compare old/bench.json          ratios of this run against an earlier one
   anyedge bench scrfd-500m --engines openvino --device GPU   the OpenVINO rows on the GPU
   anyedge bench --from-json new.json --compare old.json   compare two saved runs, no benchmark
@@ -120,7 +121,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise InputError(f"--images {args.images}: not a folder")
         cfg = BenchConfig(models=tuple(args.models), engines=args.engines or (), threads=args.threads,
                           images=images, max_images=args.max_images, runs=args.runs, warmup=args.warmup,
-                          duration=args.duration, profile=args.profile, timeout_s=args.timeout, device=device_request(args))
+                          duration=args.duration, profile=args.profile,
+                          async_throughput=args.async_throughput, timeout_s=args.timeout, device=device_request(args))
         doc = run_bench(cfg, progress=None if args.quiet else _progress(sys.stderr),
                         notice=None if args.quiet else lambda m: print(m, file=sys.stderr, flush=True))
     json_name, csv_name, png_name = names
@@ -186,6 +188,11 @@ def add_parsers(sub: Any) -> None:
                         "session profiling, OpenVINO performance counters with the precision each layer ran in; "
                         "LiteRT's Python API has none): per-inference means of separate runs after the timed "
                         "ones, in bench.json ('profile') and as a top-5 table")
+    p.add_argument("--async", dest="async_throughput", action="store_true",
+                   help="also measure the engine-native throughput mode 'async' (OpenVINO: asynchronous infer "
+                        "requests with the THROUGHPUT hint, fp32 still pinned; ONNX Runtime: one session run from "
+                        "one thread per core) beside 'instances' (THR instances in THR threads); its outputs are "
+                        "checked against serial calls")
     p.add_argument("--no-png", action="store_true", help="skip the chart (no matplotlib needed)")
     p.add_argument("--timeout", type=positive_float, default=600.0,
                    help="seconds before a row's process is stopped (600)")

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import InputError
 
-__all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "format_profiles", "write_json", "write_csv",
+__all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "format_profiles", "format_modes", "write_json", "write_csv",
            "write_png", "chart", "compare", "format_compare", "CSV_COLUMNS"]
 
 REQUIRED_ROW_KEYS = ("model", "engine", "precision", "threads", "load_ms", "first_ms", "latency_ms", "engine_ms",
@@ -24,7 +24,8 @@ CSV_COLUMNS = (
     "model", "engine", "device", "precision", "engine_precision", "threads", "task", "input", "source", "load_ms",
     "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "latency_min_ms",
     "latency_max_ms", "engine_median_ms", "engine_p90_ms", "engine_p99_ms", "engine_min_ms", "engine_max_ms",
-    "runs", "timed_s", "profile_ms", "profile_engine_median_ms", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
+    "runs", "timed_s", "profile_ms", "profile_engine_median_ms", "async_throughput_ips", "async_requests",
+    "async_matches_serial", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
     "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
     "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
     "fidelity_cosine_mean", "fidelity_cosine_p5",
@@ -190,6 +191,9 @@ def format_table(doc: Mapping[str, Any]) -> str:
                 f"{_fmt(r.get('overhead_ratio'), 2):>5} {_fmt(r.get('overhead_ratio_cpu'), 2):>5} "
                 f"{_fmt(r['throughput_ips'], 1):>8} "
                 f"{_fmt(r['peak_rss_mb'], 0):>7} {r['size_bytes']:>9}  {fid}")
+    modes = format_modes(doc)
+    if modes:
+        out += ["", modes]
     profiles = format_profiles(doc)
     if profiles:
         out += ["", profiles]
@@ -205,6 +209,26 @@ def format_table(doc: Mapping[str, Any]) -> str:
                "HAR: test-split accuracy; * = shipped in the anyedge package; "
                f"{NA} = nothing to measure it over (0 reference faces, 0 windows)")
     return "\n".join(out)
+
+
+def format_modes(doc: Mapping[str, Any]) -> str:
+    """Throughput per mode of every row measured in more than one (``--async``); ``""`` otherwise."""
+    out = []
+    for r in doc.get("rows", []):
+        modes = [m for m in r.get("throughput") or [] if isinstance(m, dict)] if _is_figure(r) else []
+        if len(modes) < 2:
+            continue
+        parts = []
+        for m in modes:
+            if m.get("mode") == "async":
+                same = "same outputs as serial calls" if m.get("matches_serial") else "OUTPUTS DIFFER from serial calls"
+                parts.append(f"async {_fmt(m.get('throughput_ips'), 1)}/s ({m.get('requests')} requests, "
+                             f"engine calls; {same})")
+            else:
+                parts.append(f"{m.get('mode')} {_fmt(m.get('throughput_ips'), 1)}/s ({m.get('instances')} "
+                             f"instance(s), whole calls)")
+        out.append(f"  {r['model']} {r['engine']} {r['precision']} x{r['threads']}: " + "; ".join(parts))
+    return "\n".join(["throughput per mode (inferences/s)", *out]) if out else ""
 
 
 def format_profiles(doc: Mapping[str, Any], top: int = 5) -> str:
@@ -246,6 +270,10 @@ def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
         for s in _CSV_STATS:
             if f"{block}_{s}_ms" in CSV_COLUMNS and s in st:
                 out[f"{block}_{s}_ms"] = st[s]
+    for m in r.get("throughput") or []:
+        if isinstance(m, dict) and m.get("mode") == "async":
+            out.update({"async_throughput_ips": m.get("throughput_ips"), "async_requests": m.get("requests"),
+                        "async_matches_serial": m.get("matches_serial")})
     f = r.get("fidelity") or {}
     for k in (*_FID_FIGURES, "reference", "na"):
         if k in f:

@@ -53,6 +53,7 @@ class BenchConfig:
     duration: float | None = None
     timeout_s: float = 600.0
     profile: bool = False
+    async_throughput: bool = False
     device: Any = None  # DeviceRequest | None
 
     def __post_init__(self) -> None:
@@ -389,7 +390,8 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
                                   else cfg.threads):
                 job = {"kind": u.kind, "model": u.model, "engine": u.engine, "precision": u.precision,
                        "threads": int(t), "runs": cfg.runs, "warmup": cfg.warmup, "duration": cfg.duration,
-                       "profile": cfg.profile, "images": cfg.images,
+                       "profile": cfg.profile,
+                       "async_throughput": cfg.async_throughput and j == 0, "images": cfg.images,
                        "max_images": cfg.max_images, "fidelity": j == 0, **u.extra, **crop_fields.get(u.model, {}),
                        "result": str(Path(tmp) / f"row{k}_{t}.json")}
                 if device is not None and device.takes(u.engine):
@@ -433,7 +435,8 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             progress(total, total, f"done in {time.perf_counter() - t_start:.0f} s")
     config = {"models": list(cfg.models), "engines": list(cfg.engines), "threads": list(cfg.threads),
               "images": cfg.images, "max_images": cfg.max_images, "runs": cfg.runs, "warmup": cfg.warmup,
-              "duration": cfg.duration, "profile": cfg.profile, "device": cfg.device.to_dict() if cfg.device else None,
+              "duration": cfg.duration, "profile": cfg.profile,
+              "async_throughput": cfg.async_throughput, "device": cfg.device.to_dict() if cfg.device else None,
               "threads_meaning": "latency: one instance with this many engine threads; throughput: this many "
                                  "instances, one per Python thread, one engine thread each"}
     return {"schema": SCHEMA, "env": env, "config": config, "notes": notes, "rows": rows}

@@ -386,6 +386,15 @@ class OpenVINOEngine:
                for op, (t, sec, prec) in total.items()]
         return sorted(ops, key=lambda o: -o["ms"])
 
+    @property
+    def async_requests(self) -> int:
+        """How many requests :meth:`run_async` keeps in flight by default: the compiled model's
+        ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (its streams under the THROUGHPUT hint)."""
+        compiled = self._compiled
+        if compiled is None:
+            raise EngineError("engine is closed")
+        return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1))
+
     def run_async(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int | None = None) -> list[list[np.ndarray]]:
         """Run every feed through OpenVINO's asynchronous infer requests, as many in flight as the
         compiled model asks for (``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, or ``requests``).
@@ -403,7 +412,7 @@ class OpenVINOEngine:
             raise EngineError("engine is closed")
         for f in feeds:
             check_feeds(self.inputs, f)
-        n = int(requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1)
+        n = int(requests or self.async_requests)
         results: list[list[np.ndarray] | None] = [None] * len(feeds)
         outputs = len(self.outputs)
 
