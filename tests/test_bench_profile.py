@@ -264,3 +264,63 @@ def test_the_readmes_profile_duration_and_async_commands(tmp_path, images, capsy
             assert all(r["timed_s"] >= 1.0 for r in rows)
         if "--async" in argv:
             assert {r["threads"] for r in rows} == {1, 2} and "throughput per mode" in captured.out
+
+
+def test_the_readmes_side_by_side_with_benchmark_app(tmp_path, monkeypatch, capsys):
+    """The README's benchmark_app comparison as shown: benchmark_app's runs (precision pinned to
+    f32 as asked), anyedge's timed run with the async mode, and the int8 bundle's profile."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    from anyedge.registry import resolve_model
+
+    bapp = Path(sys.executable).with_name("benchmark_app")
+    if not bapp.is_file():
+        pytest.skip("benchmark_app comes with the openvino wheel, not installed here")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    part = text[text.index("**Beside OpenVINO's `benchmark_app`**"):]
+    block = part.split("```")[1]
+    lines = [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.startswith("sh")]
+    assert [ln.split()[0] for ln in lines] == ["benchmark_app", "benchmark_app", "anyedge"]
+    model_dir = resolve_model("scrfd-500m")[0].parent
+    for line in lines[:2]:
+        argv = shlex.split(line)
+        proc = subprocess.run([str(bapp), *argv[1:]], cwd=model_dir, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "INFERENCE_PRECISION_HINT: <Type: 'float32'>" in proc.stdout and "Throughput:" in proc.stdout
+    monkeypatch.chdir(tmp_path)
+    assert main(shlex.split(lines[2])[1:]) == 0, capsys.readouterr().err
+    (row,) = json.loads((tmp_path / "out" / "bench" / "bench.json").read_text())["rows"]
+    assert row["engine_precision"] == "fp32" and row["timed_s"] >= 10
+    assert [m["mode"] for m in row["throughput"]] == ["instances", "async"]
+    # the int8 bundle: converted, then profiled beside the float model
+    para = part[part.index("Where the time goes"):].split("\n\n")[0]
+    convert, bench = [" ".join(c.split()) for c in para.split("`")[1::2] if c.startswith("anyedge ")]
+    assert main(shlex.split(convert)[1:]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(shlex.split(bench)[1:]) == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "out" / "bench" / "bench.json").read_text())["rows"]
+    f32, i8 = rows
+    assert f32["precision"] == "fp32" and i8["precision"] == "int8"
+    assert {o["precision"] for o in f32["profile"]} == {"fp32"}
+    weighted = [o for o in i8["profile"] if o["type"] in ("Convolution", "GroupConvolution")]
+    assert weighted and {o["precision"] for o in weighted} == {"int8"}
+    assert "slowest operators" in capsys.readouterr().out
+
+
+def test_png_has_a_bar_chart_of_the_slowest_operators(tmp_path):
+    pytest.importorskip("matplotlib")
+    ops = [{"op": f"conv{k}", "type": "Convolution", "ms": 1.0 / (k + 1), "precision": "int8"} for k in range(8)]
+    row = {"model": "m", "engine": "openvino", "precision": "int8", "threads": 1, "task": "face_detection",
+           "load_ms": 1.0, "first_ms": 1.0, "latency_ms": {"median": 2.0, "p90": 2.5, "p99": 3.0},
+           "engine_ms": {"median": 1.0, "p90": 1.5, "p99": 2.0}, "throughput_ips": 400.0, "peak_rss_mb": 50.0,
+           "size_bytes": 10, "fidelity": {}, "profile": ops, "profile_ms": sum(o["ms"] for o in ops)}
+    doc = {"env": {}, "rows": [row, {**row, "engine": "litert", "profile": None, "profile_na": "none"}]}
+    fig = report.chart(doc)
+    (ax,) = [a for a in fig.axes if a.get_title().startswith("Slowest operators")]
+    widths = sorted((p.get_width() for p in ax.patches), reverse=True)
+    assert widths[:5] == pytest.approx([o["ms"] for o in ops[:5]]) and len(ax.patches) == 6  # top 5 + the row's label
+    assert report.write_png(doc, tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"

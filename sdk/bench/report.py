@@ -336,7 +336,9 @@ def chart(doc: Mapping[str, Any]) -> Any:
     rows = [r for r in doc.get("rows", []) if _is_figure(r)]
     det = [r for r in rows if r.get("task") == "face_detection"]
     har = [r for r in rows if r.get("task") == "activity_classification"]
-    panels = [p for p in (("det", det), ("har", har)) if p[1]] + [("tput", rows)]
+    profiled = [r for r in rows if r.get("profile")]
+    panels = [p for p in (("det", det), ("har", har)) if p[1]] + [("tput", rows)] + (
+        [("prof", profiled)] if profiled else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) + 2.6, 5.8), squeeze=False)
     cmap = plt.get_cmap("tab20" if len({r["model"] for r in rows}) > 10 else "tab10")
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -400,6 +402,8 @@ def chart(doc: Mapping[str, Any]) -> Any:
                 ax.set_ylabel("test-split accuracy")
                 ax.set_title("Activity models: speed vs accuracy")
             ax.grid(True, which="major", alpha=0.3)
+        elif kind == "prof":
+            _profile_bars(ax, rs[:4], colour)
         else:
             series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
             first: dict[tuple[str, str, str], Mapping[str, Any]] = {}
@@ -434,6 +438,28 @@ def chart(doc: Mapping[str, Any]) -> Any:
                  fontsize=11)
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / (6.4 * len(panels) + 2.6), 1))
     return fig
+
+
+def _profile_bars(ax: Any, rows: Sequence[Mapping[str, Any]], colour: Mapping[str, Any], top: int = 5) -> None:
+    """``--profile``: the ``top`` slowest operators of (up to four) profiled rows as horizontal bars,
+    each labelled with its type and the precision it ran in."""
+    labels, values, colours = [], [], []
+    for r in rows:
+        for o in r["profile"][:top]:
+            labels.append(f"{str(o['op'])[:22]} {o['type']} {o['precision']}")
+            values.append(o["ms"])
+            colours.append(colour[r["model"]])
+        labels.append(f"^ {r['model'][:24]} {r['engine']} {r['precision']} x{r['threads']} "
+                      f"(all: {r.get('profile_ms', 0):.2f} ms)")
+        values.append(0.0)
+        colours.append("white")
+    ys = list(range(len(labels)))[::-1]
+    ax.barh(ys, values, color=colours, edgecolor="black", linewidth=0.4)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels, fontsize=6.5)
+    ax.set_xlabel("ms per inference (the engine's own profiler)")
+    ax.set_title(f"Slowest operators, top {top} per row")
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 # -- comparison -----------------------------------------------------------------------------
