@@ -15,8 +15,8 @@ __all__ = ["add_parsers"]
 
 _EPILOG = """\
 Each row runs in its own fresh process: load (cold = first create there, warm = second),
-first inference, then --runs timed whole calls interleaved with the engine call alone
-(median / p90 / p99, after warm-up), throughput of T instances in T threads, peak RSS,
+first inference, then --runs timed whole calls (or as many as fit in --duration seconds)
+interleaved with the engine call alone (median / p90 / p99 / min / max, after warm-up), throughput of T instances in T threads, peak RSS,
 model/bundle bytes and fidelity against the float model on the images (F1 and mean IoU of
 faces for detectors; test-split accuracy for the activity models).
 
@@ -28,6 +28,9 @@ examples:
   anyedge bench                                   every model present, every engine, threads 1
   anyedge bench bnn-basicmotions                  a shipped activity net and its float twin
   anyedge bench blazeface-short bf-gpu/ --threads 1,2 --runs 100
+  anyedge bench blazeface-short --engines openvino --duration 10   10 s of timed calls per row
+  anyedge bench scrfd-500m --profile              plus the slowest operators of each row
+  anyedge bench scrfd-500m --threads 1,2 --async  throughput per mode: instances and async
   anyedge bench --compare old/bench.json          ratios of this run against an earlier one
   anyedge bench scrfd-500m --engines openvino --device GPU   the OpenVINO rows on the GPU
   anyedge bench --from-json new.json --compare old.json   compare two saved runs, no benchmark
@@ -118,7 +121,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise InputError(f"--images {args.images}: not a folder")
         cfg = BenchConfig(models=tuple(args.models), engines=args.engines or (), threads=args.threads,
                           images=images, max_images=args.max_images, runs=args.runs, warmup=args.warmup,
-                          timeout_s=args.timeout, device=device_request(args))
+                          duration=args.duration, profile=args.profile,
+                          async_throughput=args.async_throughput, timeout_s=args.timeout, device=device_request(args))
         doc = run_bench(cfg, progress=None if args.quiet else _progress(sys.stderr),
                         notice=None if args.quiet else lambda m: print(m, file=sys.stderr, flush=True))
     json_name, csv_name, png_name = names
@@ -161,7 +165,12 @@ def add_parsers(sub: Any) -> None:
                    help="folder of photos for the detectors (default: $ANYEDGE_DATA/widerface_val/images when "
                         "present, else a synthetic frame and no fidelity)")
     p.add_argument("--max-images", type=positive_int, default=None, help="use at most this many photos (default: all)")
-    p.add_argument("--runs", type=positive_int, default=50, help="timed calls per row after warm-up (default 50)")
+    timing = p.add_mutually_exclusive_group()
+    timing.add_argument("--runs", type=positive_int, default=50, help="timed calls per row after warm-up (default 50)")
+    timing.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
+                        help="instead of --runs: time calls for this many seconds per row (as benchmark_app -t); "
+                             "the last call starts before the budget is spent, so a row overruns it by at most "
+                             "one call")
     p.add_argument("--warmup", type=int_at_least(0), default=5, help="untimed calls before timing (default 5)")
     p.add_argument("--out", default=None,
                    help="folder for bench.json, bench.csv, bench.png (default out/bench; with --from-json the saved "
@@ -174,6 +183,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--from-json", default=None, metavar="NEW.json",
                    help="use a saved run instead of benchmarking (re-renders table/CSV/PNG beside it, or in --out; "
                         "with --compare compares two saved runs)")
+    p.add_argument("--profile", action="store_true",
+                   help="also rank each row's operators by time from the engine's own profiler (ONNX Runtime "
+                        "session profiling, OpenVINO performance counters with the precision each layer ran in; "
+                        "LiteRT's Python API has none): per-inference means of separate runs after the timed "
+                        "ones, in bench.json ('profile') and as a top-5 table")
+    p.add_argument("--async", dest="async_throughput", action="store_true",
+                   help="also measure the engine-native throughput mode 'async' (OpenVINO: asynchronous infer "
+                        "requests with the THROUGHPUT hint, fp32 still pinned; ONNX Runtime: one session run from "
+                        "one thread per core) beside 'instances' (THR instances in THR threads); its outputs are "
+                        "checked against serial calls")
     p.add_argument("--no-png", action="store_true", help="skip the chart (no matplotlib needed)")
     p.add_argument("--timeout", type=positive_float, default=600.0,
                    help="seconds before a row's process is stopped (600)")

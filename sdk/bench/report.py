@@ -12,17 +12,20 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import InputError
 
-__all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "write_json", "write_csv",
+__all__ = ["REQUIRED_ROW_KEYS", "load_result", "validate", "format_table", "format_profiles", "format_modes", "write_json", "write_csv",
            "write_png", "chart", "compare", "format_compare", "CSV_COLUMNS"]
 
 REQUIRED_ROW_KEYS = ("model", "engine", "precision", "threads", "load_ms", "first_ms", "latency_ms", "engine_ms",
                      "throughput_ips", "peak_rss_mb", "size_bytes", "fidelity")
 _STAT_KEYS = ("median", "p90", "p99")
+_CSV_STATS = (*_STAT_KEYS, "min", "max")  # min / max: absent from runs saved before they were measured
 
 CSV_COLUMNS = (
     "model", "engine", "device", "precision", "engine_precision", "threads", "task", "input", "source", "load_ms",
-    "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "engine_median_ms",
-    "engine_p90_ms", "engine_p99_ms", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
+    "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "latency_min_ms",
+    "latency_max_ms", "engine_median_ms", "engine_p90_ms", "engine_p99_ms", "engine_min_ms", "engine_max_ms",
+    "runs", "timed_s", "profile_ms", "profile_engine_median_ms", "async_throughput_ips", "async_requests",
+    "async_matches_serial", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
     "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
     "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
     "fidelity_cosine_mean", "fidelity_cosine_p5",
@@ -83,6 +86,11 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def _scaled(v: Any, mul: float) -> str:
+    """A latency in the table's unit; ``-`` when the run did not measure it (min / max of older runs)."""
+    return _fmt(v * mul if isinstance(v, (int, float)) else None)
+
+
 def _fid_main(r: Mapping[str, Any]) -> tuple[str, float | None]:
     """The fidelity figure a row is judged by: F1 vs float (detectors), accuracy (HAR).
 
@@ -140,7 +148,7 @@ def format_table(doc: Mapping[str, Any]) -> str:
         unit, mul = _lat_unit([r for r in rs if _is_figure(r)])
         out.append("")
         head = (f"{'model':30} {'engine':11} {'prec':7} {'thr':>3} {'load ms':>8} {'first ms':>8} "
-                f"{'call ' + unit:>8} {'p90':>8} {'p99':>8} {'engine ' + unit:>9} {'x':>5} {'xcpu':>5} {'ips':>8} "
+                f"{'call ' + unit:>8} {'p90':>8} {'p99':>8} {'min':>8} {'max':>8} {'engine ' + unit:>9} {'x':>5} {'xcpu':>5} {'ips':>8} "
                 f"{'RSS MB':>7} {'bytes':>9}  fidelity")
         out.append(head)
         out.append("-" * len(head))
@@ -178,21 +186,74 @@ def format_table(doc: Mapping[str, Any]) -> str:
                 fid += f"  kernels {r['kernel_ms']['median'] * mul:.1f} {unit}"
             out.append(
                 f"{name} {_fmt(r['load_ms'], 1):>8} {_fmt(r['first_ms'], 2):>8} {lat['median'] * mul:8.2f} "
-                f"{lat['p90'] * mul:8.2f} {lat['p99'] * mul:8.2f} {eng['median'] * mul:9.2f} "
+                f"{lat['p90'] * mul:8.2f} {lat['p99'] * mul:8.2f} {_scaled(lat.get('min'), mul):>8} "
+                f"{_scaled(lat.get('max'), mul):>8} {eng['median'] * mul:9.2f} "
                 f"{_fmt(r.get('overhead_ratio'), 2):>5} {_fmt(r.get('overhead_ratio_cpu'), 2):>5} "
                 f"{_fmt(r['throughput_ips'], 1):>8} "
                 f"{_fmt(r['peak_rss_mb'], 0):>7} {r['size_bytes']:>9}  {fid}")
+    modes = format_modes(doc)
+    if modes:
+        out += ["", modes]
+    profiles = format_profiles(doc)
+    if profiles:
+        out += ["", profiles]
     if doc.get("notes"):
         out.append("")
         out += [f"note: {n}" for n in doc["notes"]]
     out.append("")
-    out.append("call = the whole task call (detect / embed / classify); engine = engine.run alone; x = call / engine "
+    out.append("call = the whole task call (detect / embed / classify), median (p90, p99, min, max beside it); "
+               "engine = engine.run alone; x = call / engine "
                "(medians of wall time; xcpu: of the calling thread's CPU time); "
                "ips = inferences/s of THR instances in THR threads; fidelity vs the float model (F1 at IoU 0.5), "
                "embedders: cosine to the float model's embeddings (mean, p5 = 5th percentile), "
                "HAR: test-split accuracy; * = shipped in the anyedge package; "
                f"{NA} = nothing to measure it over (0 reference faces, 0 windows)")
     return "\n".join(out)
+
+
+def format_modes(doc: Mapping[str, Any]) -> str:
+    """Throughput per mode of every row measured in more than one (``--async``); ``""`` otherwise."""
+    out = []
+    for r in doc.get("rows", []):
+        modes = [m for m in r.get("throughput") or [] if isinstance(m, dict)] if _is_figure(r) else []
+        if len(modes) < 2:
+            continue
+        parts = []
+        for m in modes:
+            if m.get("mode") == "async":
+                same = "same outputs as serial calls" if m.get("matches_serial") else "OUTPUTS DIFFER from serial calls"
+                parts.append(f"async {_fmt(m.get('throughput_ips'), 1)}/s ({m.get('requests')} requests, "
+                             f"engine calls; {same})")
+            else:
+                parts.append(f"{m.get('mode')} {_fmt(m.get('throughput_ips'), 1)}/s ({m.get('instances')} "
+                             f"instance(s), whole calls)")
+        out.append(f"  {r['model']} {r['engine']} {r['precision']} x{r['threads']}: " + "; ".join(parts))
+    return "\n".join(["throughput per mode (inferences/s)", *out]) if out else ""
+
+
+def format_profiles(doc: Mapping[str, Any], top: int = 5) -> str:
+    """The ``top`` slowest operators of every profiled row (``--profile``), or why a row has none;
+    ``""`` when no row was profiled."""
+    out: list[str] = []
+    for r in doc.get("rows", []):
+        if not _is_figure(r) or not (r.get("profile") or r.get("profile_na")):
+            continue
+        what = f"{r['model']} {r['engine']} {r['precision']} x{r['threads']}"
+        if not r.get("profile"):
+            out += ["", f"{what}: no profile ({r['profile_na']})"]
+            continue
+        eng = (r.get("profile_engine_ms") or {}).get("median")
+        total = r.get("profile_ms") or sum(o["ms"] for o in r["profile"])
+        out += ["", f"{what}: {len(r['profile'])} operators, {total:.3f} ms per inference"
+                    + (f" of {eng:.3f} ms engine time ({100 * total / eng:.0f} %)" if eng else "")
+                    + f", {r.get('profile_runs', '?')} profiled runs",
+                f"  {'ms':>8} {'%':>5}  {'precision':9} {'type':22} op"]
+        for o in r["profile"][:top]:
+            share = 100 * o["ms"] / total if total else 0.0
+            out.append(f"  {o['ms']:8.3f} {share:5.1f}  {str(o['precision'])[:9]:9} {str(o['type'])[:22]:22} {o['op']}")
+    if not out:
+        return ""
+    return "\n".join([f"slowest operators (the engine's own profiler, ms per inference, top {top})", *out[1:]])
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -204,11 +265,15 @@ def write_json(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 
 def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: r.get(k) for k in CSV_COLUMNS if k in r and not isinstance(r.get(k), dict)}
-    for block in ("latency", "engine", "kernel", "latency_cpu", "engine_cpu"):
+    for block in ("latency", "engine", "kernel", "latency_cpu", "engine_cpu", "profile_engine"):
         st = r.get(f"{block}_ms") or {}
-        for s in _STAT_KEYS:
+        for s in _CSV_STATS:
             if f"{block}_{s}_ms" in CSV_COLUMNS and s in st:
                 out[f"{block}_{s}_ms"] = st[s]
+    for m in r.get("throughput") or []:
+        if isinstance(m, dict) and m.get("mode") == "async":
+            out.update({"async_throughput_ips": m.get("throughput_ips"), "async_requests": m.get("requests"),
+                        "async_matches_serial": m.get("matches_serial")})
     f = r.get("fidelity") or {}
     for k in (*_FID_FIGURES, "reference", "na"):
         if k in f:
@@ -271,7 +336,9 @@ def chart(doc: Mapping[str, Any]) -> Any:
     rows = [r for r in doc.get("rows", []) if _is_figure(r)]
     det = [r for r in rows if r.get("task") == "face_detection"]
     har = [r for r in rows if r.get("task") == "activity_classification"]
-    panels = [p for p in (("det", det), ("har", har)) if p[1]] + [("tput", rows)]
+    profiled = [r for r in rows if r.get("profile")]
+    panels = [p for p in (("det", det), ("har", har)) if p[1]] + [("tput", rows)] + (
+        [("prof", profiled)] if profiled else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) + 2.6, 5.8), squeeze=False)
     cmap = plt.get_cmap("tab20" if len({r["model"] for r in rows}) > 10 else "tab10")
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -335,6 +402,8 @@ def chart(doc: Mapping[str, Any]) -> Any:
                 ax.set_ylabel("test-split accuracy")
                 ax.set_title("Activity models: speed vs accuracy")
             ax.grid(True, which="major", alpha=0.3)
+        elif kind == "prof":
+            _profile_bars(ax, rs[:4], colour)
         else:
             series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
             first: dict[tuple[str, str, str], Mapping[str, Any]] = {}
@@ -369,6 +438,28 @@ def chart(doc: Mapping[str, Any]) -> Any:
                  fontsize=11)
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / (6.4 * len(panels) + 2.6), 1))
     return fig
+
+
+def _profile_bars(ax: Any, rows: Sequence[Mapping[str, Any]], colour: Mapping[str, Any], top: int = 5) -> None:
+    """``--profile``: the ``top`` slowest operators of (up to four) profiled rows as horizontal bars,
+    each labelled with its type and the precision it ran in."""
+    labels, values, colours = [], [], []
+    for r in rows:
+        for o in r["profile"][:top]:
+            labels.append(f"{str(o['op'])[:22]} {o['type']} {o['precision']}")
+            values.append(o["ms"])
+            colours.append(colour[r["model"]])
+        labels.append(f"^ {r['model'][:24]} {r['engine']} {r['precision']} x{r['threads']} "
+                      f"(all: {r.get('profile_ms', 0):.2f} ms)")
+        values.append(0.0)
+        colours.append("white")
+    ys = list(range(len(labels)))[::-1]
+    ax.barh(ys, values, color=colours, edgecolor="black", linewidth=0.4)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels, fontsize=6.5)
+    ax.set_xlabel("ms per inference (the engine's own profiler)")
+    ax.set_title(f"Slowest operators, top {top} per row")
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 # -- comparison -----------------------------------------------------------------------------

@@ -33,8 +33,12 @@ class BenchConfig:
         images: folder of photos for detectors (latency cycles through them, fidelity uses all);
             ``None`` = a synthetic frame (no fidelity).
         max_images: use at most this many photos.
-        runs: timed calls per row after ``warmup`` untimed ones.
+        runs: timed calls per row after ``warmup`` untimed ones (ignored with ``duration``).
+        duration: seconds of timed calls per row instead of a count (as ``benchmark_app -t``): calls
+            start until the budget is spent, so a row overruns it by at most one call.
         timeout_s: a row's child process is stopped after this long.
+        profile: also time each operator with the engine's own profiler (ONNX Runtime's session
+            profiling, OpenVINO's performance counters), in separate runs after the timed ones.
         device: where the rows run (:class:`~anyedge.engines.devices.DeviceRequest`): the device goes
             to the OpenVINO rows, the providers to the ONNX Runtime rows; checked once here.
     """
@@ -46,7 +50,10 @@ class BenchConfig:
     max_images: int | None = None
     runs: int = 50
     warmup: int = 5
+    duration: float | None = None
     timeout_s: float = 600.0
+    profile: bool = False
+    async_throughput: bool = False
     device: Any = None  # DeviceRequest | None
 
     def __post_init__(self) -> None:
@@ -54,6 +61,8 @@ class BenchConfig:
             raise InputError(f"threads must be positive integers, got {list(self.threads)}")
         if self.runs < 1:
             raise InputError(f"runs must be >= 1, got {self.runs}")
+        if self.duration is not None and not self.duration > 0:
+            raise InputError(f"duration must be > 0 seconds, got {self.duration}")
         if self.warmup < 0:
             raise InputError(f"warmup must be >= 0, got {self.warmup}")
         if self.max_images is not None and self.max_images < 1:
@@ -380,7 +389,9 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             for j, t in enumerate(cfg.threads[:1] if u.extra.get("reference_only") or u.extra.get("skip")
                                   else cfg.threads):
                 job = {"kind": u.kind, "model": u.model, "engine": u.engine, "precision": u.precision,
-                       "threads": int(t), "runs": cfg.runs, "warmup": cfg.warmup, "images": cfg.images,
+                       "threads": int(t), "runs": cfg.runs, "warmup": cfg.warmup, "duration": cfg.duration,
+                       "profile": cfg.profile,
+                       "async_throughput": cfg.async_throughput and j == 0, "images": cfg.images,
                        "max_images": cfg.max_images, "fidelity": j == 0, **u.extra, **crop_fields.get(u.model, {}),
                        "result": str(Path(tmp) / f"row{k}_{t}.json")}
                 if device is not None and device.takes(u.engine):
@@ -424,7 +435,8 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
             progress(total, total, f"done in {time.perf_counter() - t_start:.0f} s")
     config = {"models": list(cfg.models), "engines": list(cfg.engines), "threads": list(cfg.threads),
               "images": cfg.images, "max_images": cfg.max_images, "runs": cfg.runs, "warmup": cfg.warmup,
-              "device": cfg.device.to_dict() if cfg.device else None,
+              "duration": cfg.duration, "profile": cfg.profile,
+              "async_throughput": cfg.async_throughput, "device": cfg.device.to_dict() if cfg.device else None,
               "threads_meaning": "latency: one instance with this many engine threads; throughput: this many "
                                  "instances, one per Python thread, one engine thread each"}
     return {"schema": SCHEMA, "env": env, "config": config, "notes": notes, "rows": rows}

@@ -30,12 +30,14 @@ __all__ = ["TaskBench", "TASK_BENCHES", "register_task_bench", "run_job", "stats
 
 # -- measurement helpers --------------------------------------------------------------------
 def stats(ms: Sequence[float]) -> dict[str, float]:
-    """Median / p90 / p99 / mean of a list of milliseconds (``nan`` when empty)."""
+    """Median / p90 / p99 / mean / min / max of a list of milliseconds (``nan`` when empty)."""
     if not len(ms):
-        return {"median": float("nan"), "p90": float("nan"), "p99": float("nan"), "mean": float("nan"), "n": 0}
+        nan = float("nan")
+        return {"median": nan, "p90": nan, "p99": nan, "mean": nan, "min": nan, "max": nan, "n": 0}
     a = np.asarray(ms, np.float64)
     return {"median": round(float(np.median(a)), 4), "p90": round(float(np.percentile(a, 90)), 4),
-            "p99": round(float(np.percentile(a, 99)), 4), "mean": round(float(a.mean()), 4), "n": int(a.size)}
+            "p99": round(float(np.percentile(a, 99)), 4), "mean": round(float(a.mean()), 4),
+            "min": round(float(a.min()), 4), "max": round(float(a.max()), 4), "n": int(a.size)}
 
 
 def peak_rss_mb() -> float:
@@ -82,6 +84,79 @@ def _throughput(make: Callable[[], Any], first: Any, call: Callable[[Any, int], 
     if errors:
         raise errors[0]
     return round(threads * calls / wall, 2)
+
+
+#: engines whose own profiler anyedge reads (``engine.profile(skip=...)`` after opening with ``profile=True``)
+PROFILED_ENGINES = ("onnxruntime", "openvino")
+#: why the other engines' rows have no profile
+NO_PROFILE = {
+    "litert": "LiteRT's Python Interpreter API exposes no per-operator profile (its op profiler is in the "
+              "C++ benchmark tool only)",
+    "bnn": "the bnn engine has no per-operator profiler (kernel_ms times its kernels as a whole)",
+    "numpy": "the numpy float twin has no per-operator profiler",
+}
+
+
+def _profile(tb: TaskBench, timed: Any, threads: int, feeds: Sequence[Any], runs: int, warmup: int) -> dict[str, Any]:
+    """Row fields from the engine's own profiler: ``profile`` (operators, per-inference means,
+    slowest first), ``profile_ms`` (their sum), ``profile_runs`` and ``profile_engine_ms`` (the
+    engine call of the unprofiled instance ``timed``, interleaved call by call with the profiled
+    runs: the time the operators should account for); or ``profile_na`` (why there is none).
+
+    A separate instance opened with profiling on runs the engine call alone ``warmup + runs``
+    times; the warm-up runs are left out of the means, and none of it enters the timed figures.
+    """
+    engine = tb.job["engine"]
+    if engine not in PROFILED_ENGINES:
+        return {"profile_na": NO_PROFILE.get(engine, f"no per-operator profiler for engine {engine}")}
+    inst = tb.create(threads, profile=True)
+    plain = []
+    try:
+        for i in range(warmup + runs):
+            f = feeds[i % len(feeds)]
+            t0 = time.perf_counter()
+            tb.engine_call(timed, f)
+            plain.append(_ms(t0))
+            tb.engine_call(inst, f)
+        ops = tb.engine_of(inst).profile(skip=warmup)
+    finally:
+        inst.close()
+    return {"profile": ops, "profile_ms": round(sum(o["ms"] for o in ops), 4), "profile_runs": runs,
+            "profile_engine_ms": stats(plain[warmup:])}
+
+
+#: the engine-native throughput mode (``async``): (engine threads per run, engine options) of the
+#: instance it opens. OpenVINO: asynchronous infer requests under the THROUGHPUT hint (the
+#: plugin picks streams and threads; the fp32 pin holds); ONNX Runtime: one session run from one
+#: thread per core at once, one intra-op thread each.
+ASYNC_MODES: dict[str, tuple[int | None, dict[str, Any]]] = {
+    "openvino": (None, {"performance": "throughput"}),
+    "onnxruntime": (1, {}),
+}
+
+
+def _async_throughput(tb: TaskBench, feeds: Sequence[Any], calls: int) -> dict[str, Any] | None:
+    """The ``async`` throughput record: engine calls per second through ``engine.run_async``
+    (:data:`ASYNC_MODES`), and whether its outputs are those of serial ``engine.run`` calls
+    (bit for bit); ``None`` for an engine without an async mode."""
+    if tb.job["engine"] not in ASYNC_MODES:
+        return None
+    threads, options = ASYNC_MODES[tb.job["engine"]]
+    inst = tb.create(threads, **options)
+    try:
+        eng = tb.engine_of(inst)
+        work = [feeds[i % len(feeds)] for i in range(calls)]
+        eng.run_async(work[: 2 * eng.async_requests])  # warm-up: every request once
+        t0 = time.perf_counter()
+        got = eng.run_async(work)
+        wall = time.perf_counter() - t0
+        serial = [eng.run(f) for f in work[: len(feeds)]]
+        same = all(len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+                   for a, b in zip(got, serial))
+        return {"mode": "async", "of": "engine", "requests": eng.async_requests,
+                "throughput_ips": round(calls / wall, 2), "calls": calls, "matches_serial": bool(same)}
+    finally:
+        inst.close()
 
 
 def _ratio(value: float, denominator: int) -> float | None:
@@ -138,8 +213,9 @@ class TaskBench:
         """Read the inputs (images, sensor windows) once, before anything is timed."""
         raise NotImplementedError
 
-    def create(self, threads: int) -> Any:
-        """A new task instance with ``threads`` engine threads."""
+    def create(self, threads: int, **engine_options: Any) -> Any:
+        """A new task instance with ``threads`` engine threads (``engine_options`` go to its engine:
+        ``profile=True`` for the profiled runs)."""
         raise NotImplementedError
 
     def call(self, inst: Any, i: int) -> Any:
@@ -153,6 +229,10 @@ class TaskBench:
     def engine_call(self, inst: Any, feeds: Any) -> Any:
         """The engine call alone."""
         raise NotImplementedError
+
+    def engine_of(self, inst: Any) -> Any:
+        """The engine under a task instance (the profile is read from it)."""
+        return inst.engine
 
     def extra_calls(self, inst: Any) -> dict[str, Callable[[int], Any]]:
         """More calls to time, interleaved with the whole and engine calls (e.g. the BNN kernels
@@ -185,11 +265,11 @@ class DetectorBench(TaskBench):
     def n_inputs(self) -> int:
         return len(self.images)
 
-    def create(self, threads: int) -> Any:
+    def create(self, threads: int, **engine_options: Any) -> Any:
         from ..tasks.face_detector import FaceDetector
 
         return FaceDetector.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads,
-                                   device=self.job.get("device"))
+                                   device=self.job.get("device"), engine_options=engine_options or None)
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.detect(self.images[i % len(self.images)])
@@ -252,11 +332,11 @@ class EmbedderBench(TaskBench):
     def n_inputs(self) -> int:
         return len(self.crops)
 
-    def create(self, threads: int) -> Any:
+    def create(self, threads: int, **engine_options: Any) -> Any:
         from ..tasks.face_embedder import FaceEmbedder
 
         return FaceEmbedder.create(self.job["model"], engine=self.job["engine"], channels="BGR", threads=threads,
-                                   device=self.job.get("device"))
+                                   device=self.job.get("device"), engine_options=engine_options or None)
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.embed(self.crops[i % len(self.crops)])
@@ -298,10 +378,11 @@ class HarBench(TaskBench):
     def n_inputs(self) -> int:
         return len(self.x)
 
-    def create(self, threads: int) -> Any:
+    def create(self, threads: int, **engine_options: Any) -> Any:
         from ..tasks.activity_classifier import ActivityClassifier
 
-        return ActivityClassifier.create(self.job["model"], engine=self.job["engine"], device=self.job.get("device"))
+        return ActivityClassifier.create(self.job["model"], engine=self.job["engine"], device=self.job.get("device"),
+                                         engine_options=engine_options or None)
 
     def call(self, inst: Any, i: int) -> Any:
         return inst.classify(self.x[i % len(self.x)])
@@ -351,7 +432,7 @@ class HarFloatBench(TaskBench):
     def n_inputs(self) -> int:
         return len(self.x)
 
-    def create(self, threads: int) -> Any:
+    def create(self, threads: int, **engine_options: Any) -> Any:
         if self.job["engine"] == "numpy":
             return _NumpyTwin(self.twin)
         from ..engines import open_engine
@@ -359,7 +440,10 @@ class HarFloatBench(TaskBench):
 
         device = DeviceRequest.of(self.job.get("device"))
         return open_engine(self.path, self.job["engine"], threads=threads,
-                           **(device.engine_options(self.job["engine"]) if device else {}))
+                           **(device.engine_options(self.job["engine"]) if device else {}), **engine_options)
+
+    def engine_of(self, inst: Any) -> Any:
+        return inst
 
     def call(self, inst: Any, i: int) -> Any:
         x = np.ascontiguousarray(self.x[i % len(self.x)][None], dtype=np.float32)
@@ -455,6 +539,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             inst.close()
     threads = int(job["threads"])
     runs, warmup = int(job["runs"]), int(job["warmup"])
+    # --duration: timed calls until the budget is spent (the last one started before it ran out)
+    duration = float(job["duration"]) if job.get("duration") else None
 
     t0 = time.perf_counter()
     inst = tb.create(threads)
@@ -468,7 +554,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     load_warm = _ms(t0)
     try:
         row: dict[str, Any] = tb.describe(inst)
-        feeds = [tb.engine_feeds(inst, i) for i in range(min(runs, tb.n_inputs))]
+        feeds = [tb.engine_feeds(inst, i) for i in range(tb.n_inputs if duration else min(runs, tb.n_inputs))]
         for i in range(warmup):
             tb.call(inst, i)
             tb.engine_call(inst, feeds[i % len(feeds)])
@@ -479,7 +565,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         whole, engine, whole_cpu, engine_cpu = [], [], [], []
         extra_ms: dict[str, list[float]] = {k: [] for k in extra}
         cpu = time.thread_time
-        for i in range(runs):  # interleaved, so a busy moment slows all alike
+        i = 0
+        timed0 = time.perf_counter()
+        end = timed0 + (duration or 0.0)
+        # interleaved, so a busy moment slows all alike
+        while (i < runs) if duration is None else (i == 0 or time.perf_counter() < end):
             c0, t0 = cpu(), time.perf_counter()
             tb.call(inst, i)
             whole.append(_ms(t0))
@@ -492,15 +582,26 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 fn(i)
                 extra_ms[name].append(_ms(t0))
+            i += 1
+        timed_s = time.perf_counter() - timed0
+        row.update({"runs": i, "timed_s": round(timed_s, 4)})
         row.update({f"{name}_ms": stats(v) for name, v in extra_ms.items()})
         fid = tb.fidelity(inst) if job.get("fidelity") else {}
         # throughput: `threads` instances with one engine thread each, one per Python thread
         tp_first = inst if threads == 1 else tb.create(1)
         try:
-            tput = _throughput(lambda: tb.create(1), tp_first, tb.call, threads, max(runs, 10))
+            tput = _throughput(lambda: tb.create(1), tp_first, tb.call, threads, max(i, 10))
         finally:
             if tp_first is not inst:
                 tp_first.close()
+        modes = [{"mode": "instances", "of": "call", "instances": threads, "throughput_ips": tput}]
+        if job.get("async_throughput"):
+            rec = _async_throughput(tb, feeds, max(threads * max(i, 10), 40))
+            if rec:
+                modes.append(rec)
+        rss = peak_rss_mb()  # before the profiled instance loads
+        if job.get("profile"):
+            row.update(_profile(tb, inst, threads, feeds, max(10, min(i, 200)), max(warmup, 2)))
     finally:
         inst.close()
     lat, eng = stats(whole), stats(engine)
@@ -515,7 +616,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "load_ms": round(load_cold, 3), "load_warm_ms": round(load_warm, 3), "first_ms": round(first, 3),
         "latency_ms": lat, "engine_ms": eng,
         "overhead_ratio": round(lat["median"] / eng["median"], 3) if eng["median"] > 0 else None,
-        "throughput_ips": tput, "peak_rss_mb": peak_rss_mb(), "fidelity": fid,
+        "throughput_ips": tput, "throughput": modes, "peak_rss_mb": rss, "fidelity": fid,
     })
     return row
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -13,7 +16,7 @@ from .base import TensorSpec, check_feeds, model_precision, notice
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxRuntimeEngine", "load", "PROVIDERS", "provider_name", "resolve_providers"]
+__all__ = ["OnnxRuntimeEngine", "load", "PROVIDERS", "provider_name", "resolve_providers", "profile_from_trace"]
 
 #: short names of ONNX Runtime's execution providers -> their real names
 PROVIDERS = {
@@ -138,6 +141,56 @@ def _precision(path: Path) -> str:
                            quantized_elsewhere=elsewhere)
 
 
+# ONNX Runtime's element type names in a profile trace -> the precision an operator ran in
+_TRACE_PRECISION = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "uint8": "int8",
+                    "double": "fp64", "int32": "int32", "int64": "int64", "bool": "bool"}
+_INTEGER_OPS = {*_INTEGER, "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearSigmoid", "QLinearGlobalAveragePool",
+                "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSoftmax", "DynamicQuantizeLinear"}
+
+
+def _trace_precision(op_type: str, args: Mapping[str, Any]) -> str:
+    if op_type in _INTEGER_OPS:
+        return "int8"
+    for entry in args.get("input_type_shape") or []:
+        if isinstance(entry, dict) and entry:
+            return _TRACE_PRECISION.get(str(next(iter(entry))), str(next(iter(entry))))
+    return "?"
+
+
+def profile_from_trace(events: Any, skip: int = 0) -> list[dict[str, Any]]:
+    """Per-operator means per inference from an ONNX Runtime profile trace (its JSON list of events).
+
+    Each node's ``*_kernel_time`` events are summed and divided by the number of ``model_run``
+    events; the first ``skip`` runs (warm-up) and the node events inside them are left out. Returns ``[{"op", "type", "ms", "precision"}]``, slowest first; ``precision`` is the
+    element type of the operator's first input (``int8`` for ONNX Runtime's integer kernels).
+
+    Raises:
+        EngineError: the trace is not a list of events or holds no run.
+    """
+    if not isinstance(events, list):
+        raise EngineError(f"an ONNX Runtime profile trace is a JSON list of events, got {type(events).__name__}")
+    model_runs = sorted((float(e.get("ts", 0)), float(e.get("dur", 0))) for e in events
+                        if isinstance(e, dict) and e.get("cat") == "Session" and e.get("name") == "model_run")
+    runs = len(model_runs) - skip
+    if runs < 1:
+        raise EngineError(f"the ONNX Runtime profile trace holds {len(model_runs)} model_run event(s), {skip} "
+                          "skipped: nothing was profiled")
+    after = model_runs[skip - 1][0] + model_runs[skip - 1][1] if skip else float("-inf")
+    total: dict[str, list[Any]] = {}
+    for e in events:
+        if not isinstance(e, dict) or e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        if float(e.get("ts", 0)) < after:
+            continue
+        args = e.get("args") if isinstance(e.get("args"), dict) else {}
+        op = str(e["name"])[: -len("_kernel_time")]
+        op_type = str(args.get("op_name", "?"))
+        slot = total.setdefault(op, [op_type, 0.0, _trace_precision(op_type, args)])
+        slot[1] += float(e.get("dur", 0)) / 1e3  # microseconds
+    ops = [{"op": op, "type": t, "ms": round(ms / runs, 5), "precision": p} for op, (t, ms, p) in total.items()]
+    return sorted(ops, key=lambda o: -o["ms"])
+
+
 def _spec(arg: Any) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
     return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
@@ -149,7 +202,8 @@ class OnnxRuntimeEngine:
     ``providers`` defaults to the CPU provider; on a Jetson pass
     ``["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]``.
     ``spin=True`` lets idle worker threads spin-wait (lower latency for back-to-back runs on a
-    dedicated core, more power).
+    dedicated core, more power). ``profile=True`` turns on ONNX Runtime's session profiling
+    (every run is traced, which costs time): :meth:`profile` then gives the time per operator.
 
     Providers may be given by short name (``"cuda"``, ``"tensorrt"``, see :data:`PROVIDERS`). One
     this onnxruntime build lacks, or one that fails to start, is dropped with one logged notice
@@ -168,6 +222,7 @@ class OnnxRuntimeEngine:
         providers: Sequence[Any] | None = None,
         spin: bool = False,
         strict_device: bool = False,
+        profile: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -188,6 +243,11 @@ class OnnxRuntimeEngine:
         so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         # fp32 stays fp32: no bf16 fast-math GEMM (an opt-in on arm64 CPUs with bf16)
         so.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
+        self._profile_dir = None
+        if profile:  # the trace goes to a folder of our own, read and removed by profile()
+            self._profile_dir = tempfile.TemporaryDirectory(prefix="anyedge-ort-profile-")
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(self._profile_dir.name, "ort")
         usable = resolve_providers(wanted, ort.get_available_providers(), strict=strict_device)
         try:
             self._sess = ort.InferenceSession(str(path), sess_options=so, providers=usable)
@@ -220,8 +280,56 @@ class OnnxRuntimeEngine:
         except Exception as e:
             raise EngineError(f"ONNX Runtime failed running {self.path.name}: {e}") from e
 
+    @property
+    def async_requests(self) -> int:
+        """How many runs :meth:`run_async` keeps in flight by default: one per CPU core."""
+        return max(1, os.cpu_count() or 1)
+
+    def run_async(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int | None = None) -> list[list[np.ndarray]]:
+        """Run every feed on this one session from ``requests`` threads at once (default
+        :attr:`async_requests`): ONNX Runtime's own parallel runs of one session.
+
+        Returns:
+            The outputs of each feed, in the order of ``feeds`` (as :meth:`run` would give them).
+
+        Raises:
+            EngineError: the engine is closed or a run fails.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        for f in feeds:
+            check_feeds(self.inputs, f)
+        with ThreadPoolExecutor(max_workers=int(requests or self.async_requests)) as pool:
+            return list(pool.map(self.run, feeds))
+
+    def profile(self, skip: int = 0) -> list[dict[str, Any]]:
+        """Time per operator, per inference, over the runs since the engine was opened with
+        ``profile=True``, the first ``skip`` left out (see :func:`profile_from_trace`). Ends the
+        profiling: call it once.
+
+        Raises:
+            EngineError: not opened with ``profile=True``, closed, or profiled already.
+        """
+        if self._profile_dir is None:
+            raise EngineError("this ONNX Runtime engine was not opened with profile=True, or its profile was taken already")
+        sess = self._sess
+        if sess is None:
+            raise EngineError("engine is closed")
+        try:
+            trace = sess.end_profiling()
+            events = json.loads(Path(trace).read_text())
+        except (OSError, ValueError, RuntimeError) as e:
+            raise EngineError(f"ONNX Runtime's profile of {self.path.name} cannot be read: {e}") from e
+        finally:
+            self._profile_dir.cleanup()
+            self._profile_dir = None
+        return profile_from_trace(events, skip)
+
     def close(self) -> None:
         self._sess = None
+        if self._profile_dir is not None:
+            self._profile_dir.cleanup()
+            self._profile_dir = None
 
 
 def load(path: Path, *, threads: int | None = None, **options: Any) -> OnnxRuntimeEngine:

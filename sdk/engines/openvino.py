@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,7 +17,7 @@ from .base import TensorSpec, check_feeds, model_precision, notice
 log = logging.getLogger(__name__)
 
 __all__ = ["OpenVINOEngine", "load", "cpu_supports", "port_name", "is_device", "normalize_device", "resolve_device",
-           "COMPUTE_PRECISIONS", "DEVICES", "DEVICE_CHOICES"]
+           "COMPUTE_PRECISIONS", "DEVICES", "DEVICE_CHOICES", "PERFORMANCE_HINTS", "layer_precision"]
 
 #: OpenVINO's devices anyedge compiles for. A device string names one, optionally numbered
 #: (``GPU.0``), or AUTO / MULTI / HETERO over a list of them (``AUTO``, ``AUTO:GPU,CPU``,
@@ -196,7 +197,22 @@ def _reason(e: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _compile_config(device: str, available: Sequence[str], threads: int | None, hint: str) -> dict[str, Any]:
+#: anyedge's name -> OpenVINO ``PERFORMANCE_HINT``: one request as fast as possible, or many in flight
+PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+# the precision suffix of a layer's exec_type in the performance counters (``jit_avx512_I8``)
+_EXEC_PRECISION = {"FP32": "fp32", "F32": "fp32", "BF16": "bf16", "FP16": "fp16", "F16": "fp16", "I8": "int8",
+                   "U8": "int8", "I32": "int32", "I64": "int64", "U1": "binary", "BOOL": "bool"}
+
+
+def layer_precision(exec_type: str) -> str:
+    """The precision a layer ran in, from the ``exec_type`` of OpenVINO's performance counters
+    (``jit_avx512_I8`` -> ``int8``, ``brgconv_avx512_amx_BF16`` -> ``bf16``; ``?`` when it names none)."""
+    tail = str(exec_type).rsplit("_", 1)[-1].upper()
+    return _EXEC_PRECISION.get(tail, "?")
+
+
+def _compile_config(device: str, available: Sequence[str], threads: int | None, hint: str,
+                    performance: str = "latency", profile: bool = False) -> dict[str, Any]:
     """Compile settings that pin the float precision on every CPU or GPU the spec can land on.
 
     A meta device (``AUTO``, ``MULTI``, ``HETERO``) ignores a top-level precision hint for the
@@ -211,7 +227,9 @@ def _compile_config(device: str, available: Sequence[str], threads: int | None, 
             props["INFERENCE_NUM_THREADS"] = int(threads)
         return props
 
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    config: dict[str, Any] = {"PERFORMANCE_HINT": PERFORMANCE_HINTS[performance]}
+    if profile:
+        config["PERF_COUNT"] = True
     if device.partition(":")[0].upper() not in _META_DEVICES:
         return {**config, **own(device)}
     per_device = {d: own(d) for d in _device_targets(device, available)}
@@ -270,17 +288,25 @@ class OpenVINOEngine:
     ``fallback_device`` (the CPU by default) with one logged notice; ``strict_device=True``
     raises :class:`~anyedge.errors.DeviceUnavailableError` instead. ``engine.device`` says
     where the model runs (``"CPU"`` after a fallback or for ``AUTO`` on a CPU-only machine).
+
+    ``performance="throughput"`` compiles with OpenVINO's THROUGHPUT hint (several streams) for
+    :meth:`run_async`; the float precision stays pinned either way. ``profile=True`` turns on the
+    performance counters: :meth:`profile` then gives the time per layer (it costs time per run).
     """
 
     name = "openvino"
 
     def __init__(self, path: Path, *, threads: int | None = None, device: str = "CPU",
-                 fallback_device: str | None = None, strict_device: bool = False, precision: str = "fp32") -> None:
+                 fallback_device: str | None = None, strict_device: bool = False, precision: str = "fp32",
+                 performance: str = "latency", profile: bool = False) -> None:
         import openvino as ov
 
         if precision not in COMPUTE_PRECISIONS:
             raise ModelLoadError(f"OpenVINO precision must be one of {', '.join(COMPUTE_PRECISIONS)}, "
                                  f"got {precision!r}")
+        if performance not in PERFORMANCE_HINTS:
+            raise ModelLoadError(f"OpenVINO performance must be one of {', '.join(PERFORMANCE_HINTS)}, "
+                                 f"got {performance!r}")
         device = normalize_device(device)
         fallback = normalize_device(fallback_device) if fallback_device else "CPU"
         if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
@@ -295,7 +321,7 @@ class OpenVINOEngine:
             raise ModelLoadError(f"OpenVINO cannot read {path}: {e}") from e
         try:
             self._compiled = core.compile_model(
-                model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision]))
+                model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision], performance, profile))
         except Exception as e:
             if _cpu_only(device, available) or device == fallback:  # the model itself fails: nothing to fall back to
                 raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e}") from e
@@ -308,7 +334,7 @@ class OpenVINOEngine:
             device = fallback
             try:
                 self._compiled = core.compile_model(
-                    model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision]))
+                    model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision], performance, profile))
             except Exception as e2:
                 raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e2}") from e2
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -325,6 +351,88 @@ class OpenVINOEngine:
         self.compiled_for = device  # the device string compiled for ("AUTO", "CPU" after a fallback)
         self.device = ",".join(self.execution_devices)  # where it runs ("CPU" for AUTO on this machine)
         self.path = path
+        # performance counters of each run (when profiling): [(layer, type, seconds, precision), ...]
+        self._perf: list[list[tuple[str, str, float, str]]] | None = [] if profile else None
+        self._perf_lock = threading.Lock()
+
+    def _count(self, request: Any) -> None:
+        """Keep one finished request's performance counters (executed layers only)."""
+        run = [(p.node_name, p.node_type, p.real_time.total_seconds(), layer_precision(p.exec_type))
+               for p in request.get_profiling_info() if str(p.status).rsplit(".", 1)[-1] == "EXECUTED"]
+        with self._perf_lock:
+            assert self._perf is not None
+            self._perf.append(run)
+
+    def profile(self, skip: int = 0) -> list[dict[str, Any]]:
+        """Time per executed layer, per inference, over the runs since the engine was opened with
+        ``profile=True`` (the first ``skip`` left out: warm-up): ``[{"op", "type", "ms",
+        "precision"}]``, slowest first. ``precision`` is the one the layer ran in, from its
+        ``exec_type`` (:func:`layer_precision`).
+
+        Raises:
+            EngineError: not opened with ``profile=True``, or no run left after ``skip``.
+        """
+        if self._perf is None:
+            raise EngineError("this OpenVINO engine was not opened with profile=True")
+        with self._perf_lock:
+            runs = self._perf[skip:]
+        if not runs:
+            raise EngineError(f"no run to profile: {len(self._perf)} run(s), {skip} skipped")
+        total: dict[str, list[Any]] = {}
+        for run in runs:
+            for name, kind, sec, prec in run:
+                total.setdefault(name, [kind, 0.0, prec])[1] += sec
+        ops = [{"op": op, "type": t, "ms": round(sec * 1e3 / len(runs), 5), "precision": prec}
+               for op, (t, sec, prec) in total.items()]
+        return sorted(ops, key=lambda o: -o["ms"])
+
+    @property
+    def async_requests(self) -> int:
+        """How many requests :meth:`run_async` keeps in flight by default: the compiled model's
+        ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (its streams under the THROUGHPUT hint)."""
+        compiled = self._compiled
+        if compiled is None:
+            raise EngineError("engine is closed")
+        return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1))
+
+    def run_async(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int | None = None) -> list[list[np.ndarray]]:
+        """Run every feed through OpenVINO's asynchronous infer requests, as many in flight as the
+        compiled model asks for (``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, or ``requests``).
+
+        Returns:
+            The outputs of each feed, in the order of ``feeds`` (as :meth:`run` would give them).
+
+        Raises:
+            EngineError: the engine is closed or a request fails.
+        """
+        import openvino as ov
+
+        compiled = self._compiled
+        if compiled is None:
+            raise EngineError("engine is closed")
+        for f in feeds:
+            check_feeds(self.inputs, f)
+        n = int(requests or self.async_requests)
+        results: list[list[np.ndarray] | None] = [None] * len(feeds)
+        outputs = len(self.outputs)
+
+        def done(request: Any, k: int) -> None:
+            results[k] = [request.get_output_tensor(i).data.copy() for i in range(outputs)]
+            if self._perf is not None:
+                self._count(request)
+
+        pool = ov.AsyncInferQueue(compiled, max(1, n))
+        pool.set_callback(done)
+        try:
+            for k, f in enumerate(feeds):
+                pool.start_async({name: np.ascontiguousarray(v) for name, v in f.items()}, k)
+            pool.wait_all()
+        except Exception as e:
+            raise EngineError(f"OpenVINO failed running {self.path.name}: {e}") from e
+        missing = [k for k, r in enumerate(results) if r is None]
+        if missing:
+            raise EngineError(f"OpenVINO gave no result for {len(missing)} of {len(feeds)} asynchronous requests")
+        return results  # type: ignore[return-value]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         compiled = self._compiled
@@ -337,6 +445,8 @@ class OpenVINOEngine:
             request = compiled.create_infer_request()
         try:
             request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+            if self._perf is not None:
+                self._count(request)
             return [request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
         except Exception as e:
             raise EngineError(f"OpenVINO failed running {self.path.name}: {e}") from e
