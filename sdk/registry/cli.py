@@ -16,7 +16,8 @@ def add_parsers(sub: Any) -> None:
                        description="List every registered model, whether its file is here, and where a "
                                    "missing one is published.",
                        epilog="example:\n  anyedge models\n  anyedge models --precision\n  anyedge models --json | jq -r .name")
-    p.add_argument("--json", action="store_true", help="one JSON object per model (default: a table)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per model, with the installed engines that read it (default: a table)")
     p.add_argument("--precision", action="store_true",
                    help="also open each present model on every installed engine that reads it and show the "
                         "precision it runs at there (engine.precision; default: off, it loads every model)")
@@ -32,6 +33,7 @@ def _where_published(source: Any) -> str:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from ..engines import engines_for
     from .fetch import find_model_file, packaged_bundle
     from .table import PACKAGED_BUNDLES, list_models
 
@@ -40,12 +42,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
         found = find_model_file(m)
         rows.append({"name": m.name, "task": m.task, "family": m.family, "file": m.filename,
                      "license": m.license, "present": str(found) if found else None,
-                     "fetchable": m.source.fetchable, "source": _where_published(m.source)})
+                     "fetchable": m.source.fetchable, "source": _where_published(m.source),
+                     "engines": engines_for(m.filename)})
     for name in PACKAGED_BUNDLES:
         p = packaged_bundle(name)
         rows.append({"name": name, "task": "activity_classification", "family": "bnn", "file": "bundle",
                      "license": "Apache-2.0 (anyedge's own)", "present": str(p) if p else None,
-                     "fetchable": False, "source": "shipped inside the anyedge package"})
+                     "fetchable": False, "source": "shipped inside the anyedge package",
+                     "engines": engines_for("model.bnn")})
     if args.precision:
         for r in rows:
             r["precision"] = _precisions(r) if r["present"] else {}
@@ -57,6 +61,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for r in rows:
         state = "yes" if r["present"] else ("fetch" if r["fetchable"] else "no")
         where = "" if r["present"] else r["source"]
+        if not r["engines"]:  # e.g. the vision models on riscv64, where no vision engine installs
+            where = f"no engine on this platform reads {Path(r['file']).suffix or 'it'}; {where}".rstrip("; ")
         print(f"{r['name']:20} {r['task']:24} {r['family']:14} {state:8} {r['license']:34} {where}".rstrip())
         if r.get("precision"):
             runs = ", ".join(f"{e} {p}" for e, p in r["precision"].items())
