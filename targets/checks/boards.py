@@ -230,10 +230,15 @@ class Emulator:
 
 # -- the wheel ----------------------------------------------------------------------------------------
 
+#: What the wheel is built from (the check harnesses, tests and benchmarks are not in it).
+WHEEL_SOURCES = ("pyproject.toml", "setup.py", "README.md", "sdk/", "converters/", "targets/")
+
+
 def _source_files() -> list[str]:
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
                          capture_output=True, check=True).stdout.decode().split("\0")
-    return sorted(n for n in out if n and (ROOT / n).is_file())
+    return sorted(n for n in out if n and n.startswith(WHEEL_SOURCES) and not n.startswith("targets/checks/")
+                  and (ROOT / n).is_file())
 
 
 def source_digest(files: Iterable[str] | None = None) -> str:
