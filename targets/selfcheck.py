@@ -30,7 +30,10 @@ from typing import Any, Mapping, Sequence
 __all__ = ["BOX_TOL", "SCORE_TOL", "Item", "FaceDiff", "iou", "match_faces", "compare_faces",
            "synthetic_windows", "run_items", "check", "main"]
 
-BOX_TOL = 1.0  # source pixels: another ISA's engine may sum in another order (measured: ~0.02 px)
+# Another ISA gets slightly different input tensors where the image is upscaled (OpenCV's INTER_LINEAR
+# is not bit-exact across its x86-64 and aarch64 builds) and engines sum in another order: measured on
+# 20 WIDER images, aarch64 vs x86-64, up to 1.23 px (RetinaFace, full-size input) and 0.0093 in score.
+BOX_TOL = 2.0  # source pixels
 SCORE_TOL = 0.01
 REFERENCE = "selfcheck_reference.json"
 HAR_MODELS = ("bnn-racketsports", "bnn-basicmotions")
@@ -75,6 +78,7 @@ class FaceDiff:
     matched: int = 0
     max_box: float = 0.0
     max_score: float = 0.0
+    borderline: int = 0  # unmatched faces scored within the score tolerance of the threshold
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -84,15 +88,20 @@ class FaceDiff:
     def summary(self) -> str:
         text = (f"{self.matched}/{self.faces_ref} faces matched ({self.faces_got} here) on {self.images} image(s), "
                 f"max box diff {self.max_box:.3f} px, max score diff {self.max_score:.4f}")
+        if self.borderline:
+            text += f", {self.borderline} unmatched face(s) at the score threshold"
         return text + (f"; {'; '.join(self.problems[:3])}" if self.problems else "")
 
 
 def compare_faces(ref: Mapping[str, Sequence[Mapping[str, Any]]], got: Mapping[str, Sequence[Mapping[str, Any]]],
-                  *, box_tol: float = BOX_TOL, score_tol: float = SCORE_TOL) -> FaceDiff:
+                  *, box_tol: float = BOX_TOL, score_tol: float = SCORE_TOL,
+                  threshold: float | None = None) -> FaceDiff:
     """Compare faces per image (image -> list of ``{"box": xyxy, "score"}``).
 
     A problem (so ``ok`` is false): an image only one side has, a face either side has that the
     other has not (IoU < 0.5), a box coordinate or a score further apart than the tolerance.
+    With the detector's score ``threshold``, a face one side has whose score is within
+    ``score_tol`` of it is counted as ``borderline`` instead: the other side scored it just below.
     """
     d = FaceDiff(images=len(set(ref) | set(got)))
     for name in sorted(set(ref) ^ set(got)):
@@ -102,6 +111,12 @@ def compare_faces(ref: Mapping[str, Sequence[Mapping[str, Any]]], got: Mapping[s
         d.faces_ref += len(a)
         d.faces_got += len(b)
         pairs, lost, extra = match_faces(a, b)
+        if threshold is not None:
+            at_edge = [i for i in lost if float(a[i]["score"]) < threshold + score_tol]
+            at_edge += [j for j in extra if float(b[j]["score"]) < threshold + score_tol]
+            d.borderline += len(at_edge)
+            lost = [i for i in lost if float(a[i]["score"]) >= threshold + score_tol]
+            extra = [j for j in extra if float(b[j]["score"]) >= threshold + score_tol]
         d.matched += len(pairs)
         for i, j in pairs:
             d.max_box = max(d.max_box, max(abs(float(x) - float(y)) for x, y in zip(a[i]["box"], b[j]["box"])))

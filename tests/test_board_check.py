@@ -39,7 +39,8 @@ def _face(x0: float, y0: float, x1: float, y1: float, score: float = 0.9) -> dic
     ({"a.jpg": [_face(0, 0, 10, 10)]}, {"a.jpg": []}, False, 0, "1 reference face(s) not found"),
     ({"a.jpg": []}, {"a.jpg": [_face(0, 0, 10, 10)]}, False, 0, "1 face(s) not in the reference"),
     ({"a.jpg": [_face(0, 0, 10, 10)]}, {"a.jpg": [_face(20, 20, 30, 30)]}, False, 0, "not found"),  # IoU 0
-    ({"a.jpg": [_face(0, 0, 10, 10)]}, {"a.jpg": [_face(1.5, 0, 11.5, 10)]}, False, 1, "box difference 1.500"),
+    ({"a.jpg": [_face(0, 0, 10, 10)]}, {"a.jpg": [_face(1.5, 0, 11.5, 10)]}, True, 1, None),
+    ({"a.jpg": [_face(0, 0, 10, 10)]}, {"a.jpg": [_face(2.5, 0, 12.5, 10)]}, False, 1, "box difference 2.500"),
     ({"a.jpg": [_face(0, 0, 10, 10, 0.9)]}, {"a.jpg": [_face(0, 0, 10, 10, 0.8)]}, False, 1, "score difference"),
     ({"a.jpg": []}, {"b.jpg": []}, False, 0, "only in the"),
 ])
@@ -51,6 +52,22 @@ def test_compare_faces(ref, got, ok, matched, problem) -> None:
         assert any(problem in p for p in d.problems), d.problems
     else:
         assert d.problems == []
+
+
+@pytest.mark.parametrize("score, borderline, ok", [(0.505, 1, True), (0.509, 1, True), (0.52, 0, False),
+                                                  (0.9, 0, False)])
+def test_a_face_only_one_side_finds_is_borderline_only_at_the_threshold(score, borderline, ok) -> None:
+    ref = {"a.jpg": [_face(0, 0, 10, 10), _face(50, 50, 60, 60, score)]}
+    got = {"a.jpg": [_face(0, 0, 10, 10)]}
+    d = board_check.compare_detections(ref, got, threshold=0.5)
+    assert (d.borderline, d.ok, d.matched) == (borderline, ok, 1)
+    d = board_check.compare_detections(got, ref, threshold=0.5)  # the board found the extra face
+    assert (d.borderline, d.ok) == (borderline, ok)
+    assert not board_check.compare_detections(ref, got).ok  # no threshold given: any unmatched face fails
+
+
+def test_score_threshold_is_the_registrys() -> None:
+    assert board_check.score_threshold("scrfd-500m") == 0.5
 
 
 def test_match_faces_is_one_to_one_best_iou_first() -> None:
