@@ -14,7 +14,7 @@ export ANYEDGE_DATA ?= $(SHARED)/data
 endif
 # The float twins of the shipped activity nets, which anyedge bench compares against.
 
-.PHONY: demo test bench bench-har bench-device riscv-check aarch64-check apps-check train-har clean
+.PHONY: demo test bench bench-har bench-device riscv-check aarch64-check apps-check pi-check riscv-board-check train-har clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,20 @@ aarch64-check: $(VENV)/.test-installed
 # host build and aarch64 under qemu (needs: apt-get install gcc-aarch64-linux-gnu qemu-user).
 apps-check: $(VENV)/.test-installed
 	$(BIN)/python targets/checks/apps_check.py --require-aarch64
+
+# The whole SDK on emulated boards, compared with this host (targets/checks/board_check.py): a Debian
+# root (debootstrap) run under qemu-user, anyedge's wheel cross-built for it and installed the README's
+# way; the root, wheels and installs are cached in ~/.cache/anyedge/boards/ (a clean machine downloads
+# them from Debian and PyPI). Needs: apt-get install debootstrap qemu-user gcc-aarch64-linux-gnu
+# gcc-riscv64-linux-gnu. Timings under emulation say nothing about a board's speed.
+BOARD_CHECK_ARGS ?= --images 20
+# Raspberry Pi OS 64-bit (Debian 12 arm64, Cortex-A72): every engine x detector, gallery, HAR, run, bench, export-c.
+pi-check: $(VENV)/.test-installed
+	$(BIN)/python targets/checks/board_check.py --board pi $(BOARD_CHECK_ARGS)
+
+# Debian 13 riscv64 (Zbb): pip gives numpy only, the activity nets on the Zbb kernels, vision refused cleanly.
+riscv-board-check: $(VENV)/.test-installed
+	$(BIN)/python targets/checks/board_check.py --board riscv64 $(BOARD_CHECK_ARGS)
 
 # Retrain the shipped BNNs (PyTorch CPU; deterministic, byte-identical output).
 train-har: $(VENV)/.test-installed

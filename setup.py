@@ -83,6 +83,12 @@ def popcount_flags(arch: str, accepts) -> list[str]:  # noqa: ANN001 - accepts(f
     return []  # aarch64 and the rest: the compiler's own __builtin_popcountll
 
 
+def compile_flags(compiler_cmd: list[str] | None, accepts) -> list[str]:  # noqa: ANN001
+    """What anyedge adds to a unix compiler's flags for its kernels (also used by the board checks'
+    cross builds, so a wheel built for a board gets exactly what a build on the board would)."""
+    return ["-O3", "-ffp-contract=off", *popcount_flags(target_arch(compiler_cmd), accepts)]
+
+
 def _compiler_accepts(compiler, flag: str) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "probe.c"
@@ -101,9 +107,8 @@ class BuildExt(build_ext):
         ctype = getattr(self.compiler, "compiler_type", "")
         extra: list[str] = []
         if ctype == "unix":
-            extra += ["-O3", "-ffp-contract=off"]
-            arch = target_arch(list(getattr(self.compiler, "compiler_so", []) or []))
-            extra += popcount_flags(arch, lambda flag: _compiler_accepts(self.compiler, flag))
+            extra += compile_flags(list(getattr(self.compiler, "compiler_so", []) or []),
+                                   lambda flag: _compiler_accepts(self.compiler, flag))
         elif ctype == "msvc":
             extra += ["/O2", "/fp:precise"]
         for ext in self.extensions:

@@ -154,7 +154,7 @@ def test_ci_entry_point_runs_the_tests_with_ci_set(tmp_path: Path) -> None:
     stubs = tmp_path / "bin"
     stubs.mkdir()
     seen = tmp_path / "make-env"
-    for tool in ("gcc", "riscv64-linux-gnu-gcc", "qemu-riscv64", "aarch64-linux-gnu-gcc", "qemu-aarch64"):
+    for tool in ("gcc", "riscv64-linux-gnu-gcc", "qemu-riscv64", "aarch64-linux-gnu-gcc", "qemu-aarch64", "debootstrap"):
         (stubs / tool).write_text("#!/bin/sh\nexit 0\n")
     (stubs / "make").write_text(f'#!/bin/sh\necho "$@ CI=${{CI:-unset}}" > {seen}\n')
     for f in stubs.iterdir():
@@ -163,4 +163,5 @@ def test_ci_entry_point_runs_the_tests_with_ci_set(tmp_path: Path) -> None:
     env["PATH"] = f"{stubs}{os.pathsep}{env.get('PATH', '')}"
     r = subprocess.run(["bash", str(ROOT / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert seen.read_text().split() == ["test", "CI=1"]
+    assert seen.read_text().split() == ["test", "pi-check", "riscv-board-check", "BOARD_CHECK_ARGS=--images",
+                                        "20", "CI=1"]

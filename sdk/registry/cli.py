@@ -28,7 +28,8 @@ def add_parsers(sub: Any) -> None:
                               "  anyedge models --json | jq -r .name\n"
                               "  anyedge models fetch yunet-n-320 retinaface-mnet025\n"
                               "  anyedge models pack models-pack/ yunet-n-320 retinaface-mnet025")
-    p.add_argument("--json", action="store_true", help="one JSON object per model (default: a table)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per model, with the installed engines that read it (default: a table)")
     p.add_argument("--precision", action="store_true",
                    help="also open each present model on every installed engine that reads it and show the "
                         "precision it runs at there (engine.precision; default: off, it loads every model)")
@@ -95,6 +96,7 @@ def _fetch_mode(m: Any) -> str:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from ..engines import engines_for
     from .fetch import find_model_file, packaged_bundle
     from .table import PACKAGED_BUNDLES, list_models
 
@@ -106,13 +108,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
                      "needs_accept_licence": m.licence_class.needs_acceptance,
                      "present": str(found) if found else None,
                      "fetchable": m.source.fetchable, "fetch": _fetch_mode(m),
-                     "source": _where_published(m.source)})
+                     "source": _where_published(m.source), "engines": engines_for(m.filename)})
     for name in PACKAGED_BUNDLES:
         p = packaged_bundle(name)
         rows.append({"name": name, "task": "activity_classification", "family": "bnn", "file": "bundle",
                      "license": "Apache-2.0 (anyedge's own)", "licence_class": "permissive",
                      "needs_accept_licence": False, "present": str(p) if p else None,
-                     "fetchable": False, "fetch": "shipped", "source": "shipped inside the anyedge package"})
+                     "fetchable": False, "fetch": "shipped", "source": "shipped inside the anyedge package",
+                     "engines": engines_for("model.bnn")})
     if args.precision:
         for r in rows:
             r["precision"] = _precisions(r) if r["present"] else {}
@@ -124,6 +127,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
           "where to get it (when missing)")
     for r in rows:
         where = "" if r["present"] else r["source"]
+        if not r["engines"]:  # e.g. the vision models on riscv64, where no vision engine installs
+            where = f"no engine on this platform reads {Path(r['file']).suffix or 'it'}; {where}".rstrip("; ")
         print(f"{r['name']:20} {r['task']:24} {r['family']:14} {'yes' if r['present'] else 'no':8} "
               f"{r['license']:50} {r['fetch']:16} {where}".rstrip())
         if r.get("precision"):
