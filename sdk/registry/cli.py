@@ -17,6 +17,13 @@ _ACCEPT_HELP = ("accept the licence of non-commercial or unlicensed weights (scr
                 "(default: such models are reported and not fetched)")
 
 
+def _add_model_choice(p: argparse.ArgumentParser) -> None:
+    """NAME..., --all and --accept-licence, as ``models fetch`` and ``models pack`` take them."""
+    p.add_argument("names", nargs="*", metavar="NAME", help="registry model names (see 'anyedge models')")
+    p.add_argument("--all", action="store_true", help="every registry model (default: only the NAMEs given)")
+    p.add_argument("--accept-licence", action="store_true", help=_ACCEPT_HELP)
+
+
 def add_parsers(sub: Any) -> None:
     """Register ``anyedge models`` (and ``models fetch``, ``models pack``) on the top parser's subcommands."""
     p = sub.add_parser("models", help="list the model registry and what is present here; fetch or pack models",
@@ -51,9 +58,7 @@ def add_parsers(sub: Any) -> None:
                "examples:\n  anyedge models fetch yunet-n-320 retinaface-mnet025\n"
                "  anyedge models fetch scrfd-500m --accept-licence --json\n"
                "  anyedge models fetch --all --accept-licence")
-    f.add_argument("names", nargs="*", metavar="NAME", help="registry model names (see 'anyedge models')")
-    f.add_argument("--all", action="store_true", help="every registry model (default: only the NAMEs given)")
-    f.add_argument("--accept-licence", action="store_true", help=_ACCEPT_HELP)
+    _add_model_choice(f)
     f.add_argument("--json", action="store_true",
                    help="one JSON object per model on stdout: name, status, path, sha256, license, "
                         "licence_class (and error when it failed) (default: one text line per model)")
@@ -71,9 +76,7 @@ def add_parsers(sub: Any) -> None:
                "  anyedge models pack models-pack/ --all --accept-licence\n"
                "  ANYEDGE_MODEL_PATH=models-pack/ anyedge models")
     k.add_argument("dir", metavar="DIR", help="the pack folder (created; an earlier pack there is replaced)")
-    k.add_argument("names", nargs="*", metavar="NAME", help="registry model names (see 'anyedge models')")
-    k.add_argument("--all", action="store_true", help="every registry model (default: only the NAMEs given)")
-    k.add_argument("--accept-licence", action="store_true", help=_ACCEPT_HELP)
+    _add_model_choice(k)
     k.add_argument("--json", action="store_true",
                    help="one JSON object per packed model on stdout: name, path, sha256, license "
                         "(default: one text line per model)")

@@ -129,6 +129,27 @@ class Side:
         return Result(p.returncode, p.stdout, p.stderr, time.perf_counter() - t)
 
 
+def _finish(pool: Any, fut: dict[tuple[str, str], Any], checks: list[Check], board: Any, wheel: Path,
+            dev: Any) -> dict[tuple[str, str], Result]:
+    """Queue the board's selfcheck, check its compiled kernels, and wait for every queued command."""
+    fut[("selfcheck", "board")] = pool.submit("board selfcheck", lambda: dev.python(
+        "import sys; from anyedge.targets.selfcheck import main; sys.exit(main(['--json']))"))
+    checks += kernel_checks(board, wheel, dev)
+    pool.close()
+    return {k: f.result() for k, f in fut.items()}
+
+
+def _both_ran(res: dict[tuple[str, str], Result], key: str, checks: list[Check],
+              group: str) -> tuple[Result, Result] | None:
+    """The host's and the board's results of ``key``, or ``None`` (and a failed check) when either failed."""
+    h, b = res[(key, "host")], res[(key, "board")]
+    for side, r in (("host", h), ("board", b)):
+        if r.rc != 0:
+            checks.append(Check(group, key, False, f"{side}: {_fail_line(r)}", b.seconds))
+            return None
+    return h, b
+
+
 def _fail_line(r: Result) -> str:
     lines = [x for x in r.err.strip().splitlines() if x.strip()]
     return f"exit {r.rc}: {lines[-1] if lines else '(no stderr)'}"
@@ -328,19 +349,10 @@ def run_pi(board: boards.Board, emu: boards.Emulator, wheel: Path, inst: boards.
     fut[("bench", "board")] = pool.submit("board bench", lambda: dev.anyedge(
         "bench", "blazeface-short", "bnn-racketsports", "--engines", "litert,bnn", "--runs", "5", "--warmup", "1",
         "--max-images", "5", "--threads", "1", "--no-png", "--out", work / "bench", "--json"))
-    fut[("selfcheck", "board")] = pool.submit("board selfcheck", lambda: dev.python(
-        "import sys; from anyedge.targets.selfcheck import main; sys.exit(main(['--json']))"))
-    checks += kernel_checks(board, wheel, dev)
-    pool.close()
-    res = {k: f.result() for k, f in fut.items()}
+    res = _finish(pool, fut, checks, board, wheel, dev)
 
     def pair(key: str) -> tuple[Result, Result] | None:
-        h, b = res[(key, "host")], res[(key, "board")]
-        for side, r in (("host", h), ("board", b)):
-            if r.rc != 0:
-                checks.append(Check(key.split()[0], key, False, f"{side}: {_fail_line(r)}", b.seconds))
-                return None
-        return h, b
+        return _both_ran(res, key, checks, key.split()[0])
 
     if p := pair("version"):
         checks.append(Check("cli", "anyedge --version", p[0].out == p[1].out, p[1].out.strip(), p[1].seconds))
@@ -481,19 +493,10 @@ def run_riscv(board: boards.Board, emu: boards.Emulator, wheel: Path, inst: boar
     fut[("models", "board")] = pool.submit("board models", lambda: dev.anyedge("models", "--json"))
     img = _data("faces", "smoke") / "couple.jpg"
     fut[("detect", "board")] = pool.submit("board detect", lambda: dev.anyedge("detect", img))
-    fut[("selfcheck", "board")] = pool.submit("board selfcheck", lambda: dev.python(
-        "import sys; from anyedge.targets.selfcheck import main; sys.exit(main(['--json']))"))
-    checks += kernel_checks(board, wheel, dev)
-    pool.close()
-    res = {k: f.result() for k, f in fut.items()}
+    res = _finish(pool, fut, checks, board, wheel, dev)
 
     def pair(key: str) -> tuple[Result, Result] | None:
-        h, b = res[(key, "host")], res[(key, "board")]
-        for side, x in (("host", h), ("board", b)):
-            if x.rc != 0:
-                checks.append(Check("har", key, False, f"{side}: {_fail_line(x)}", b.seconds))
-                return None
-        return h, b
+        return _both_ran(res, key, checks, "har")
 
     v = res[("version", "board")]
     checks.append(Check("cli", "anyedge --version", v.rc == 0 and v.out.startswith("anyedge "),
