@@ -17,6 +17,8 @@ The rooms, one module each:
 * :mod:`.loop` - scheduling: :class:`DropQueue` and :func:`run_live`, which run any ``process``
   callable on the newest frame and report through ``on_frame`` / ``on_second`` callbacks.
 * :mod:`.tracking` - :class:`Tracker`: a stable id per face across frames (called from ``on_frame``).
+* :mod:`.events` - :class:`TrackEvents` (track appeared / named / left, status) and the
+  :class:`EventHub` that hands them to outputs that subscribe (a web view, MQTT).
 * :mod:`.sinks` - outputs: JSON lines, the status line and summary, the annotated video writer.
 * :mod:`.cli` - ``anyedge run``, which wires a source, the loop and the sinks together.
 

@@ -35,6 +35,7 @@ from ..cli_args import add_device_args, device_request, int_at_least, positive_f
 from ..errors import InputError
 from ..results import FaceDetections
 from ..signing.cli import add_trust_argument
+from .events import EventHub, TrackEvents
 from .loop import run_live
 from .sinks import AtomicVideoWriter, frame_record, print_json, print_stats, print_summary, track_record
 from .sources import open_source
@@ -94,14 +95,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tracker = Tracker(TrackerOptions(min_hits=args.track_min_hits, max_age=args.track_max_age,
                                          birth_score=birth))
         tracks_done: list[dict[str, Any]] = []
+        # Outputs beyond stdout subscribe here: track events (events.py) and annotated frames.
+        hub, events = EventHub(), TrackEvents()
+        frame_hooks: list[Any] = []  # each called as hook(index, frame, faces, ids, names)
 
         def ended(tracks: Any) -> None:
+            recs = []
             for t in tracks:
                 ident = labeller.end(t.key) if labeller is not None else None
                 rec = track_record(t, ident)
+                recs.append(rec)
                 tracks_done.append(rec)
                 if args.json:
                     print_json(rec)
+            if recs and hub.active:
+                hub.publish_all(events.left(recs))
         src = open_source(args.source, size=args.size, timeout_s=args.timeout)
         if writer is not None and src.fps:
             writer.fps = src.fps
@@ -116,13 +124,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if args.json:  # with a gallery, faces as recognition's schema (name, score, detection_score)
                 print_json(frame_record(index, named if named is not None else faces, latency, infer,
                                         tracks=step.ids))
+            names = named.names if named is not None else None
+            if hub.active:
+                hub.publish_all(events.frame(index, faces, step.ids, names,
+                                             named.match_scores if named is not None else None))
             ended(step.ended)
+            for hook in frame_hooks:
+                hook(index, frame, faces, step.ids, names)
             if labeller is not None:  # tentative tracks that died leave no record
                 labeller.forget({t.key for t in tracker.tracks})
             if writer is not None:
                 writer.write(draw_faces(frame, faces))
 
         def on_second(stats: dict[str, Any]) -> None:
+            if hub.active:
+                hub.publish(events.status(stats))
             if args.json:
                 print_json(stats)
             else:
