@@ -202,9 +202,9 @@ class MqttPublisher:
         self.status_every = status_every
         self._ssl = (tls or MqttTls()).context() if target.tls else None
         self._connect_timeout = connect_timeout
-        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._queue: collections.deque[tuple[str, str]] = collections.deque()  # (topic, JSON)
         self._lock = threading.Condition()
-        self._inflight: dict[int, int] = {}  # mid -> seq, sent and not acknowledged
+        self._inflight: set[int] = set()  # message ids sent and not acknowledged
         self._statuses = 0
         self.published = 0
         self.dropped = 0
@@ -226,6 +226,7 @@ class MqttPublisher:
             self._statuses += 1
             if (self._statuses - 1) % self.status_every:
                 return
+        message = (self.target.topic(event["type"]), json.dumps(event))  # a snapshot, made here
         with self._lock:
             if len(self._queue) >= self.buffer:
                 self._queue.popleft()
@@ -233,7 +234,7 @@ class MqttPublisher:
                 if self.dropped == 1:
                     self._warn_once("drop", f"mqtt: {self.target} has not taken the events for a while: the buffer "
                                             f"({self.buffer} events, --mqtt-buffer) is full, dropping the oldest")
-            self._queue.append(event)
+            self._queue.append(message)
             self._lock.notify()
 
     @property
@@ -325,7 +326,8 @@ class MqttPublisher:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self._lock:
-            if self._inflight.pop(mid, None) is not None:
+            if mid in self._inflight:
+                self._inflight.discard(mid)
                 self.published += 1
             self._lock.notify()
         if mid == self._offline_mid:
@@ -381,10 +383,10 @@ class MqttPublisher:
             with self._lock:
                 if not self._queue or len(self._inflight) >= IN_FLIGHT or not self._connected:
                     return
-                event = self._queue.popleft()
-            info = self._client.publish(self.target.topic(event["type"]), json.dumps(event), qos=1)
-            with self._lock:  # a PUBACK cannot come before the next loop(): same thread
-                self._inflight[info.mid] = event.get("seq", 0)
+                topic, payload = self._queue.popleft()
+            info = self._client.publish(topic, payload, qos=1)  # kept by paho until acknowledged
+            with self._lock:  # its PUBACK cannot come before the next loop(): same thread
+                self._inflight.add(info.mid)
 
     def _done(self) -> bool:
         with self._lock:
@@ -398,7 +400,9 @@ class MqttPublisher:
                 if self._connected:
                     delay = BACKOFF_S[0]
                     self._send_some()
-                    client.loop(timeout=0.05)
+                    if client.loop(timeout=0.05) != 0 and not client.is_connected():
+                        with self._lock:  # paho reports the loss through on_disconnect; this is a backstop
+                            self._connected = False
                     continue
                 now = time.monotonic()
                 if now >= next_try:
