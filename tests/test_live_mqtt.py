@@ -70,7 +70,7 @@ def test_bad_urls_name_the_form_expected_and_hide_the_password(url: str) -> None
     (["--mqtt", "mqtt://127.0.0.1/x", "--mqtt-insecure"], "--mqtt-insecure needs an mqtts:// URL"),
     (["--mqtt", "mqtts://127.0.0.1/x", "--mqtt-ca", "nope.pem"], "--mqtt-ca nope.pem: no such file"),
     (["--mqtt", "mqtts://127.0.0.1/x", "--mqtt-key", "k.pem"], "--mqtt-key needs --mqtt-cert"),
-    (["--mqtt", "mqtt://127.0.0.1/x", "--mqtt-buffer", "0"], "--mqtt-buffer"),
+    (["--mqtt", "mqtt://127.0.0.1/x", "--mqtt-buffer", "0"], "--mqtt-buffer: expected a positive integer, got 0"),
 ])
 def test_bad_mqtt_options_are_one_line(args: list[str], says: str, tmp_path: Path) -> None:
     r = cli("run", "--source", "0", *args, timeout=60, cwd=tmp_path)
@@ -354,6 +354,86 @@ def test_a_tiny_buffer_loses_exactly_the_events_it_reports_dropped(door: Path, b
     print(f"\nbroker restart, buffer 1: {made} events made, {got['during']} delivered of those made while the broker "
           f"was down, {len(firsts)} delivered, {lost} lost = {summary['dropped']} dropped, "
           f"{len(got['seqs']) - len(firsts)} duplicates")
+
+
+class LinkCutter:
+    """A TCP relay to the broker whose links the test can break: first the broker's answers stop
+    (PUBACKs lost on the way, the publishes still arrive), then the connection drops."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream, self.deaf, self.links = port, threading.Event(), []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            broker = socket.create_connection(("127.0.0.1", self.upstream))
+            self.links += [client, broker]
+            threading.Thread(target=self._pump, args=(client, broker, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(broker, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if not (answers and self.deaf.is_set()):
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        links, self.links = self.links, []
+        for s in links:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.deaf.clear()
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut()
+
+
+def test_events_unacknowledged_when_the_link_breaks_are_sent_again_and_seq_dedupes_them(door: Path,
+                                                                                       broker: Broker) -> None:
+    link = LinkCutter(broker.port)
+    sub = Subscriber(broker, "door")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "anyedge.cli", "run", "--source", str(door), "--model", "yunet",
+                                 "--every-frame", "--json", "--mqtt", f"mqtt://127.0.0.1:{link.port}/door"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert sub.wait_for(lambda s: s.events(), 120), "no event"
+        link.deaf.set()  # the broker gets the events, anyedge never hears it took them
+        before = len(sub.events())
+        assert sub.wait_for(lambda s: len(s.events()) >= before + 2, 60), "no event while the answers were lost"
+        link.cut()
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        tracks, stats, summary = run_lines(out)
+        made = expected_count(tracks, stats)
+        assert summary["mqtt"] == {"published": made, "dropped": 0, "pending": 0}
+        assert sub.wait_for(lambda s: s.availability()[-1:] == ["offline"] and len({e["seq"] for e in s.events()})
+                            == made)
+        seqs = [e["seq"] for e in sub.events()]
+        firsts = list(dict.fromkeys(seqs))
+        assert firsts == list(range(1, made + 1))  # all of them, first seen in order
+        assert len(seqs) - len(firsts) >= 2  # those the broker took while its answers were lost came twice
+        assert sum("lost" in x for x in err.splitlines()) == 1, err
+        print(f"\nlink cut with acknowledgements lost: {made} events made, {len(firsts)} delivered, "
+              f"{len(seqs) - len(firsts)} duplicates (dropped by seq)")
+    finally:
+        sub.close()
+        link.close()
 
 
 def test_a_broker_down_at_start_warns_once_and_gets_the_events_when_it_comes(door: Path, broker: Broker) -> None:
