@@ -446,7 +446,8 @@ def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
                    help="publish track events to an MQTT broker: mqtt://[USER[:PASSWORD]@]HOST[:PORT][/PREFIX] "
                         "(mqtts:// for TLS; ports 1883 / 8883; prefix anyedge/<hostname>); topics "
                         "PREFIX/track/appeared, track/named, track/left, status and a retained availability "
-                        "(online / offline); the password may come from ANYEDGE_MQTT_PASSWORD instead "
+                        "(online / offline); the password may come from ANYEDGE_MQTT_PASSWORD instead; a broker "
+                        "that does not answer never stops the run, one that refuses the credentials is an error "
                         "(default: none)")
     g.add_argument("--mqtt-buffer", type=positive_int, default=DEFAULT_BUFFER, metavar="N",
                    help="events kept while the broker is away; when full the oldest is dropped and counted "
@@ -454,8 +455,8 @@ def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mqtt-status-every", type=positive_int, default=1, metavar="N",
                    help="publish every Nth status event (they come once a second) (default: %(default)s)")
     g.add_argument("--mqtt-flush-timeout", type=int_at_least(0), default=int(DEFAULT_FLUSH_TIMEOUT), metavar="S",
-                   help="at the end, wait at most S seconds for the broker to take the events left "
-                        "(default: %(default)s)")
+                   help="at the end, wait at most S seconds for the broker to take the events left (a second "
+                        "Ctrl-C abandons the wait) (default: %(default)s)")
     g.add_argument("--mqtt-ca", default=None, metavar="FILE",
                    help="mqtts://: PEM CA certificates the broker's certificate must chain to (default: the system's)")
     g.add_argument("--mqtt-cert", default=None, metavar="FILE",
