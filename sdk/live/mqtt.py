@@ -232,7 +232,7 @@ class MqttPublisher:
                 self._queue.popleft()
                 self.dropped += 1
                 if self.dropped == 1:
-                    self._warn_once("drop", f"mqtt: {self.target} has not taken the events for a while: the buffer "
+                    self._warn_once("drop", f"{self.target} has not taken the events for a while: the buffer "
                                             f"({self.buffer} events, --mqtt-buffer) is full, dropping the oldest")
             self._queue.append(message)
             self._lock.notify()
@@ -292,7 +292,7 @@ class MqttPublisher:
                 self._deadline = time.monotonic() + timeout
                 waiting = len(self._queue) + len(self._inflight)
                 if waiting and not self._connected:
-                    log.warning("mqtt: waiting up to %g s (--mqtt-flush-timeout) for %s to take the %d events "
+                    log.warning("waiting up to %g s (--mqtt-flush-timeout) for %s to take the %d events "
                                 "left", timeout, self.target, waiting)
             self._lock.notify()
         self._thread.join(timeout + self._connect_timeout + 4.0)
@@ -314,14 +314,14 @@ class MqttPublisher:
         with self._lock:
             self._connected = True
         client.publish(self.target.topic("availability"), "online", qos=1, retain=True)
-        log.info("mqtt: connected to %s", self.target)
+        log.info("connected to %s", self.target)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._lock:
             was = self._connected
             self._connected = False
         if was and not self._closing:
-            self._warn_once("lost", f"mqtt: lost {self.target} ({reason}); events wait in the buffer (up to "
+            self._warn_once("lost", f"lost {self.target} ({reason}); events wait in the buffer (up to "
                                     f"{self.buffer}) and are sent when it is back")
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
@@ -340,7 +340,7 @@ class MqttPublisher:
         try:
             client.connect(self.target.host, self.target.port, keepalive=KEEPALIVE_S)
         except ssl.SSLCertVerificationError as e:
-            self._fail(f"mqtt: {self.target}: the broker's TLS certificate failed verification ({e.verify_message}); "
+            self._fail(f"{self.target}: the broker's TLS certificate failed verification ({e.verify_message}); "
                        "expected one signed by --mqtt-ca (or the system's CAs), or pass --mqtt-insecure")
             return
         except (OSError, ValueError) as e:  # refused, unreachable, no such host, TLS handshake
@@ -355,7 +355,7 @@ class MqttPublisher:
         elif self._refused is not None:
             why = self._refused
             client.disconnect()
-            self._fail(f"mqtt: {self.target} refused the connection: {why}; expected the user and password the "
+            self._fail(f"{self.target} refused the connection: {why}; expected the user and password the "
                        "broker knows (in the URL or ANYEDGE_MQTT_PASSWORD)")
         else:
             client.disconnect()
@@ -364,18 +364,18 @@ class MqttPublisher:
     def _fail(self, text: str) -> None:
         """A refusal: an error when the run starts, a warning (once) later."""
         if not self._first.is_set():
-            self._first_error = InputError(text.removeprefix("mqtt: "))
+            self._first_error = InputError(text)
             self._first.set()
         else:
             self._warn_once("refused", text + "; retrying")
 
     def _unreachable(self, why: str) -> None:
         if not self._first.is_set():
-            self._warn_once("lost", f"mqtt: {self.target} is unreachable ({why}); the run goes on, events wait in "
+            self._warn_once("lost", f"{self.target} is unreachable ({why}); the run goes on, events wait in "
                                     f"the buffer (up to {self.buffer}) and are sent when it answers")
             self._first.set()
         else:
-            log.info("mqtt: %s still unreachable (%s)", self.target, why)
+            log.info("%s still unreachable (%s)", self.target, why)
 
     def _send_some(self) -> None:
         """Hand waiting events to the connection, in order, up to :data:`IN_FLIGHT` unacknowledged."""
@@ -423,7 +423,7 @@ class MqttPublisher:
                 client.disconnect()
                 client.loop(timeout=0.05)
         except Exception as e:  # noqa: BLE001 - the run goes on without MQTT, and says why
-            log.warning("mqtt: the publisher stopped: %s: %s", type(e).__name__, e)
+            log.warning("the publisher stopped: %s: %s", type(e).__name__, e)
             self._first.set()
 
 
@@ -455,8 +455,8 @@ def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mqtt-status-every", type=positive_int, default=1, metavar="N",
                    help="publish every Nth status event (they come once a second) (default: %(default)s)")
     g.add_argument("--mqtt-flush-timeout", type=int_at_least(0), default=int(DEFAULT_FLUSH_TIMEOUT), metavar="S",
-                   help="at the end, wait at most S seconds for the broker to take the events left (a second "
-                        "Ctrl-C abandons the wait) (default: %(default)s)")
+                   help="at the end, wait at most S seconds for the broker to take the events left (Ctrl-C "
+                        "abandons the wait: exit 130) (default: %(default)s)")
     g.add_argument("--mqtt-ca", default=None, metavar="FILE",
                    help="mqtts://: PEM CA certificates the broker's certificate must chain to (default: the system's)")
     g.add_argument("--mqtt-cert", default=None, metavar="FILE",
