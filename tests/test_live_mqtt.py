@@ -207,7 +207,8 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """People from the identity photos walking across a scene (benchmarks/track_clip.py)."""
     d = tmp_path_factory.mktemp("door")
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "track_clip.py"), str(d / "door.avi"),
-                        "--people", "6", "--frames", "240"], capture_output=True, text=True, timeout=300)
+                        "--people", "6", "--frames", "240", "--enrol-db", str(d / "door.db")],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return d / "door.avi"
 
@@ -226,15 +227,27 @@ def strip(ev: dict) -> dict:
     return {k: v for k, v in ev.items() if k not in ("type", "seq", "time")}
 
 
+def names_announced(stdout: str) -> list[tuple[int, str]]:
+    """(track, name) each time a track's name changed, from the run's frame lines."""
+    out, last = [], {}
+    for d in map(json.loads, stdout.splitlines()):
+        for face in d.get("faces", []) if d["type"] == "frame" else []:
+            if face["track"] is not None and face["name"] is not None and face["name"] != last.get(face["track"]):
+                last[face["track"]] = face["name"]
+                out.append((face["track"], face["name"]))
+    return out
+
+
 def test_every_event_arrives_once_in_order_and_matches_the_run(door: Path, broker: Broker) -> None:
     sub = Subscriber(broker, "door")
     try:
-        r = cli("run", "--source", str(door), "--model", "yunet", "--every-frame", "--json",
+        r = cli("run", "--source", str(door), "--gallery", str(door.with_suffix(".db")), "--every-frame", "--json",
                 "--mqtt", f"mqtt://127.0.0.1:{broker.port}/door")
         assert r.returncode == 0, r.stderr
         tracks, stats, summary = run_lines(r.stdout)
-        n = expected_count(tracks, stats)
-        assert len(tracks) >= 4 and summary["mqtt"] == {"published": n, "dropped": 0, "pending": 0}
+        named = names_announced(r.stdout)
+        n = expected_count(tracks, stats) + len(named)
+        assert len(tracks) >= 4 and len(named) >= 4 and summary["mqtt"] == {"published": n, "dropped": 0, "pending": 0}
         assert sub.wait_for(lambda s: s.availability()[-1:] == ["offline"] and len(s.events()) >= n), sub.messages()
         events = sub.events()
         assert [e["seq"] for e in events] == list(range(1, n + 1))  # all, once each, in order
@@ -244,11 +257,17 @@ def test_every_event_arrives_once_in_order_and_matches_the_run(door: Path, broke
                                   and not retained), (topic, ev)
         left = [strip(e) for e in events if e["type"] == "track/left"]
         assert left == [strip(t) for t in tracks]  # the run's own track lines, in the same order
-        appeared = [e for e in events if e["type"] == "track/appeared"]
-        assert sorted(e["track"] for e in appeared) == sorted(t["track"] for t in tracks)
-        for e in appeared:  # appears before it leaves, at a frame the track was seen
-            t = next(t for t in tracks if t["track"] == e["track"])
-            assert t["first_seen"] <= e["frame"] <= t["last_seen"] and len(e["box"]) == 4
+        assert [(e["track"], e["name"]) for e in events if e["type"] == "track/named"] == named
+        order = {}  # per track: appeared, named..., left
+        for e in events:
+            if e["type"] != "status":
+                order.setdefault(e["track"], []).append(e["type"])
+        assert all(v[0] == "track/appeared" and v[-1] == "track/left" and set(v[1:-1]) <= {"track/named"}
+                   for v in order.values()) and sorted(order) == sorted(t["track"] for t in tracks)
+        for e in events:
+            if e["type"] == "track/appeared":  # at a frame the track was seen
+                t = next(t for t in tracks if t["track"] == e["track"])
+                assert t["first_seen"] <= e["frame"] <= t["last_seen"] and len(e["box"]) == 4
         statuses = [e for e in events if e["type"] == "status"]
         assert [e["processed"] for e in statuses] == [s["processed"] for s in stats]
         assert sub.availability() == ["online", "offline"]
@@ -552,6 +571,17 @@ def test_the_readme_mqtt_commands(door: Path, tmp_path: Path) -> None:
             assert summary is not None or re.search(r"mqtt: [1-9]\d* events published, 0 dropped, 0 not sent", last)
         assert sub.wait_for(lambda s: s.availability() == ["online", "offline"] * 2)
         assert {e["type"] for e in sub.events()} == {"track/appeared", "track/left", "status"}
+        runs: list[list[dict]] = []
+        for topic, payload, _ in sub.messages():
+            if topic.endswith("/availability"):
+                runs += [[]] if payload == b"online" else []
+            else:
+                runs[-1].append(json.loads(payload))
+        second = runs[1]  # --mqtt-status-every 10: the 1st, 11th... status; track events all there
+        seqs = {e["seq"] for e in second}
+        shown = sorted(e["seq"] for e in second if e["type"] == "status")
+        skipped = set(range(1, max(seqs) + 1)) - seqs
+        assert shown and sorted(skipped | set(shown))[::10] == shown  # (nothing skipped on a run under 2 s)
     finally:
         sub.close()
         b.stop()
