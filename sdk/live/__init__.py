@@ -20,6 +20,8 @@ The rooms, one module each:
 * :mod:`.events` - :class:`TrackEvents` (track appeared / named / left, status) and the
   :class:`EventHub` that hands them to outputs that subscribe (a web view, MQTT).
 * :mod:`.sinks` - outputs: JSON lines, the status line and summary, the annotated video writer.
+* :mod:`.mqtt` - :class:`~.mqtt.MqttPublisher`: the events to an MQTT broker (``--mqtt``), an
+  :class:`EventHub` subscriber with its own thread and a bounded buffer.
 * :mod:`.cli` - ``anyedge run``, which wires a source, the loop and the sinks together.
 
 A new stage lands as a room beside these: something that works on each result (tracking) is

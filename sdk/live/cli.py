@@ -37,6 +37,7 @@ from ..results import FaceDetections
 from ..signing.cli import add_trust_argument
 from .events import EventHub, TrackEvents
 from .loop import run_live
+from .mqtt import add_mqtt_arguments, mqtt_from_args
 from .sinks import AtomicVideoWriter, frame_record, print_json, print_stats, print_summary, track_record
 from .sources import open_source
 from .tracking import DEFAULT_MAX_AGE, DEFAULT_MIN_HITS, Tracker, TrackerOptions, TrackStep
@@ -76,6 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.score is not None and args.track_low_score >= args.score:
             raise InputError(f"--track-low-score must be below --score ({args.score:g}), got {args.track_low_score:g}")
         opts["score_threshold"] = args.track_low_score
+    mqtt = mqtt_from_args(args)  # checks the TLS options before the model loads
     stop = threading.Event()
     tty = sys.stderr.isatty()
     with FaceDetector.create(model, engine=args.engine, **opts) as det, ExitStack() as stack:
@@ -98,6 +100,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # Outputs beyond stdout subscribe here: track events (events.py) and annotated frames.
         hub, events = EventHub(), TrackEvents()
         frame_hooks: list[Any] = []  # each called as hook(index, frame, faces, ids, names)
+        if mqtt is not None:  # connects (a refusal is an error), then flushes and says offline at the end
+            mqtt.start()
+            stack.callback(mqtt.close, args.mqtt_flush_timeout)
+            hub.subscribe(mqtt)
 
         def ended(tracks: Any) -> None:
             recs = []
@@ -167,6 +173,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     doc = {**summary.to_dict(), "engine": det.engine.name, "device": det.engine.device, "tracks": len(tracks_done)}
     if labeller is not None:
         doc["embedded_faces"] = labeller.embedded
+    if mqtt is not None:
+        doc["mqtt"] = mqtt.stats()
     if writer is not None and writer.frames:
         doc["out"] = str(writer.path)
     if args.json:
@@ -190,7 +198,10 @@ def add_parsers(sub: Any) -> None:
                "  anyedge run --source picamera --model blazeface-short --threads 4\n"
                "  anyedge run --source 0 --model scrfd-500m --providers cuda,cpu\n"
                "  anyedge run --source clip.mp4 --gallery people.db --json    # the gallery's detector\n"
-               "  anyedge run --source 0 --gallery people.db --track-min-hits 5 --reembed-every 15 --json")
+               "  anyedge run --source 0 --gallery people.db --track-min-hits 5 --reembed-every 15 --json\n"
+               "  anyedge run --source 0 --gallery people.db --mqtt mqtt://homeassistant.local/door\n"
+               "  ANYEDGE_MQTT_PASSWORD=secret anyedge run --source 0 --mqtt mqtts://cam@broker.lan/door "
+               "--mqtt-ca ca.pem")
     p.add_argument("--source", required=True,
                    help="camera index (0), video file, stream URL (rtsp://, http://) or 'picamera' (required)")
     p.add_argument("--model", default=None,
@@ -237,6 +248,7 @@ def add_parsers(sub: Any) -> None:
                    help="camera capture WIDTHxHEIGHT (default: 640x480)")
     p.add_argument("--timeout", type=positive_float, default=10.0,
                    help="seconds to wait for a source to open (default: %(default)s)")
+    add_mqtt_arguments(p)
     add_trust_argument(p)
     add_device_args(p, what="the detector")
     p.set_defaults(func=_cmd_run)
