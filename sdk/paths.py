@@ -21,6 +21,9 @@ Every location comes from an environment variable; nothing else in anyedge compu
                             default: none, such a command then names the variable to set
                             (the BasicMotions split files are fetched from a PyPI wheel
                             when it lacks them)
+``ANYEDGE_SERVE_TOKEN``     the token ``anyedge run --serve`` asks viewers for when
+                            ``--serve-token`` is not given (it keeps the secret out of the
+                            process list); default: none
 ``ANYEDGE_HAR_TWINS``       folders (``os.pathsep``-separated) holding float twins of
                             activity nets (``float-<dataset>.npz``) that ``bench`` compares
                             against, searched before the twins shipped in the package
@@ -34,7 +37,8 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["cache_dir", "model_path", "model_mirror", "data_dir", "data_path", "require_data_dir", "har_twin_dirs"]
+__all__ = ["cache_dir", "model_path", "model_mirror", "data_dir", "data_path", "require_data_dir", "har_twin_dirs",
+           "serve_token"]
 
 
 def cache_dir() -> Path:
@@ -98,3 +102,8 @@ def har_twin_dirs() -> list[Path]:
     """The directories in ``ANYEDGE_HAR_TWINS``, in order (the float twins of the activity nets)."""
     raw = os.environ.get("ANYEDGE_HAR_TWINS", "")
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
+
+
+def serve_token() -> str | None:
+    """The live view's token in ``ANYEDGE_SERVE_TOKEN``, or ``None`` when the variable is unset or empty."""
+    return os.environ.get("ANYEDGE_SERVE_TOKEN") or None

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cli_args import add_device_args, device_request, int_at_least, positive_float, positive_int, size_arg, unit_float
+from ..cli_args import (add_device_args, device_request, int_at_least, listen_address, positive_float, positive_int,
+                        size_arg, token_arg, unit_float)
 from ..errors import InputError
 from ..results import FaceDetections
 from ..signing.cli import add_trust_argument
@@ -59,6 +60,27 @@ def _detector_for(args: argparse.Namespace) -> Any:
     return gallery_models(args.gallery, args.model, detector_option="--model", embedder_option=None)[0]
 
 
+def _open_view(args: argparse.Namespace, source: str, model: Any) -> Any:
+    """``--serve``: the live view, listening; its URL (and a warning when it is open to others) on stderr."""
+    from ..paths import serve_token
+    from .serve import LiveView, is_loopback
+
+    token = args.serve_token or serve_token()
+    if token is not None:
+        try:
+            token_arg(token)
+        except argparse.ArgumentTypeError as e:
+            raise InputError(f"ANYEDGE_SERVE_TOKEN: {e}") from None
+    host, port = args.serve
+    view = LiveView(host, port, token=token, source=source, model=str(model)).start()
+    if token is None and not is_loopback(host):
+        print(f"anyedge: warning: the live view listens on {host}:{view.port} without --serve-token: anyone who "
+              "can reach this machine can watch the camera", file=sys.stderr)
+    print(f"anyedge: live view at {view.url}" + (" (add ?token=TOKEN)" if token else ""), file=sys.stderr,
+          flush=True)
+    return view
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..ops.draw import draw_faces
     from ..outputs import output_file
@@ -66,6 +88,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.queue not in (1, 2):
         raise InputError(f"--queue must be 1 or 2, got {args.queue}")
+    if args.serve is None and (args.serve_token is not None or args.serve_hold):
+        raise InputError("--serve-token and --serve-hold go with --serve; expected --serve [HOST:]PORT as well")
     writer = AtomicVideoWriter(args.out, 25.0) if args.out else None  # validates the name up front
     out_folder = output_file(writer.path, inputs=[args.source])[0] if writer is not None else None
     model = _detector_for(args)
@@ -76,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.score is not None and args.track_low_score >= args.score:
             raise InputError(f"--track-low-score must be below --score ({args.score:g}), got {args.track_low_score:g}")
         opts["score_threshold"] = args.track_low_score
-    stop = threading.Event()
+    stop, interrupted = threading.Event(), threading.Event()
     tty = sys.stderr.isatty()
     with FaceDetector.create(model, engine=args.engine, **opts) as det, ExitStack() as stack:
         labeller = None
@@ -113,6 +137,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         src = open_source(args.source, size=args.size, timeout_s=args.timeout)
         if writer is not None and src.fps:
             writer.fps = src.fps
+        view = stack.enter_context(_open_view(args, src.name, model)) if args.serve is not None else None
+        if view is not None:
+            hub.subscribe(view.on_event)
+            frame_hooks.append(view.on_frame)
 
         def on_frame(index: int, frame: np.ndarray, faces: Any, latency: float, infer: float) -> None:
             step = tracker.update(index, faces)
@@ -134,7 +162,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if labeller is not None:  # tentative tracks that died leave no record
                 labeller.forget({t.key for t in tracker.tracks})
             if writer is not None:
-                writer.write(draw_faces(frame, faces))
+                writer.write(draw_faces(frame, faces, ids=step.ids, names=names))
 
         def on_second(stats: dict[str, Any]) -> None:
             if hub.active:
@@ -146,6 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         def on_signal(signum: int, frame: Any) -> None:
             stop.set()
+            interrupted.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -157,6 +186,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 raise InputError(f"{src.name}: no frame could be read{why}; expected a video file, camera or "
                                  "stream that delivers frames")
             ended(tracker.finish())
+            if view is not None:
+                view.finish(summary.to_dict())
+                if args.serve_hold and not interrupted.is_set():
+                    print(f"anyedge: the run ended; the live view stays up {args.serve_hold:g} s more (Ctrl-C "
+                          "ends it)", file=sys.stderr, flush=True)
+                    interrupted.wait(args.serve_hold)
             if writer is not None and out_folder is not None and writer.frames:
                 out_folder.record(writer.commit())
         finally:
@@ -190,7 +225,9 @@ def add_parsers(sub: Any) -> None:
                "  anyedge run --source picamera --model blazeface-short --threads 4\n"
                "  anyedge run --source 0 --model scrfd-500m --providers cuda,cpu\n"
                "  anyedge run --source clip.mp4 --gallery people.db --json    # the gallery's detector\n"
-               "  anyedge run --source 0 --gallery people.db --track-min-hits 5 --reembed-every 15 --json")
+               "  anyedge run --source 0 --gallery people.db --track-min-hits 5 --reembed-every 15 --json\n"
+               "  anyedge run --source 0 --serve 8080                    # open http://127.0.0.1:8080/\n"
+               "  anyedge run --source 0 --serve 0.0.0.0:8080 --serve-token s3cret   # /?token=s3cret from others")
     p.add_argument("--source", required=True,
                    help="camera index (0), video file, stream URL (rtsp://, http://) or 'picamera' (required)")
     p.add_argument("--model", default=None,
@@ -237,6 +274,22 @@ def add_parsers(sub: Any) -> None:
                    help="camera capture WIDTHxHEIGHT (default: 640x480)")
     p.add_argument("--timeout", type=positive_float, default=10.0,
                    help="seconds to wait for a source to open (default: %(default)s)")
+    g = p.add_argument_group(
+        "live view in a browser",
+        "--serve shows the run on a web page: the annotated stream (boxes, keypoints, track ids, names), FPS, "
+        "latency, drops and the track events, with /stream.mjpg, /status and /events for other programs. It "
+        "loads nothing from elsewhere, so it works offline, and ends with the run.")
+    g.add_argument("--serve", type=listen_address, default=None, metavar="[HOST:]PORT",
+                   help="serve the live view on PORT of 127.0.0.1 (this machine only); other machines reach it "
+                        "only when HOST is written out, e.g. 0.0.0.0:8080 (every interface: use --serve-token); "
+                        "port 0 picks a free one; the URL is printed on stderr (default: no live view)")
+    g.add_argument("--serve-token", type=token_arg, default=None, metavar="TOKEN",
+                   help="every request must carry TOKEN, as ?token=TOKEN (open /?token=TOKEN in the browser) or an "
+                        "'Authorization: Bearer TOKEN' header, else 401 (default: $ANYEDGE_SERVE_TOKEN, which keeps "
+                        "it out of the process list, else none)")
+    g.add_argument("--serve-hold", type=positive_float, default=None, metavar="SECONDS",
+                   help="when the run ends (a file's end, --frames, --duration), keep serving the last frame, the "
+                        "final status and the events this long; Ctrl-C ends it sooner (default: stop at once)")
     add_trust_argument(p)
     add_device_args(p, what="the detector")
     p.set_defaults(func=_cmd_run)
