@@ -476,27 +476,27 @@ def _handler_for(view: LiveView) -> type[http.server.BaseHTTPRequestHandler]:
             return given[-1] if given else None
 
         def do_GET(self) -> None:  # noqa: N802 - the base class's name
-            parts = urlsplit(self.path)
-            query = parse_qs(parts.query, keep_blank_values=True)
+            path, _, raw_query = self.path.partition("?")
+            query = parse_qs(raw_query.partition("#")[0], keep_blank_values=True)
             if not view.authorized(self._token(query)):
                 self._json(401, {"error": "a token is required: add ?token=TOKEN or an Authorization: Bearer "
                                           "header"}, WWW_Authenticate='Bearer realm="anyedge"')
                 return
-            if parts.path == "/":
+            if path == "/":
                 self._headers(200, "text/html; charset=utf-8", len(_PAGE), Content_Security_Policy=_CSP)
                 if self.command != "HEAD":
                     self.wfile.write(_PAGE)
-            elif parts.path == "/status":
+            elif path == "/status":
                 self._json(200, view.status())
-            elif parts.path == "/events":
+            elif path == "/events":
                 raw = query.get("since", ["0"])[-1]
                 if not raw.isdigit():
                     self._json(400, {"error": f"since must be an event number (0, 1, 2...), got {raw[:40]!r}"})
                     return
                 self._json(200, view.events(int(raw)))
-            elif parts.path == "/stream.mjpg" and self.command == "GET":
+            elif path == "/stream.mjpg" and self.command == "GET":
                 self._stream()
-            elif parts.path == "/stream.mjpg":
+            elif path == "/stream.mjpg":
                 self._headers(200, f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
             else:
                 self._json(404, {"error": "no such page; expected /, /stream.mjpg, /status or /events"})
