@@ -327,10 +327,15 @@ def test_twenty_viewers_each_receive_distinct_frames(view: Any) -> None:
             results[k] = [next(stream) for _ in range(5)]
 
     threads = [threading.Thread(target=watch, args=(k,)) for k in range(20)]
+    assert view.streamed == 0  # nobody watched yet: nothing was encoded
+    t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
+    from anyedge.live.serve import STREAM_FPS
+
+    assert view.streamed <= STREAM_FPS * (time.monotonic() - t0) + 2  # fed 50 frames a second, shows at most 15
     assert sorted(results) == list(range(20))
     for got in results.values():
         assert len(set(got)) >= 4  # new frames, not the same one again

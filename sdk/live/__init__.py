@@ -20,6 +20,8 @@ The rooms, one module each:
 * :mod:`.events` - :class:`TrackEvents` (track appeared / named / left, status) and the
   :class:`EventHub` that hands them to outputs that subscribe (a web view, MQTT).
 * :mod:`.sinks` - outputs: JSON lines, the status line and summary, the annotated video writer.
+* :mod:`.serve` - :class:`~anyedge.live.serve.LiveView`: the run in a browser (an MJPEG stream,
+  ``/status``, ``/events`` and a page), fed by the frame hook and the event hub.
 * :mod:`.cli` - ``anyedge run``, which wires a source, the loop and the sinks together.
 
 A new stage lands as a room beside these: something that works on each result (tracking) is

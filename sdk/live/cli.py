@@ -16,7 +16,7 @@ the run): ``first_seen``, ``last_seen``, ``frames``, ``name``, ``score``, ``embe
 
 It wires the rooms together: a source (:mod:`.sources`), the loop (:mod:`.loop`) running a
 :class:`~anyedge.tasks.face_detector.FaceDetector`, and the sinks (:mod:`.sinks`): JSON lines or
-a status line, and an annotated video. :func:`add_parsers` adds the command to the main parser.
+a status line, and an annotated video; with ``--serve``, the live view in a browser (:mod:`.serve`). :func:`add_parsers` adds the command to the main parser.
 """
 
 from __future__ import annotations
@@ -134,13 +134,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     print_json(rec)
             if recs and hub.active:
                 hub.publish_all(events.left(recs))
-        src = open_source(args.source, size=args.size, timeout_s=args.timeout)
-        if writer is not None and src.fps:
-            writer.fps = src.fps
-        view = stack.enter_context(_open_view(args, src.name, model)) if args.serve is not None else None
+        view = stack.enter_context(_open_view(args, args.source, model)) if args.serve is not None else None
         if view is not None:
             hub.subscribe(view.on_event)
             frame_hooks.append(view.on_frame)
+        src = open_source(args.source, size=args.size, timeout_s=args.timeout)
+        if writer is not None and src.fps:
+            writer.fps = src.fps
 
         def on_frame(index: int, frame: np.ndarray, faces: Any, latency: float, infer: float) -> None:
             step = tracker.update(index, faces)

@@ -23,7 +23,7 @@ Routes (every one asks for the token when there is one, as ``?token=`` or
 
 The inference loop never waits for viewers: :meth:`LiveView.on_frame` only keeps a reference to
 the newest frame; one encoder thread draws and JPEG-encodes the newest frame when someone
-watches, and each viewer's thread sends the newest JPEG it has not sent yet, so a slow viewer
+watches (at most 15 times a second, :data:`STREAM_FPS`), and each viewer's thread sends the newest JPEG it has not sent yet, so a slow viewer
 skips frames instead of queueing them (without new frames, as after the run, the last one is
 sent again every second, so the stream does not look dead). A viewer that stops reading for 30 s, or goes away, is
 dropped quietly. Nothing from a URL reaches the filesystem; names (a gallery's: untrusted) reach
@@ -51,12 +51,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import InputError
 
-__all__ = ["LiveView", "is_loopback", "public_source", "MAX_EVENTS", "MAX_VIEWERS"]
+__all__ = ["LiveView", "is_loopback", "public_source", "MAX_EVENTS", "MAX_VIEWERS", "STREAM_FPS"]
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 200  # track events /events keeps
 MAX_VIEWERS = 32  # streams at once; more get 503
+STREAM_FPS = 15.0  # the stream's frame rate at most
 _STALL_S = 30.0  # a viewer whose socket accepts nothing for this long is dropped
 _BOUNDARY = "anyedge-frame"
 _REPEAT_S = 1.0  # a stream without a new frame for this long sends the last one again
@@ -215,15 +216,19 @@ class LiveView:
         source: the source's name shown on the page (URL credentials are removed).
         model: the model's name shown on the page.
         quality: JPEG quality of the stream, 1-100.
+        max_fps: frames per second the stream shows at most (drawing and encoding cost CPU that
+            inference may want); the loop may process more.
     """
 
     def __init__(self, host: str, port: int, *, token: str | None = None, source: str = "", model: str = "",
-                 quality: int = 80) -> None:
+                 quality: int = 80, max_fps: float = STREAM_FPS) -> None:
         if not 0 <= port <= 65535:
             raise InputError(f"the live view's port must be 0-65535, got {port}")
         if token is not None and not token:
             raise InputError("the live view's token is empty; expected some text, or no token")
-        self.host, self.port, self.quality = host, port, int(quality)
+        if not max_fps > 0:
+            raise InputError(f"the live view's max_fps must be > 0, got {max_fps}")
+        self.host, self.port, self.quality, self.max_fps = host, port, int(quality), float(max_fps)
         self._token = token.encode() if token is not None else None
         self._source, self._model = public_source(source), model
         self._frame_cond = threading.Condition()
@@ -381,14 +386,19 @@ class LiveView:
 
         from ..ops.draw import draw_faces
 
-        done = 0
+        done, next_at = 0, 0.0
         while True:
             with self._frame_cond:
                 while not self._closing and not (self._latest_n > done and self.viewers > 0):
                     self._frame_cond.wait()
                 if self._closing:
                     return
+                wait = next_at - time.monotonic()
+                if wait > 0:  # at most max_fps: wait, then take the newest frame
+                    self._frame_cond.wait(wait)
+                    continue
                 done, (frame, faces, ids, names) = self._latest_n, self._latest  # type: ignore[misc]
+            next_at = time.monotonic() + 1.0 / self.max_fps
             try:
                 ok, buf = cv2.imencode(".jpg", draw_faces(frame, faces, ids=ids, names=names),
                                        [cv2.IMWRITE_JPEG_QUALITY, self.quality])
