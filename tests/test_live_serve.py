@@ -576,3 +576,14 @@ def test_the_page_in_chromium_shows_the_run_its_events_and_annotated_frames(tmp_
     assert green.sum() > 500  # the face's box and its label's background, drawn into the streamed frame
     ys, xs = np.nonzero(green)
     assert xs.max() < 700  # in the stream's picture, not the text beside it
+
+
+def test_the_benchmark_runs_short(tmp_path: Path) -> None:
+    """The README's `python benchmarks/live_serve.py`, on a 2 s clip with 3 viewers, once."""
+    assert "python benchmarks/live_serve.py --repeat 3" in (ROOT / "README.md").read_text()
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "live_serve.py"), "--seconds", "2", "--viewers", "3",
+                        "--repeat", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "live_serve.json").read_text())["rows"]
+    assert [x["viewers"] for x in rows] == [0, 3] and all(x["processed"] == 60 and x["cpu_s"] > 0 for x in rows)
+    assert rows[1]["frames_per_viewer_median"] >= 1 and (tmp_path / "live_serve.csv").exists()
