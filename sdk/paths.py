@@ -22,6 +22,9 @@ MQTT password of ``anyedge run --mqtt`` is read here too, with the others.
                             default: none, such a command then names the variable to set
                             (the BasicMotions split files are fetched from a PyPI wheel
                             when it lacks them)
+``ANYEDGE_SERVE_TOKEN``     the token ``anyedge run --serve`` asks viewers for when
+                            ``--serve-token`` is not given (it keeps the secret out of the
+                            process list); default: none
 ``ANYEDGE_HAR_TWINS``       folders (``os.pathsep``-separated) holding float twins of
                             activity nets (``float-<dataset>.npz``) that ``bench`` compares
                             against, searched before the twins shipped in the package
@@ -39,7 +42,7 @@ from pathlib import Path
 from .errors import InputError
 
 __all__ = ["cache_dir", "model_path", "model_mirror", "data_dir", "data_path", "require_data_dir", "har_twin_dirs",
-           "mqtt_password"]
+           "mqtt_password", "serve_token"]
 
 
 def cache_dir() -> Path:
@@ -108,3 +111,6 @@ def har_twin_dirs() -> list[Path]:
 def mqtt_password() -> str | None:
     """The MQTT password in ``ANYEDGE_MQTT_PASSWORD``, or ``None`` when unset or empty."""
     return os.environ.get("ANYEDGE_MQTT_PASSWORD") or None
+def serve_token() -> str | None:
+    """The live view's token in ``ANYEDGE_SERVE_TOKEN``, or ``None`` when the variable is unset or empty."""
+    return os.environ.get("ANYEDGE_SERVE_TOKEN") or None

@@ -22,6 +22,8 @@ The rooms, one module each:
 * :mod:`.sinks` - outputs: JSON lines, the status line and summary, the annotated video writer.
 * :mod:`.mqtt` - :class:`~.mqtt.MqttPublisher`: the events to an MQTT broker (``--mqtt``), an
   :class:`EventHub` subscriber with its own thread and a bounded buffer.
+* :mod:`.serve` - :class:`~anyedge.live.serve.LiveView`: the run in a browser (an MJPEG stream,
+  ``/status``, ``/events`` and a page), fed by the frame hook and the event hub.
 * :mod:`.cli` - ``anyedge run``, which wires a source, the loop and the sinks together.
 
 A new stage lands as a room beside these: something that works on each result (tracking) is
