@@ -317,3 +317,21 @@ def test_help_and_readme_show_a_workers_command_that_works(clip, tmp_path: Path)
     assert r.returncode == 0, r.stderr
     got, summary = _frames(r.stdout)
     assert summary["workers"] == 2 and summary["captured"] == 12 and got
+
+
+def test_the_live_stream_benchmark_compares_worker_counts_through_the_command(tmp_path: Path) -> None:
+    """benchmarks/live_stream.py as the README runs it, on a 1 s clip."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "live_stream.py"), "--model", "yunet-n-320",
+                        "--seconds", "1", "--fps", "60", "--workers", "1,2", "--repeat", "2", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "live_stream.json").read_text())
+    rows = doc["rows"]
+    assert [(x["mode"], x["workers"]) for x in rows] == [
+        ("anyedge run --workers 1", 1), ("anyedge run --workers 2", 2)] * 2 + [("unbounded queue", 1)]
+    assert all(x["captured"] == 60 and 0 < x["processed"] <= 60 and x["latency_ms_p90"] >= x["latency_ms_median"] > 0
+               for x in rows)
+    assert [(s["workers"], s["runs"]) for s in doc["meta"]["per_workers"]] == [(1, 2), (2, 2)]
+    table = r.stdout.splitlines()
+    assert table[1].startswith("| workers | FPS | latency median / p90") and table[3].startswith("| 1 |")
+    assert table[4].startswith("| 2 |")
