@@ -298,6 +298,24 @@ def test_a_worker_error_ends_the_run_with_one_line(clip, engine: str, error: str
     assert [x["frame"] for x in got] == list(range(len(got)))
 
 
+def test_gallery_names_with_two_workers_match_one(tmp_path: Path) -> None:
+    """The embedder stays on the thread that hands results on: same names, same embedder calls."""
+    db = tmp_path / "people.db"
+    r = cli("gallery", "enroll", "eileen", str(SMOKE / "astronaut.png"), "--db", str(db))  # records yunet
+    assert r.returncode == 0, r.stderr
+    path = make_clip([SMOKE / "astronaut.png"] * 3 + [SMOKE / "couple.jpg"] * 3, tmp_path / "clip.mp4", fps=30.0,
+                     size=(640, 480))
+    runs = {}
+    for n in (1, 2):
+        r = cli("run", "--source", str(path), "--every-frame", "--gallery", str(db), "--workers", str(n), "--json")
+        assert r.returncode == 0, r.stderr
+        got, summary = _frames(r.stdout)
+        runs[n] = ([[(f["name"], f["track"]) for f in x["faces"]] for x in got], summary["embedded_faces"])
+    assert runs[1] == runs[2]
+    names = runs[2][0]
+    assert len(names) == 6 and {n for frame in names[:3] for n, _ in frame} == {"eileen"}
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_workers_below_one_is_a_usage_error(value: str) -> None:
     r = cli("run", "--source", "0", "--workers", value, timeout=60)
