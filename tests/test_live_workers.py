@@ -335,6 +335,8 @@ def test_help_and_readme_show_a_workers_command_that_works(clip, tmp_path: Path)
     assert r.returncode == 0, r.stderr
     got, summary = _frames(r.stdout)
     assert summary["workers"] == 2 and summary["captured"] == 12 and got
+    r = cli(*[a for a in command.split()[1:] if a != "--json"], cwd=tmp_path)  # the human summary says it too
+    assert r.returncode == 0 and "12 captured" in r.stdout and "on 2 workers" in r.stdout, r.stdout + r.stderr
 
 
 def test_the_live_stream_benchmark_compares_worker_counts_through_the_command(tmp_path: Path) -> None:
