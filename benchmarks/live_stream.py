@@ -11,7 +11,10 @@ photo held for 4 frames), then runs the live loop on it, paced like a camera:
   dropping avoids (``--no-unbounded`` skips it).
 
 Latency is capture-to-result. Flatness is shown as the median latency per tenth of the clip.
-The load average before each run is recorded: on a shared machine, compare rows of one run.
+The load average before each run is recorded, and the CPU time each command took: per processed
+frame (everything included: start-up, capture, inference, JSON), and as a share of the machine
+over the clip's length (100 %: every core busy for this command alone). On a shared machine a
+low share means other jobs held the cores; compare the rows of one run.
 Results go to benchmarks/results/live_stream.{json,csv}.
 
     python benchmarks/live_stream.py [--model scrfd-500m] [--workers 1,2] [--repeat 3] [--seconds 20]
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,7 +61,10 @@ def run_command(clip: Path, model: str, workers: int, threads: int | None, engin
     if engine:
         cmd += ["--engine", engine]
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     lat = [x["latency_ms"] for x in lines if x["type"] == "frame"]
     inf = [x["infer_ms"] for x in lines if x["type"] == "frame"]
@@ -67,7 +74,9 @@ def run_command(clip: Path, model: str, workers: int, threads: int | None, engin
             "frames": None, "captured": s["captured"], "processed": s["processed"], "dropped": s["dropped"],
             "fps": s["fps"], "infer_ms_median": round(median(inf), 1), "latency_ms_median": round(median(lat), 1),
             "latency_ms_p90": round(pct(lat, 0.9), 1), "latency_ms_max": round(max(lat), 1),
-            "load_before": round(load, 2), "latency_median_per_tenth": tenths(lat),
+            "load_before": round(load, 2), "cpu_s": round(cpu, 2),
+            "cpu_ms_per_frame": round(cpu * 1e3 / s["processed"], 1) if s["processed"] else None,
+            "latency_median_per_tenth": tenths(lat),
             "infer_median_per_tenth": tenths(inf), "per_second_fps": [x["fps"] for x in per_second],
             "per_second_latency_ms": [x["latency_ms"] for x in per_second]}
 
@@ -118,6 +127,7 @@ def main() -> int:
                          "latency_ms_median": round(median(lat2), 1), "latency_ms_p90": round(pct(lat2, 0.9), 1),
                          "latency_ms_max": round(max(lat2), 1), "latency_median_per_tenth": tenths(lat2),
                          "infer_median_per_tenth": tenths(inf2), "per_second_fps": [], "per_second_latency_ms": []})
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     summary = []
     for n in counts:
         mine = [r for r in rows if r["mode"] == f"anyedge run --workers {n}"]
@@ -126,18 +136,22 @@ def main() -> int:
                         "latency_ms_p90": round(median([r["latency_ms_p90"] for r in mine]), 1),
                         "infer_ms_median": round(median([r["infer_ms_median"] for r in mine]), 1),
                         "dropped": round(median([r["dropped"] for r in mine])),
+                        "cpu_ms_per_frame": round(median([r["cpu_ms_per_frame"] for r in mine]), 1),
+                        "cpu_share": round(median([r["cpu_s"] / (r["captured"] / args.fps) for r in mine]) / cores, 2),
                         "load_before": [r["load_before"] for r in mine]})
     meta = {"model": args.model, "engine": args.engine, "threads": args.threads, "workers": counts,
-            "repeat": args.repeat, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "repeat": args.repeat, "cores": cores,
             "clip": f"{frames} frames, {size[0]}x{size[1]}, {args.fps:g} fps, MJPG", "per_workers": summary,
             "note": "machine shared with other jobs: absolute numbers are noisy; compare the rows"}
     jpath, _ = write_results("live_stream", rows, meta, Path(args.out) if args.out else None)
     print(f"{args.model}, {meta['clip']}, {meta['cores']} cores (medians over {args.repeat} run(s) each)")
-    print("| workers | FPS | latency median / p90 | inference median | dropped | load before |")
-    print("|---|---|---|---|---|---|")
+    print("| workers | FPS | latency median / p90 | inference median | dropped | CPU per frame | CPU share "
+          "| load before |")
+    print("|---|---|---|---|---|---|---|---|")
     for s in summary:
         print(f"| {s['workers']} | {s['fps']} | {s['latency_ms_median']} / {s['latency_ms_p90']} ms | "
-              f"{s['infer_ms_median']} ms | {s['dropped']} | {', '.join(str(x) for x in s['load_before'])} |")
+              f"{s['infer_ms_median']} ms | {s['dropped']} | {s['cpu_ms_per_frame']} ms | {s['cpu_share']:.0%} | "
+              f"{', '.join(str(x) for x in s['load_before'])} |")
     for row in rows:
         if row["mode"] == "unbounded queue":
             print(f"unbounded queue: processed {row['processed']}/{row['captured']} fps {row['fps']} latency median "
