@@ -339,19 +339,31 @@ def test_help_and_readme_show_a_workers_command_that_works(clip, tmp_path: Path)
     assert r.returncode == 0 and "12 captured" in r.stdout and "on 2 workers" in r.stdout, r.stdout + r.stderr
 
 
-def test_the_live_stream_benchmark_compares_worker_counts_through_the_command(tmp_path: Path) -> None:
-    """benchmarks/live_stream.py as the README runs it, on a 1 s clip."""
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "live_stream.py"), "--model", "yunet-n-320",
-                        "--seconds", "1", "--fps", "60", "--workers", "1,2", "--repeat", "2", "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads((tmp_path / "live_stream.json").read_text())
-    rows = doc["rows"]
-    assert [(x["mode"], x["workers"]) for x in rows] == [
-        ("anyedge run --workers 1", 1), ("anyedge run --workers 2", 2)] * 2 + [("unbounded queue", 1)]
-    assert all(x["captured"] == 60 and 0 < x["processed"] <= 60 and x["latency_ms_p90"] >= x["latency_ms_median"] > 0
-               for x in rows)
-    assert [(s["workers"], s["runs"]) for s in doc["meta"]["per_workers"]] == [(1, 2), (2, 2)]
-    table = r.stdout.splitlines()
-    assert table[1].startswith("| workers | FPS | latency median / p90") and table[3].startswith("| 1 |")
-    assert table[4].startswith("| 2 |")
+@pytest.fixture(scope="module")
+def readme_benchmarks() -> list[str]:
+    commands = re.findall(r"python benchmarks/live_stream\.py[^`\n]*", (ROOT / "README.md").read_text())
+    assert len(commands) >= 3  # the queue table's and the workers table's
+    return commands
+
+
+def test_the_readme_live_stream_benchmarks_run_on_a_short_clip(readme_benchmarks: list[str], tmp_path: Path) -> None:
+    """benchmarks/live_stream.py as the README runs it, each command on a 1 s clip, once."""
+    for k, command in enumerate(readme_benchmarks):
+        argv = command.split()
+        r = subprocess.run([sys.executable, str(ROOT / argv[1]), *argv[2:], "--seconds", "1", "--repeat", "1",
+                            "--out", str(tmp_path / str(k))], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads((tmp_path / str(k) / "live_stream.json").read_text())
+        repeat = doc["meta"]["repeat"]
+        rows = doc["rows"]
+        want = [("anyedge run --workers 1", 1), ("anyedge run --workers 2", 2)] * repeat
+        assert [(x["mode"], x["workers"]) for x in rows] == want + (
+            [] if "--no-unbounded" in argv else [("unbounded queue", 1)])
+        fps = doc["meta"]["clip"].split(", ")[2]
+        assert all(x["frames"] == int(float(fps.split()[0])) and 0 < x["processed"] <= x["captured"]
+                   and x["latency_ms_p90"] >= x["latency_ms_median"] > 0 for x in rows)
+        assert all(0 < x["cpu_ms_per_frame"] for x in rows if x["mode"] != "unbounded queue")
+        assert [(s["workers"], s["runs"]) for s in doc["meta"]["per_workers"]] == [(1, repeat), (2, repeat)]
+        table = r.stdout.splitlines()
+        assert table[1].startswith("| workers | FPS | latency median / p90") and table[3].startswith("| 1 |")
+        assert table[4].startswith("| 2 |")
