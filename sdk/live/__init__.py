@@ -15,7 +15,10 @@ The rooms, one module each:
 * :mod:`.sources` - capture: :func:`open_source` (cameras, the Pi camera, files, stream URLs)
   and the plain :func:`frames` generator.
 * :mod:`.loop` - scheduling: :class:`DropQueue` and :func:`run_live`, which run any ``process``
-  callable on the newest frame and report through ``on_frame`` / ``on_second`` callbacks.
+  callable on the newest frame and report through ``on_frame`` / ``on_second`` callbacks;
+  ``workers=N`` runs N frames at once and still reports them in frame order.
+* :mod:`.workers` - :func:`~.workers.open_detectors`: the detectors N workers run on (one per
+  worker on LiteRT, one shared on ONNX Runtime and OpenVINO) and their engine threads.
 * :mod:`.tracking` - :class:`Tracker`: a stable id per face across frames (called from ``on_frame``).
 * :mod:`.events` - :class:`TrackEvents` (track appeared / named / left, status) and the
   :class:`EventHub` that hands them to outputs that subscribe (a web view, MQTT).
