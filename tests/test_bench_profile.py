@@ -435,20 +435,25 @@ def test_the_readmes_side_by_side_with_benchmark_app(tmp_path, monkeypatch, caps
     part = text[text.index("**Beside OpenVINO's `benchmark_app`**"):]
     block = part.split("```")[1]
     lines = [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.startswith("sh")]
-    assert [ln.split()[0] for ln in lines] == ["benchmark_app", "benchmark_app", "anyedge"]
+    assert [ln.split()[0] for ln in lines] == ["benchmark_app", "benchmark_app", "benchmark_app", "anyedge"]
     model_dir = resolve_model("scrfd-500m")[0].parent
-    for line in lines[:2]:
+    for line in lines[:3]:
         argv = shlex.split(line)
         proc = subprocess.run([str(bapp), *argv[1:]], cwd=model_dir, capture_output=True, text=True, timeout=120,
                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "INFERENCE_PRECISION_HINT: <Type: 'float32'>" in proc.stdout and "Throughput:" in proc.stdout
+        assert "Throughput:" in proc.stdout and "Median:" in proc.stdout
+        if "-infer_precision" in argv:  # asked for f32; else its own pick, shown in the table
+            assert "INFERENCE_PRECISION_HINT: <Type: 'float32'>" in proc.stdout
     monkeypatch.chdir(tmp_path)
-    assert main(shlex.split(lines[2])[1:]) == 0, capsys.readouterr().err
-    (row,) = json.loads((tmp_path / "out" / "bench" / "bench.json").read_text())["rows"]
-    assert row["engine_precision"] == "fp32" and row["timed_s"] >= 10
+    assert main(shlex.split(lines[3])[1:]) == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "out" / "bench" / "bench.json").read_text())
+    (row,) = doc["rows"]
+    assert row["engine_precision"] == "fp32" and row["timed_s"] >= 5
     assert [(m["mode"], m["of"]) for m in row["throughput"]] == [("instances", "task"), ("instances", "engine"),
                                                                    ("instances", "task"), ("async", "engine")]
+    assert all(m["seconds"] >= 5 for m in row["throughput"])
+    assert [m["text"].startswith("for anyedge run: ") for m in doc["live_modes"]] == [True]
     # the int8 bundle: converted, then profiled beside the float model
     para = part[part.index("Where the time goes"):].split("\n\n")[0]
     convert, bench = [" ".join(c.split()) for c in para.split("`")[1::2] if c.startswith("anyedge ")]
@@ -540,3 +545,28 @@ def test_live_mode_of_a_run_saved_without_it(tmp_path, capsys):
     assert main(["bench", "--from-json", str(tmp_path / "old.json"), "--no-png"]) == 0
     out = capsys.readouterr().out
     assert "m openvino fp32: for anyedge run: --workers 2 --threads 1 when the camera gives more than 40" in out
+
+
+def test_the_side_by_side_script_alternates_benchmark_app_and_anyedge(tmp_path):
+    """benchmarks/benchmark_app_side_by_side.py (the README's side-by-side figures), one short round."""
+    import subprocess
+    import sys
+
+    if not Path(sys.executable).with_name("benchmark_app").is_file():
+        pytest.skip("benchmark_app comes with the openvino wheel, not installed here")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark_app_side_by_side.py"
+    proc = subprocess.run([sys.executable, str(script), "--seconds", "1", "--repeat", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "benchmark_app_side_by_side.json").read_text())
+    rows = {r["run"]: r for r in doc["rows"]}
+    assert rows["bapp_throughput_f32"]["precision"] == "float32" and rows["bapp_throughput_f32"]["throughput_ips"] > 0
+    assert rows["bapp_sync_f32"]["precision"] == "float32"
+    (async_run,) = [k for k in rows if k.startswith("openvino async engine")]
+    assert rows[async_run]["throughput_ips"] > 0 and rows[async_run]["min"] <= rows[async_run]["median"]
+    assert any(k.startswith("onnxruntime async engine") for k in rows)
+    ratio = doc["meta"]["async_vs_benchmark_app"]
+    assert ratio["median"] == pytest.approx(rows[async_run]["throughput_ips"] / rows["bapp_throughput_f32"]["throughput_ips"],
+                                            rel=0.02)
+    assert len(doc["meta"]["load_averages"]) == 1 and "| bapp_throughput_f32 | float32 |" in proc.stdout
+    assert "openvino live mode (round 1): for anyedge run: " in proc.stdout
