@@ -11,7 +11,7 @@ import math
 from typing import Any, Callable
 
 __all__ = ["size_arg", "int_at_least", "positive_int", "float_in", "positive_float", "unit_float",
-           "device_arg", "providers_arg", "add_device_args", "device_request"]
+           "device_arg", "providers_arg", "add_device_args", "device_request", "listen_address", "token_arg"]
 
 
 def size_arg(text: str) -> tuple[int, int]:
@@ -74,6 +74,37 @@ def float_in(low: float | None = None, high: float | None = None, *, above: bool
 
 positive_float = float_in(0.0, above=True)
 unit_float = float_in(0.0, 1.0)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``"8080"`` -> ``("127.0.0.1", 8080)``; ``"0.0.0.0:8080"``, ``"[::1]:8080"``, ``"localhost:8080"`` as written.
+
+    A bare port is loopback only; any other interface must be written out. Port 0 lets the
+    system pick a free one.
+    """
+    what = f"expected [HOST:]PORT, e.g. 8080 or 0.0.0.0:8080 (port 0-65535), got {text!r}"
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise argparse.ArgumentTypeError(what)
+    elif ":" in host or not host:
+        raise argparse.ArgumentTypeError(what)  # an IPv6 address goes in brackets
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(what)
+    if not all(c.isalnum() or c in ".-:" for c in host):
+        raise argparse.ArgumentTypeError(what)
+    return host, int(port)
+
+
+def token_arg(text: str) -> str:
+    """An argparse type: a secret of printable ASCII without spaces (it travels in URLs and headers)."""
+    if not text or not all("!" <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError("expected a token of printable ASCII without spaces, got "
+                                         f"{len(text)} characters that are not")
+    return text
 
 
 def device_arg(text: str) -> str:

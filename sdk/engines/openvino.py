@@ -212,8 +212,11 @@ def layer_precision(exec_type: str) -> str:
 
 
 def _compile_config(device: str, available: Sequence[str], threads: int | None, hint: str,
-                    performance: str = "latency", profile: bool = False) -> dict[str, Any]:
+                    performance: str = "latency", profile: bool = False, streams: int | None = None) -> dict[str, Any]:
     """Compile settings that pin the float precision on every CPU or GPU the spec can land on.
+
+    ``streams`` sets the CPU's ``NUM_STREAMS``: how many infer requests run at once (the latency
+    hint makes one stream, on which concurrent requests take turns).
 
     A meta device (``AUTO``, ``MULTI``, ``HETERO``) ignores a top-level precision hint for the
     devices it picks, so each of those gets its own in ``DEVICE_PROPERTIES``.
@@ -225,6 +228,8 @@ def _compile_config(device: str, available: Sequence[str], threads: int | None, 
             props["INFERENCE_PRECISION_HINT"] = hint
         if threads and kind == "CPU":
             props["INFERENCE_NUM_THREADS"] = int(threads)
+        if streams and kind == "CPU":
+            props["NUM_STREAMS"] = int(streams)
         return props
 
     config: dict[str, Any] = {"PERFORMANCE_HINT": PERFORMANCE_HINTS[performance]}
@@ -319,23 +324,27 @@ class OpenVINOEngine:
     where the model runs (``"CPU"`` after a fallback or for ``AUTO`` on a CPU-only machine).
 
     ``performance="throughput"`` compiles with OpenVINO's THROUGHPUT hint (several streams) for
-    :meth:`run_async`; the float precision stays pinned either way. ``shapes={input: shape}`` fixes
-    dynamic input dimensions before compiling (as ``benchmark_app -shape``: the plugin then plans
-    for that one shape). ``profile=True`` turns on the performance counters: :meth:`profile` then
-    gives the time per layer (it costs time per run).
+    :meth:`run_async`; the float precision stays pinned either way. ``streams=n`` gives the CPU
+    ``n`` streams under either hint, so ``n`` threads calling :meth:`run` at once run in
+    parallel (with one stream, the latency hint's, they take turns). ``shapes={input: shape}``
+    fixes dynamic input dimensions before compiling (as ``benchmark_app -shape``: the plugin then
+    plans for that one shape). ``profile=True`` turns on the performance counters: :meth:`profile`
+    then gives the time per layer (it costs time per run).
     """
 
     name = "openvino"
 
     def __init__(self, path: Path, *, threads: int | None = None, device: str = "CPU",
                  fallback_device: str | None = None, strict_device: bool = False, precision: str = "fp32",
-                 performance: str = "latency", profile: bool = False,
+                 performance: str = "latency", profile: bool = False, streams: int | None = None,
                  shapes: Mapping[str, Sequence[int]] | None = None) -> None:
         import openvino as ov
 
         if precision not in COMPUTE_PRECISIONS:
             raise ModelLoadError(f"OpenVINO precision must be one of {', '.join(COMPUTE_PRECISIONS)}, "
                                  f"got {precision!r}")
+        if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
+            raise ModelLoadError(f"OpenVINO streams must be a positive integer, got {streams!r}")
         if performance not in PERFORMANCE_HINTS:
             raise ModelLoadError(f"OpenVINO performance must be one of {', '.join(PERFORMANCE_HINTS)}, "
                                  f"got {performance!r}")
@@ -355,7 +364,8 @@ class OpenVINOEngine:
             _reshape(model, shapes, path)
         try:
             self._compiled = core.compile_model(
-                model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision], performance, profile))
+                model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision], performance, profile,
+                                                streams))
         except Exception as e:
             if _cpu_only(device, available) or device == fallback:  # the model itself fails: nothing to fall back to
                 raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e}") from e
@@ -368,7 +378,8 @@ class OpenVINOEngine:
             device = fallback
             try:
                 self._compiled = core.compile_model(
-                    model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision], performance, profile))
+                    model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision], performance, profile,
+                                                streams))
             except Exception as e2:
                 raise ModelLoadError(f"OpenVINO cannot load {path} on {device}: {e2}") from e2
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()

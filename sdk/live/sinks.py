@@ -84,7 +84,10 @@ def print_summary(doc: dict[str, Any], *, tty: bool) -> None:
     print(f"{doc['source']}: {doc['processed']} frames processed of {doc['captured']} captured, "
           f"{doc['dropped']} dropped, {doc['fps']} fps over {doc['seconds']} s ({doc['stopped_by']}); "
           f"latency median {lat['median']} ms, p90 {lat['p90']} ms, max {lat['max']} ms; "
-          f"inference median {doc['infer_ms_median']} ms; {doc.get('tracks', 0)} tracks" + (f"; wrote {doc['out']}" if "out" in doc else ""))
+          f"inference median {doc['infer_ms_median']} ms" + (f" on {doc['workers']} workers" if doc.get("workers", 1) > 1 else "")
+          + f"; {doc.get('tracks', 0)} tracks" + (f"; wrote {doc['out']}" if "out" in doc else "")
+          + (f"; mqtt: {m['published']} events published, {m['dropped']} dropped, {m['pending']} not sent"
+             if (m := doc.get("mqtt")) else ""))
 
 
 # -- annotated video ------------------------------------------------------------------------
