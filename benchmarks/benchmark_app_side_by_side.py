@@ -7,7 +7,8 @@ Each round runs, one after another on the same machine:
    with AVX-512 BF16 or AMX);
 3. ``benchmark_app -hint throughput``, f32 (throughput: its streams and requests);
 4. ``anyedge bench MODEL --engines openvino,onnxruntime --duration S --async`` (latency of one
-   thread, and throughput per mode: instances of task and of engine calls, async).
+   thread, and throughput per mode: instances of task and of engine calls, workers as anyedge run
+   --workers opens them, async).
 
 Every run lasts ``--seconds``; the medians over ``--repeat`` rounds, and the median of each
 round's ratio anyedge async / benchmark_app throughput, are printed as a markdown table and
@@ -70,7 +71,7 @@ def anyedge_records(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out[f"{e} engine x{r['threads']}"] = {**r["engine_ms"], "precision": r["engine_precision"]}
         out[f"{e} task x{r['threads']}"] = {**r["latency_ms"], "precision": r["engine_precision"]}
         for m in r["throughput"]:
-            n = m.get("requests", m.get("instances"))
+            n = m.get("requests", m.get("instances", m.get("workers")))
             out[f"{e} {m['mode']} {m['of']} x{n}"] = {"throughput_ips": m["throughput_ips"], **m["latency_ms"]}
     for r in doc.get("live_modes") or []:
         out[f"{r['engine']} live mode"] = {"live_mode": r["text"]}

@@ -232,7 +232,8 @@ def test_every_throughput_record_has_its_mode(images, capsys, tmp_path):
     assert rc == 0, captured.err
     doc = json.loads((out / "bench.json").read_text())
     for r in doc["rows"]:
-        modes = {(m["mode"], m["of"], m.get("requests", m.get("instances"))): m for m in r["throughput"]}
+        modes = {(m["mode"], m["of"], m.get("requests", m.get("instances", m.get("workers")))): m
+                 for m in r["throughput"]}
         assert len(modes) == len(r["throughput"])
         assert all(m["throughput_ips"] > 0 and m["calls"] >= 1 for m in modes.values())
         assert r["throughput"][0] == modes[("instances", "task", r["threads"])]
@@ -241,7 +242,7 @@ def test_every_throughput_record_has_its_mode(images, capsys, tmp_path):
             # the async mode, and as many instances as it has requests, timed alike
             (n,) = [k[2] for k in modes if k[0] == "async"]
             assert modes[("async", "engine", n)]["matches_serial"] is True and n >= 1
-            assert ("instances", "engine", n) in modes and ("instances", "task", n) in modes
+            assert ("instances", "engine", n) in modes and ("workers", "task", n) in modes
         else:  # LiteRT has no engine-native async mode; the async mode is measured once per model x engine
             assert set(modes) == {("instances", "task", r["threads"])}
     assert "throughput per mode" in captured.out
@@ -269,7 +270,7 @@ def test_async_honours_the_duration_and_times_each_request(images, engine):
     assert "error" not in row, row
     modes = row["throughput"]
     assert [(m["mode"], m["of"]) for m in modes] == [("instances", "task"), ("instances", "engine"),
-                                                       ("instances", "task"), ("async", "engine")]
+                                                       ("workers", "task"), ("async", "engine")]
     for m in modes:
         lat = m["latency_ms"]
         assert 0 < lat["min"] <= lat["median"] <= lat["max"], m
@@ -279,7 +280,9 @@ def test_async_honours_the_duration_and_times_each_request(images, engine):
         assert m["throughput_ips"] == pytest.approx(m["calls"] / m["seconds"], rel=0.01)
     rec = modes[-1]
     assert rec["matches_serial"] is True
-    assert modes[1]["instances"] == modes[2]["instances"] == rec["requests"]
+    assert modes[1]["instances"] == modes[2]["workers"] == rec["requests"]
+    if engine == "openvino":  # as anyedge run --workers opens it: one instance, a CPU stream per worker
+        assert modes[2]["streams"] == modes[2]["workers"]
     if engine == "openvino":  # compiled for the one shape it runs, as benchmark_app -shape
         assert rec["shapes"] == {"input.1": [1, 3, 640, 640]}
 
@@ -451,7 +454,7 @@ def test_the_readmes_side_by_side_with_benchmark_app(tmp_path, monkeypatch, caps
     (row,) = doc["rows"]
     assert row["engine_precision"] == "fp32" and row["timed_s"] >= 5
     assert [(m["mode"], m["of"]) for m in row["throughput"]] == [("instances", "task"), ("instances", "engine"),
-                                                                   ("instances", "task"), ("async", "engine")]
+                                                                   ("workers", "task"), ("async", "engine")]
     assert all(m["seconds"] >= 5 for m in row["throughput"])
     assert [m["text"].startswith("for anyedge run: ") for m in doc["live_modes"]] == [True]
     # the int8 bundle: converted, then profiled beside the float model
@@ -485,17 +488,24 @@ def test_png_has_a_bar_chart_of_the_slowest_operators(tmp_path):
 
 
 # -- which mode a live loop should use ------------------------------------------------------
+_COUNT = {"instances": "instances", "workers": "workers", "async": "requests"}
+
+
 def _row(threads, latency, modes, model="m", engine="openvino", task="face_detection"):
     return {"model": model, "engine": engine, "precision": "fp32", "threads": threads, "task": task,
             "latency_ms": {"median": latency}, "throughput": [
-                {"mode": mode, "of": of, "instances" if mode == "instances" else "requests": n, "throughput_ips": ips,
+                {"mode": mode, "of": of, _COUNT[mode]: n, "throughput_ips": ips,
                  "latency_ms": {"median": ms}} for mode, of, n, ips, ms in modes]}
 
 
 @pytest.mark.parametrize("rows, mode, workers, threads, fps, words", [
     # two workers deliver 1.6x the frames of one: worth it when the camera is faster than one worker
     ([_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "task", 2, 64.0, 31.0)])],
-     "workers", 2, 1, 64.0, ["--workers 2", "more than 40 frames/s", "31.0 ms instead of 25.0 ms"]),
+     "workers", 2, None, 64.0, ["--workers 2", "more than 40 frames/s", "31.0 ms instead of 25.0 ms"]),
+    # what anyedge run --workers opens is the figure for several workers, when measured
+    ([_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "task", 2, 64.0, 31.0),
+                     ("workers", "task", 2, 44.0, 45.0)])],
+     "one worker", 1, 1, 40.0, ["2 workers would process 44.0 frames/s (x1.10, under x1.2) at 45.0 ms"]),
     # 1.1x is not worth each frame's longer wait
     ([_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "task", 2, 44.0, 45.0)])],
      "one worker", 1, 1, 40.0, ["--threads 1 (one worker)", "x1.10, under x1.2"]),
@@ -544,7 +554,7 @@ def test_live_mode_of_a_run_saved_without_it(tmp_path, capsys):
     (tmp_path / "old.json").write_text(json.dumps({"env": {}, "rows": [row]}))
     assert main(["bench", "--from-json", str(tmp_path / "old.json"), "--no-png"]) == 0
     out = capsys.readouterr().out
-    assert "m openvino fp32: for anyedge run: --workers 2 --threads 1 when the camera gives more than 40" in out
+    assert "m openvino fp32: for anyedge run: --workers 2 when the camera gives more than 40" in out
 
 
 def test_the_side_by_side_script_alternates_benchmark_app_and_anyedge(tmp_path):

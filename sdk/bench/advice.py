@@ -2,9 +2,9 @@
 
 A live loop (``anyedge run``) processes the newest frame, so what one frame costs matters: one
 worker delivers ``1000 / latency`` frames per second, each ``latency`` ms after capture. Several
-workers (``anyedge run --workers N``, one detector with one engine thread each) deliver more
-frames per second only when the cores allow it, and each frame then takes longer: the
-``instances`` throughput of whole task calls and its per-call latency say how much of each. The
+workers (``anyedge run --workers N``) deliver more frames per second only when the cores allow
+it, and each frame then takes longer: the ``workers`` throughput of whole task calls (measured
+on the instance ``anyedge run --workers N`` opens) and its per-call latency say how much of each. The
 engine's own ``async`` mode reaches its figure on engine calls alone; it is given beside, since
 a live loop runs whole calls.
 """
@@ -37,8 +37,9 @@ def live_modes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     Candidates: one worker with each measured thread count (frames/s = 1000 / the median whole
     call, the row's latency) and from ``instances`` records of whole task calls with one
-    instance, and ``N`` workers from those with ``N > 1`` (their throughput and per-call median
-    latency). Several workers win when
+    instance; ``N`` workers from ``workers`` records (the instance ``anyedge run --workers N``
+    opens), else from ``instances`` records of whole task calls with ``N > 1`` (their throughput
+    and per-call median latency). Several workers win when
     they deliver at least :data:`WORKERS_GAIN` times the best single worker's frames per second;
     otherwise the single worker with the most frames per second (the fewest threads on a tie).
 
@@ -59,7 +60,7 @@ def live_modes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             ms = _median(r["latency_ms"])
             if ms:
                 single.append({"threads": int(r["threads"]), "frames_per_s": round(1000.0 / ms, 2), "frame_ms": ms})
-        several, engine_async = [], []
+        several, engine_async, workers = [], [], []
         for r in rs:
             for m in r.get("throughput") or []:
                 if not isinstance(m, Mapping) or not isinstance(m.get("throughput_ips"), (int, float)):
@@ -71,10 +72,14 @@ def live_modes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                         single.append({"threads": 1, "frames_per_s": float(m["throughput_ips"]), "frame_ms": ms})
                     else:
                         several.append({"workers": n, "frames_per_s": float(m["throughput_ips"]), "frame_ms": ms})
+                elif m.get("mode") == "workers" and int(m.get("workers", 1)) > 1 and ms:
+                    workers.append({"workers": int(m["workers"]), "frames_per_s": float(m["throughput_ips"]),
+                                    "frame_ms": ms})
                 elif m.get("mode") == "async":
                     engine_async.append(float(m["throughput_ips"]))
         if not single:
             continue
+        several = workers or several  # what anyedge run --workers opens, when it was measured
         one = max(single, key=lambda c: (c["frames_per_s"], -c["threads"]))
         many = max(several, key=lambda c: (c["frames_per_s"], -c["workers"])) if several else None
         rec: dict[str, Any] = {"model": model, "engine": engine, "precision": precision, "one_worker": one,
@@ -82,9 +87,9 @@ def live_modes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         fps1, ms1 = one["frames_per_s"], one["frame_ms"]
         if many and many["frames_per_s"] >= WORKERS_GAIN * fps1:
             n = many["workers"]
-            rec.update({"mode": "workers", "workers": n, "threads": 1, "frames_per_s": many["frames_per_s"],
+            rec.update({"mode": "workers", "workers": n, "threads": None, "frames_per_s": many["frames_per_s"],
                         "frame_ms": many["frame_ms"]})
-            text = (f"--workers {n} --threads 1 when the camera gives more than {fps1:.0f} frames/s, "
+            text = (f"--workers {n} when the camera gives more than {fps1:.0f} frames/s, "
                     f"because {n} workers process {many['frames_per_s']:.1f} frames/s against one worker's "
                     f"{fps1:.1f} (x{many['frames_per_s'] / fps1:.2f}), though each frame takes "
                     f"{many['frame_ms']:.1f} ms instead of {ms1:.1f} ms")

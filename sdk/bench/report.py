@@ -231,7 +231,7 @@ def format_modes(doc: Mapping[str, Any]) -> str:
             continue
         out.append(f"  {r['model']} {r['engine']} {r['precision']} x{r['threads']}:")
         for m in modes:
-            n = m.get("requests", m.get("instances"))
+            n = m.get("requests", m.get("instances", m.get("workers")))
             lat = m.get("latency_ms") or {}
             line = (f"    {str(m.get('mode')):9} {str(m.get('of')):6} x{n!s:<3} {_fmt(m.get('throughput_ips'), 1):>8}/s  "
                     f"{_fmt(lat.get('median')):>8} {_fmt(lat.get('mean')):>8} {_fmt(lat.get('min')):>8} "
@@ -239,6 +239,8 @@ def format_modes(doc: Mapping[str, Any]) -> str:
             if m.get("mode") == "async":
                 same = "same outputs as serial calls" if m.get("matches_serial") else "OUTPUTS DIFFER from serial calls"
                 line += f"{n} requests, {m.get('how', 'engine-native')}; {same}"
+            elif m.get("mode") == "workers":
+                line += f"{n} threads on the instance anyedge run --workers {n} opens, whole task calls"
             else:
                 line += f"{n} instance(s) in as many threads, {_OF.get(str(m.get('of')), m.get('of'))}"
             out.append(line.rstrip())

@@ -235,14 +235,44 @@ def _async_throughput(tb: TaskBench, feeds: Sequence[Any], seconds: float, warmu
         inst.close()
 
 
+class _Borrowed:
+    """A task instance several workers share: each borrower calls it, none closes it."""
+
+    def __init__(self, inst: Any) -> None:
+        self._inst = inst
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inst, name)
+
+    def close(self) -> None:
+        pass
+
+
+def _workers(tb: TaskBench, n: int, seconds: float, warmup: int) -> dict[str, Any]:
+    """The ``workers`` record: ``n`` threads making whole task calls on the instance
+    ``anyedge run --workers n`` opens (ONNX Runtime and OpenVINO: one shared, OpenVINO with
+    ``n`` CPU streams; the cores shared out as it does, :func:`anyedge.live.workers.worker_threads`)."""
+    from ..live.workers import usable_cores, worker_threads
+
+    engine = tb.job["engine"]
+    threads = worker_threads(engine, n, usable_cores())
+    extra = {"streams": n} if engine == "openvino" and n > 1 else {}
+    inst = tb.create(threads, **extra)  # type: ignore[arg-type]
+    try:
+        rec = _instances(lambda: _Borrowed(inst), inst, tb.call, n, seconds, 1, warmup)
+    finally:
+        inst.close()
+    return {"mode": "workers", "of": "task", "workers": n, "threads": threads, **extra, **rec}
+
+
 def _throughput_modes(tb: TaskBench, inst: Any, threads: int, feeds: Sequence[Any], timed_s: float,
                       duration: float | None, warmup: int, with_async: bool) -> list[dict[str, Any]]:
     """The row's throughput records: ``instances`` of whole task calls (``threads`` instances
     with one engine thread each, one per Python thread; ``inst`` is the first when it has one
     thread) for ``duration`` (at least one call each) or as long as the timed calls took (at least
-    10 calls each); with
-    ``with_async`` also the ``async`` mode and, beside it for the same time and as many
-    instances as it has requests, ``instances`` of engine calls and of whole task calls."""
+    10 calls each); with ``with_async`` also the ``async`` mode and, beside it for the same time,
+    as many ``instances`` as it has requests on engine calls and, for detectors, as many
+    ``workers`` (whole calls, opened as ``anyedge run --workers`` opens them)."""
     first = inst if threads == 1 else tb.create(1)
     try:
         rec = _instances(lambda: tb.create(1), first, tb.call, threads, duration or timed_s, 1 if duration else 10,
@@ -265,12 +295,11 @@ def _throughput_modes(tb: TaskBench, inst: Any, threads: int, feeds: Sequence[An
     first = tb.create(1)
     try:
         engine = _instances(lambda: tb.create(1), first, engine_call, n, seconds, 1, warmup)
-        task = _instances(lambda: tb.create(1), first, tb.call, n, seconds, 1, warmup) if n != threads else None
     finally:
         first.close()
     modes.append({"mode": "instances", "of": "engine", "instances": n, **engine})
-    if task:
-        modes.append({"mode": "instances", "of": "task", "instances": n, **task})
+    if tb.job["kind"] == "face_detection":
+        modes.append(_workers(tb, n, seconds, warmup))
     modes.append(rec)
     return modes
 
