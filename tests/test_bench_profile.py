@@ -190,8 +190,11 @@ def _async_engines() -> list[str]:
     return [e for e in engines_for(path) if e in ("onnxruntime", "openvino")]
 
 
-@pytest.mark.parametrize("engine", _async_engines())
-def test_async_mode_returns_what_serial_calls_return(engine, smoke):
+@pytest.mark.parametrize("engine, static", [(e, False) for e in _async_engines()]
+                         + [("openvino", True)] * ("openvino" in _async_engines()))
+def test_async_mode_returns_what_serial_calls_return(engine, static, smoke):
+    """Bit for bit, in order, on the dynamic model and (OpenVINO) compiled for its one shape,
+    where the requests read the feeds in place: the serial calls after them see fresh inputs."""
     from anyedge.engines import open_engine
     from anyedge.registry import resolve_model
     from anyedge.tasks.face_detector import FaceDetector
@@ -200,6 +203,8 @@ def test_async_mode_returns_what_serial_calls_return(engine, smoke):
     with FaceDetector.create("scrfd-500m", engine=engine) as det:
         feeds = [{det.engine.inputs[0].name: det.preprocess(img)[0].copy()} for img in smoke.values()] * 4
     options = {"performance": "throughput"} if engine == "openvino" else {}
+    if static:
+        options["shapes"] = {k: list(v.shape) for k, v in feeds[0].items()}
     eng = open_engine(path, engine, threads=None if engine == "openvino" else 1, **options)
     try:
         if engine == "openvino":  # the fp32 pin holds under the THROUGHPUT hint too
@@ -225,20 +230,170 @@ def test_every_throughput_record_has_its_mode(images, capsys, tmp_path):
                "--images", str(images), "--out", str(out), "--no-png", "-q", "--async"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    rows = json.loads((out / "bench.json").read_text())["rows"]
-    for r in rows:
-        modes = {m["mode"]: m for m in r["throughput"]}
-        assert all(m["throughput_ips"] > 0 for m in modes.values())
-        assert modes["instances"]["instances"] == r["threads"]
-        assert modes["instances"]["throughput_ips"] == r["throughput_ips"]
+    doc = json.loads((out / "bench.json").read_text())
+    for r in doc["rows"]:
+        modes = {(m["mode"], m["of"], m.get("requests", m.get("instances", m.get("workers")))): m
+                 for m in r["throughput"]}
+        assert len(modes) == len(r["throughput"])
+        assert all(m["throughput_ips"] > 0 and m["calls"] >= 1 for m in modes.values())
+        assert r["throughput"][0] == modes[("instances", "task", r["threads"])]
+        assert r["throughput"][0]["throughput_ips"] == r["throughput_ips"]
         if r["engine"] in ("onnxruntime", "openvino") and r["threads"] == 1:
-            assert modes["async"]["matches_serial"] is True and modes["async"]["requests"] >= 1
+            # the async mode, and as many instances as it has requests, timed alike
+            (n,) = [k[2] for k in modes if k[0] == "async"]
+            assert modes[("async", "engine", n)]["matches_serial"] is True and n >= 1
+            assert ("instances", "engine", n) in modes and ("workers", "task", n) in modes
         else:  # LiteRT has no engine-native async mode; the async mode is measured once per model x engine
-            assert set(modes) == {"instances"}
+            assert set(modes) == {("instances", "task", r["threads"])}
     assert "throughput per mode" in captured.out
-    assert "scrfd-500m onnxruntime fp32 x1: instances" in captured.out
+    assert "scrfd-500m onnxruntime fp32 x1:" in captured.out
+    # which mode a live loop should use: one per detector x engine, one line each in the terminal
+    live = {(m["model"], m["engine"]) for m in doc["live_modes"]}
+    assert live == {(r["model"], r["engine"]) for r in doc["rows"]}
+    for m in doc["live_modes"]:
+        assert f"{m['model']} {m['engine']} {m['precision']}: for anyedge run: " in captured.out
     lines = list(csv.DictReader((out / "bench.csv").open()))
     assert any(ln["async_throughput_ips"] and float(ln["async_throughput_ips"]) > 0 for ln in lines)
+    assert any(ln["async_latency_median_ms"] and float(ln["async_latency_median_ms"]) > 0 for ln in lines)
+    assert any(ln["instances_engine_throughput_ips"] and float(ln["instances_engine_throughput_ips"]) > 0
+               for ln in lines)
+
+
+@pytest.mark.parametrize("engine", _async_engines())
+def test_async_honours_the_duration_and_times_each_request(images, engine):
+    """Every throughput mode of --async runs for --duration (the last call starting before it is
+    over), and reports each call's latency as benchmark_app does: median, mean, min, max."""
+    duration = 1.0
+    doc = run_bench(BenchConfig(models=("scrfd-500m",), engines=(engine,), warmup=1, duration=duration,
+                                async_throughput=True, images=str(images)))
+    (row,) = doc["rows"]
+    assert "error" not in row, row
+    modes = row["throughput"]
+    assert [(m["mode"], m["of"]) for m in modes] == [("instances", "task"), ("instances", "engine"),
+                                                       ("workers", "task"), ("async", "engine")]
+    for m in modes:
+        lat = m["latency_ms"]
+        assert 0 < lat["min"] <= lat["median"] <= lat["max"], m
+        assert lat["min"] <= lat["mean"] <= lat["max"] and lat["n"] == m["calls"], m
+        # within one call's time of the budget (plus 50 ms of thread start and join)
+        assert duration <= m["seconds"] <= duration + lat["max"] / 1e3 + 0.05, m
+        assert m["throughput_ips"] == pytest.approx(m["calls"] / m["seconds"], rel=0.01)
+    rec = modes[-1]
+    assert rec["matches_serial"] is True
+    assert modes[1]["instances"] == modes[2]["workers"] == rec["requests"]
+    if engine == "openvino":  # as anyedge run --workers opens it: one instance, a CPU stream per worker
+        assert modes[2]["streams"] == modes[2]["workers"]
+    if engine == "openvino":  # compiled for the one shape it runs, as benchmark_app -shape
+        assert rec["shapes"] == {"input.1": [1, 3, 640, 640]}
+
+
+@pytest.mark.parametrize("engine", _async_engines())
+def test_async_feeds_are_taken_lazily_and_each_request_is_timed(engine, smoke):
+    """``run_async_each`` takes a feed only when a request is free (a generator may stop at a
+    deadline), hands every result over once with its latency, and they are serial calls' outputs."""
+    import time
+
+    from anyedge.engines import open_engine
+    from anyedge.registry import resolve_model
+    from anyedge.tasks.face_detector import FaceDetector
+
+    path, _ = resolve_model("scrfd-500m")
+    with FaceDetector.create("scrfd-500m", engine=engine) as det:
+        name = det.engine.inputs[0].name
+        feeds = [{name: det.preprocess(img)[0].copy()} for img in smoke.values()]
+    options = {"performance": "throughput", "shapes": {name: list(feeds[0][name].shape)}} if engine == "openvino" else {}
+    eng = open_engine(path, engine, threads=None if engine == "openvino" else 1, **options)
+    try:
+        serial = [eng.run(f) for f in feeds]
+        taken: list[float] = []
+        got: dict[int, tuple[list[np.ndarray], float]] = {}
+
+        def until(end: float):
+            k = 0
+            while time.perf_counter() < end:
+                taken.append(time.perf_counter())
+                yield feeds[k % len(feeds)]
+                k += 1
+
+        def keep(k: int, outputs: list[np.ndarray], ms: float) -> None:
+            assert k not in got
+            got[k] = (outputs, ms)
+
+        t0 = time.perf_counter()
+        n = eng.run_async_each(until(t0 + 0.5), keep, requests=2)
+        wall = time.perf_counter() - t0
+        assert n == len(taken) == len(got) and sorted(got) == list(range(n)) and n >= 2
+        assert taken[-1] < t0 + 0.5 and wall < 0.5 + 2 * max(ms for _, ms in got.values()) / 1e3 + 0.05
+        for k, (outputs, ms) in got.items():
+            assert 0 < ms <= wall * 1e3
+            for x, y in zip(outputs, serial[k % len(feeds)]):
+                np.testing.assert_array_equal(x, y)
+        assert eng.run_async_each(iter(()), keep) == 0
+    finally:
+        eng.close()
+
+
+def _bad_feeds(name):
+    good = np.zeros((1, 3, 640, 640), np.float32)
+    return [({name: good.astype(np.float64)}, "dtype"), ({"other": good}, "expects inputs"),
+            ({name: good[0]}, "shape")]
+
+
+@pytest.mark.parametrize("engine", _async_engines())
+def test_async_stops_at_a_bad_feed_or_a_failing_callback(engine):
+    from anyedge.engines import open_engine
+    from anyedge.errors import InputError
+    from anyedge.registry import resolve_model
+
+    path, _ = resolve_model("scrfd-500m")
+    options = {"performance": "throughput", "shapes": {"input.1": [1, 3, 640, 640]}} if engine == "openvino" else {}
+    eng = open_engine(path, engine, threads=None if engine == "openvino" else 1, **options)
+    good = {"input.1": np.zeros((1, 3, 640, 640), np.float32)}
+    try:
+        for bad, what in _bad_feeds("input.1"):
+            with pytest.raises(InputError, match=what):
+                eng.run_async([good, bad, good])
+        seen: list[int] = []
+
+        def fail(k: int, outputs: list[np.ndarray], ms: float) -> None:
+            seen.append(k)
+            raise ValueError("consumer failed")
+
+        with pytest.raises(ValueError, match="consumer failed"):
+            eng.run_async_each([good] * 20, fail, requests=2)
+        assert 1 <= len(seen) < 20  # no further feed once the consumer failed
+    finally:
+        eng.close()
+
+
+@pytest.mark.parametrize("shapes, error, match", [
+    ({"input.1": [1, 3, 320, 480]}, None, None),
+    ({"input.1": (1, 3, 640, 640)}, None, None),
+    ({"image": [1, 3, 640, 640]}, "InputError", "has the inputs 'input.1'"),
+    ({"input.1": [1, 3, 0, 640]}, "InputError", "positive sizes"),
+    ({"input.1": [1, 3, -1, 640]}, "InputError", "positive sizes"),
+    ({"input.1": []}, "InputError", "positive sizes"),
+    ({"input.1": "1,3,640,640"}, "InputError", "positive sizes"),
+    ({"input.1": [1, 3, 640]}, "ModelLoadError", "cannot give scrfd_500m_bnkps.onnx the input shapes"),
+])
+def test_openvino_shapes_fix_dynamic_inputs(shapes, error, match):
+    pytest.importorskip("openvino")
+    from anyedge import errors
+    from anyedge.engines import open_engine
+    from anyedge.registry import resolve_model
+
+    path, _ = resolve_model("scrfd-500m")
+    if error:
+        with pytest.raises(getattr(errors, error), match=match):
+            open_engine(path, "openvino", shapes=shapes)
+        return
+    eng = open_engine(path, "openvino", shapes=shapes)
+    try:
+        assert eng.inputs[0].shape == tuple(shapes["input.1"])
+        (x,) = [np.random.default_rng(0).random(tuple(shapes["input.1"]), dtype=np.float32)]
+        assert len(eng.run({"input.1": x})) == len(eng.outputs)
+    finally:
+        eng.close()
 
 
 def test_the_readmes_profile_duration_and_async_commands(tmp_path, images, capsys):
@@ -283,19 +438,25 @@ def test_the_readmes_side_by_side_with_benchmark_app(tmp_path, monkeypatch, caps
     part = text[text.index("**Beside OpenVINO's `benchmark_app`**"):]
     block = part.split("```")[1]
     lines = [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.startswith("sh")]
-    assert [ln.split()[0] for ln in lines] == ["benchmark_app", "benchmark_app", "anyedge"]
+    assert [ln.split()[0] for ln in lines] == ["benchmark_app", "benchmark_app", "benchmark_app", "anyedge"]
     model_dir = resolve_model("scrfd-500m")[0].parent
-    for line in lines[:2]:
+    for line in lines[:3]:
         argv = shlex.split(line)
         proc = subprocess.run([str(bapp), *argv[1:]], cwd=model_dir, capture_output=True, text=True, timeout=120,
                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "INFERENCE_PRECISION_HINT: <Type: 'float32'>" in proc.stdout and "Throughput:" in proc.stdout
+        assert "Throughput:" in proc.stdout and "Median:" in proc.stdout
+        if "-infer_precision" in argv:  # asked for f32; else its own pick, shown in the table
+            assert "INFERENCE_PRECISION_HINT: <Type: 'float32'>" in proc.stdout
     monkeypatch.chdir(tmp_path)
-    assert main(shlex.split(lines[2])[1:]) == 0, capsys.readouterr().err
-    (row,) = json.loads((tmp_path / "out" / "bench" / "bench.json").read_text())["rows"]
-    assert row["engine_precision"] == "fp32" and row["timed_s"] >= 10
-    assert [m["mode"] for m in row["throughput"]] == ["instances", "async"]
+    assert main(shlex.split(lines[3])[1:]) == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "out" / "bench" / "bench.json").read_text())
+    (row,) = doc["rows"]
+    assert row["engine_precision"] == "fp32" and row["timed_s"] >= 5
+    assert [(m["mode"], m["of"]) for m in row["throughput"]] == [("instances", "task"), ("instances", "engine"),
+                                                                   ("workers", "task"), ("async", "engine")]
+    assert all(m["seconds"] >= 5 for m in row["throughput"])
+    assert [m["text"].startswith("for anyedge run: ") for m in doc["live_modes"]] == [True]
     # the int8 bundle: converted, then profiled beside the float model
     para = part[part.index("Where the time goes"):].split("\n\n")[0]
     convert, bench = [" ".join(c.split()) for c in para.split("`")[1::2] if c.startswith("anyedge ")]
@@ -324,3 +485,98 @@ def test_png_has_a_bar_chart_of_the_slowest_operators(tmp_path):
     widths = sorted((p.get_width() for p in ax.patches), reverse=True)
     assert widths[:5] == pytest.approx([o["ms"] for o in ops[:5]]) and len(ax.patches) == 6  # top 5 + the row's label
     assert report.write_png(doc, tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- which mode a live loop should use ------------------------------------------------------
+_COUNT = {"instances": "instances", "workers": "workers", "async": "requests"}
+
+
+def _row(threads, latency, modes, model="m", engine="openvino", task="face_detection"):
+    return {"model": model, "engine": engine, "precision": "fp32", "threads": threads, "task": task,
+            "latency_ms": {"median": latency}, "throughput": [
+                {"mode": mode, "of": of, _COUNT[mode]: n, "throughput_ips": ips,
+                 "latency_ms": {"median": ms}} for mode, of, n, ips, ms in modes]}
+
+
+@pytest.mark.parametrize("rows, mode, workers, threads, fps, words", [
+    # two workers deliver 1.6x the frames of one: worth it when the camera is faster than one worker
+    ([_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "task", 2, 64.0, 31.0)])],
+     "workers", 2, None, 64.0, ["--workers 2", "more than 40 frames/s", "31.0 ms instead of 25.0 ms"]),
+    # what anyedge run --workers opens is the figure for several workers, when measured
+    ([_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "task", 2, 64.0, 31.0),
+                     ("workers", "task", 2, 44.0, 45.0)])],
+     "one worker", 1, 1, 40.0, ["2 workers would process 44.0 frames/s (x1.10, under x1.2) at 45.0 ms"]),
+    # 1.1x is not worth each frame's longer wait
+    ([_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "task", 2, 44.0, 45.0)])],
+     "one worker", 1, 1, 40.0, ["--threads 1 (one worker)", "x1.10, under x1.2"]),
+    # one worker with two engine threads beats two workers with one each
+    ([_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0)]),
+      _row(2, 14.0, [("instances", "task", 2, 45.0, 44.0)])],
+     "one worker", 1, 2, 71.43, ["--threads 2 (one worker)", "71.4 frames/s at 14.0 ms"]),
+    # the async engine figure is named beside, never chosen: a live loop runs whole calls
+    ([_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "engine", 2, 90.0, 22.0),
+                     ("async", "engine", 2, 95.0, 21.0)])],
+     "one worker", 1, 1, 40.0, ["no several-worker figure", "async mode reaches 95.0/s on engine calls"]),
+    # a figure measured over nothing is no candidate
+    ([_row(1, 0.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "task", 2, 30.0, float("nan"))])],
+     "one worker", 1, 1, 40.0, ["40.0 frames/s at 25.0 ms"]),
+])
+def test_live_mode_follows_the_measured_figures(rows, mode, workers, threads, fps, words):
+    from anyedge.bench.advice import live_modes
+
+    (rec,) = live_modes(rows)
+    assert (rec["mode"], rec["workers"], rec["threads"]) == (mode, workers, threads)
+    assert rec["frames_per_s"] == pytest.approx(fps, abs=0.01)
+    assert rec["text"].startswith("for anyedge run: ")
+    for w in words:
+        assert w in rec["text"], rec["text"]
+
+
+@pytest.mark.parametrize("rows", [
+    [],
+    [{"model": "m", "engine": "litert", "precision": "fp32", "threads": 1, "error": "boom"}],
+    [{"model": "m", "engine": "litert", "precision": "fp32", "threads": 1, "skipped": "no data"}],
+    [_row(1, 20.0, [], task="activity_classification")],  # no live loop runs an activity net per frame
+])
+def test_no_live_mode_without_a_detector_figure(rows):
+    from anyedge.bench.advice import format_live_modes, live_modes
+
+    assert live_modes(rows) == []
+    assert format_live_modes({"rows": rows}) == ""
+
+
+def test_live_mode_of_a_run_saved_without_it(tmp_path, capsys):
+    """--from-json of a run saved before live modes existed still says which mode to use."""
+    row = {**_row(1, 25.0, [("instances", "task", 1, 40.0, 25.0), ("instances", "task", 2, 64.0, 31.0)]),
+           "load_ms": 1.0, "first_ms": 1.0, "engine_ms": {"median": 20.0, "p90": 21.0, "p99": 22.0},
+           "throughput_ips": 40.0, "peak_rss_mb": 50.0, "size_bytes": 10, "fidelity": {}}
+    row["latency_ms"] = {"median": 25.0, "p90": 26.0, "p99": 27.0}
+    (tmp_path / "old.json").write_text(json.dumps({"env": {}, "rows": [row]}))
+    assert main(["bench", "--from-json", str(tmp_path / "old.json"), "--no-png"]) == 0
+    out = capsys.readouterr().out
+    assert "m openvino fp32: for anyedge run: --workers 2 when the camera gives more than 40" in out
+
+
+def test_the_side_by_side_script_alternates_benchmark_app_and_anyedge(tmp_path):
+    """benchmarks/benchmark_app_side_by_side.py (the README's side-by-side figures), one short round."""
+    import subprocess
+    import sys
+
+    if not Path(sys.executable).with_name("benchmark_app").is_file():
+        pytest.skip("benchmark_app comes with the openvino wheel, not installed here")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark_app_side_by_side.py"
+    proc = subprocess.run([sys.executable, str(script), "--seconds", "1", "--repeat", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "benchmark_app_side_by_side.json").read_text())
+    rows = {r["run"]: r for r in doc["rows"]}
+    assert rows["bapp_throughput_f32"]["precision"] == "float32" and rows["bapp_throughput_f32"]["throughput_ips"] > 0
+    assert rows["bapp_sync_f32"]["precision"] == "float32"
+    (async_run,) = [k for k in rows if k.startswith("openvino async engine")]
+    assert rows[async_run]["throughput_ips"] > 0 and rows[async_run]["min"] <= rows[async_run]["median"]
+    assert any(k.startswith("onnxruntime async engine") for k in rows)
+    ratio = doc["meta"]["async_vs_benchmark_app"]
+    assert ratio["median"] == pytest.approx(rows[async_run]["throughput_ips"] / rows["bapp_throughput_f32"]["throughput_ips"],
+                                            rel=0.02)
+    assert len(doc["meta"]["load_averages"]) == 1 and "| bapp_throughput_f32 | float32 |" in proc.stdout
+    assert "openvino live mode (round 1): for anyedge run: " in proc.stdout

@@ -16,7 +16,8 @@ __all__ = ["add_parsers"]
 _EPILOG = """\
 Each row runs in its own fresh process: load (cold = first create there, warm = second),
 first inference, then --runs timed whole calls (or as many as fit in --duration seconds)
-interleaved with the engine call alone (median / p90 / p99 / min / max, after warm-up), throughput of T instances in T threads, peak RSS,
+interleaved with the engine call alone (median / p90 / p99 / min / max, after warm-up), throughput of T instances in T threads
+(with --async: per mode, and which mode anyedge run should use), peak RSS,
 model/bundle bytes and fidelity against the float model on the images (F1 and mean IoU of
 faces for detectors; test-split accuracy for the activity models).
 
@@ -31,6 +32,7 @@ examples:
   anyedge bench blazeface-short --engines openvino --duration 10   10 s of timed calls per row
   anyedge bench scrfd-500m --profile              plus the slowest operators of each row
   anyedge bench scrfd-500m --threads 1,2 --async  throughput per mode: instances and async
+  anyedge bench scrfd-500m --engines openvino --duration 5 --async   as benchmark_app -t 5
   anyedge bench --compare old/bench.json          ratios of this run against an earlier one
   anyedge bench scrfd-500m --engines openvino --device GPU   the OpenVINO rows on the GPU
   anyedge bench --from-json new.json --compare old.json   compare two saved runs, no benchmark
@@ -190,9 +192,14 @@ def add_parsers(sub: Any) -> None:
                         "ones, in bench.json ('profile') and as a top-5 table")
     p.add_argument("--async", dest="async_throughput", action="store_true",
                    help="also measure the engine-native throughput mode 'async' (OpenVINO: asynchronous infer "
-                        "requests with the THROUGHPUT hint, fp32 still pinned; ONNX Runtime: one session run from "
-                        "one thread per core) beside 'instances' (THR instances in THR threads); its outputs are "
-                        "checked against serial calls")
+                        "requests with the THROUGHPUT hint, compiled for the input's shape as benchmark_app -shape, "
+                        "fp32 still pinned; ONNX Runtime: one session run from one thread per core) and, beside it, "
+                        "as many instances as it has requests on engine calls and as many workers on whole calls "
+                        "(opened as anyedge run --workers opens them); each mode runs "
+                        "for --duration (else as long as the timed calls, at least 3 s) and reports images/s and "
+                        "the latency of each call (median, mean, min, max); async outputs are checked against "
+                        "serial calls. The 'live mode' lines say whether anyedge run should use one worker or "
+                        "several (--workers N), from these figures")
     p.add_argument("--no-png", action="store_true", help="skip the chart (no matplotlib needed)")
     p.add_argument("--timeout", type=positive_float, default=600.0,
                    help="seconds before a row's process is stopped (600)")

@@ -25,7 +25,8 @@ CSV_COLUMNS = (
     "load_warm_ms", "first_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "latency_min_ms",
     "latency_max_ms", "engine_median_ms", "engine_p90_ms", "engine_p99_ms", "engine_min_ms", "engine_max_ms",
     "runs", "timed_s", "profile_ms", "profile_engine_median_ms", "async_throughput_ips", "async_requests",
-    "async_matches_serial", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
+    "async_matches_serial", "async_latency_median_ms", "async_latency_min_ms", "async_latency_max_ms",
+    "instances_engine_throughput_ips", "instances_engine", "overhead_ratio", "latency_cpu_median_ms", "engine_cpu_median_ms",
     "overhead_ratio_cpu", "kernel_median_ms", "throughput_ips", "peak_rss_mb",
     "size_bytes", "fidelity_f1", "fidelity_mean_iou", "fidelity_accuracy", "fidelity_agreement",
     "fidelity_cosine_mean", "fidelity_cosine_p5",
@@ -194,6 +195,11 @@ def format_table(doc: Mapping[str, Any]) -> str:
     modes = format_modes(doc)
     if modes:
         out += ["", modes]
+    from .advice import format_live_modes
+
+    live = format_live_modes(doc)
+    if live:
+        out += ["", live]
     profiles = format_profiles(doc)
     if profiles:
         out += ["", profiles]
@@ -211,24 +217,38 @@ def format_table(doc: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+_OF = {"task": "whole task calls", "call": "whole task calls", "engine": "engine calls"}
+
+
 def format_modes(doc: Mapping[str, Any]) -> str:
-    """Throughput per mode of every row measured in more than one (``--async``); ``""`` otherwise."""
+    """Throughput per mode of every row measured in more than one (``--async``), with each
+    mode's per-call latency (median, mean, min, max, as ``benchmark_app`` gives them); ``""``
+    otherwise."""
     out = []
     for r in doc.get("rows", []):
         modes = [m for m in r.get("throughput") or [] if isinstance(m, dict)] if _is_figure(r) else []
         if len(modes) < 2:
             continue
-        parts = []
+        out.append(f"  {r['model']} {r['engine']} {r['precision']} x{r['threads']}:")
         for m in modes:
+            n = m.get("requests", m.get("instances", m.get("workers")))
+            lat = m.get("latency_ms") or {}
+            line = (f"    {str(m.get('mode')):9} {str(m.get('of')):6} x{n!s:<3} {_fmt(m.get('throughput_ips'), 1):>8}/s  "
+                    f"{_fmt(lat.get('median')):>8} {_fmt(lat.get('mean')):>8} {_fmt(lat.get('min')):>8} "
+                    f"{_fmt(lat.get('max')):>8}  ")
             if m.get("mode") == "async":
                 same = "same outputs as serial calls" if m.get("matches_serial") else "OUTPUTS DIFFER from serial calls"
-                parts.append(f"async {_fmt(m.get('throughput_ips'), 1)}/s ({m.get('requests')} requests, "
-                             f"engine calls; {same})")
+                line += f"{n} requests, {m.get('how', 'engine-native')}; {same}"
+            elif m.get("mode") == "workers":
+                line += f"{n} threads on the instance anyedge run --workers {n} opens, whole task calls"
             else:
-                parts.append(f"{m.get('mode')} {_fmt(m.get('throughput_ips'), 1)}/s ({m.get('instances')} "
-                             f"instance(s), whole calls)")
-        out.append(f"  {r['model']} {r['engine']} {r['precision']} x{r['threads']}: " + "; ".join(parts))
-    return "\n".join(["throughput per mode (inferences/s)", *out]) if out else ""
+                line += f"{n} instance(s) in as many threads, {_OF.get(str(m.get('of')), m.get('of'))}"
+            out.append(line.rstrip())
+    if not out:
+        return ""
+    head = (f"    {'mode':9} {'of':6} {'n':4} {'ips':>10}  {'median':>8} {'mean':>8} {'min':>8} {'max':>8}  "
+            "(latency of each call or request, ms)")
+    return "\n".join(["throughput per mode (inferences/s)", head, *out])
 
 
 def format_profiles(doc: Mapping[str, Any], top: int = 5) -> str:
@@ -272,8 +292,13 @@ def _csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
                 out[f"{block}_{s}_ms"] = st[s]
     for m in r.get("throughput") or []:
         if isinstance(m, dict) and m.get("mode") == "async":
+            lat = m.get("latency_ms") or {}
             out.update({"async_throughput_ips": m.get("throughput_ips"), "async_requests": m.get("requests"),
-                        "async_matches_serial": m.get("matches_serial")})
+                        "async_matches_serial": m.get("matches_serial"), "async_latency_median_ms": lat.get("median"),
+                        "async_latency_min_ms": lat.get("min"), "async_latency_max_ms": lat.get("max")})
+        elif isinstance(m, dict) and m.get("mode") == "instances" and m.get("of") == "engine":
+            out.update({"instances_engine_throughput_ips": m.get("throughput_ips"),
+                        "instances_engine": m.get("instances")})
     f = r.get("fidelity") or {}
     for k in (*_FID_FIGURES, "reference", "na"):
         if k in f:

@@ -353,8 +353,10 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
         notice: told of slow one-time work before the rows start (fetching test data).
 
     Returns:
-        The ``bench.json`` document: ``{"schema", "env", "config", "notes", "rows"}``. A row that
-        could not run for want of its test data has ``skipped`` (what to pass) instead of figures.
+        The ``bench.json`` document: ``{"schema", "env", "config", "notes", "rows", "live_modes"}``
+        (``live_modes``: which mode a live loop should run each detector in, see
+        :func:`anyedge.bench.advice.live_modes`). A row that could not run for want of its test
+        data has ``skipped`` (what to pass) instead of figures.
 
     Raises:
         InputError: nothing to benchmark, or every row lacks its test data.
@@ -439,4 +441,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[int, int, str], None] | N
               "async_throughput": cfg.async_throughput, "device": cfg.device.to_dict() if cfg.device else None,
               "threads_meaning": "latency: one instance with this many engine threads; throughput: this many "
                                  "instances, one per Python thread, one engine thread each"}
-    return {"schema": SCHEMA, "env": env, "config": config, "notes": notes, "rows": rows}
+    from .advice import live_modes
+
+    return {"schema": SCHEMA, "env": env, "config": config, "notes": notes, "rows": rows,
+            "live_modes": live_modes(rows)}

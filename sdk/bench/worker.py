@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -56,34 +57,68 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def _throughput(make: Callable[[], Any], first: Any, call: Callable[[Any, int], Any], threads: int,
-                calls: int) -> float:
-    """Inferences per second of ``threads`` instances, one per Python thread, started together."""
-    instances = [first] + [make() for _ in range(threads - 1)]
-    barrier = threading.Barrier(threads + 1)
+def _until(items: Sequence[Any], end: float, at_least: int = 0) -> Iterator[tuple[int, Any]]:
+    """``(i, items[i % len(items)])`` while ``time.perf_counter() < end``, and at least ``at_least``."""
+    i = 0
+    while i < at_least or time.perf_counter() < end:
+        yield i, items[i % len(items)]
+        i += 1
+
+
+def _instances(make: Callable[[], Any], first: Any, call: Callable[[Any, int], Any], n: int, seconds: float,
+               at_least: int = 10, warmup: int = 1) -> dict[str, Any]:
+    """``n`` instances, one per Python thread, started together: each makes calls until
+    ``seconds`` have passed (its last call starts before that; at least ``at_least`` calls each).
+    Every instance is warmed up with ``warmup`` calls (at least one) before the clock starts.
+
+    Returns:
+        ``throughput_ips`` (calls per second of wall time until the last call ended), ``calls``,
+        ``seconds`` (that wall time) and ``latency_ms`` (statistics of every call).
+    """
+    instances = [first] + [make() for _ in range(n - 1)]
+    ready = threading.Barrier(n + 1)  # every instance warmed up
+    go = threading.Event()  # the deadline is set: start
     errors: list[BaseException] = []
+    lat: list[list[float]] = [[] for _ in instances]
+    end = [0.0]
 
     def work(inst: Any, k: int) -> None:
-        barrier.wait()
         try:
-            for i in range(calls):
-                call(inst, i + k)
+            for i in range(max(1, warmup)):
+                call(inst, i)
+        except BaseException as e:  # reported after the join
+            errors.append(e)
+        ready.wait()
+        go.wait()
+        try:
+            for i, _ in _until((None,), end[0], 0 if errors else at_least):
+                if errors:
+                    return
+                t0 = time.perf_counter()
+                call(inst, i + 7 * k)
+                lat[k].append(_ms(t0))
         except BaseException as e:  # reported after the join
             errors.append(e)
 
-    workers = [threading.Thread(target=work, args=(inst, k * 7)) for k, inst in enumerate(instances)]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for w in workers:
-        w.join()
-    wall = time.perf_counter() - t0
-    for inst in instances[1:]:
-        inst.close()
+    try:
+        workers = [threading.Thread(target=work, args=(inst, k)) for k, inst in enumerate(instances)]
+        for w in workers:
+            w.start()
+        ready.wait()
+        t0 = time.perf_counter()
+        end[0] = t0 + seconds
+        go.set()
+        for w in workers:
+            w.join()
+        wall = time.perf_counter() - t0
+    finally:
+        for inst in instances[1:]:
+            inst.close()
     if errors:
         raise errors[0]
-    return round(threads * calls / wall, 2)
+    calls = sum(len(v) for v in lat)
+    return {"throughput_ips": round(calls / wall, 2), "calls": calls, "seconds": round(wall, 4),
+            "latency_ms": stats([x for v in lat for x in v])}
 
 
 #: engines whose own profiler anyedge reads (``engine.profile(skip=...)`` after opening with ``profile=True``)
@@ -125,38 +160,148 @@ def _profile(tb: TaskBench, timed: Any, threads: int, feeds: Sequence[Any], runs
             "profile_engine_ms": stats(plain[warmup:])}
 
 
-#: the engine-native throughput mode (``async``): (engine threads per run, engine options) of the
-#: instance it opens. OpenVINO: asynchronous infer requests under the THROUGHPUT hint (the
-#: plugin picks streams and threads; the fp32 pin holds); ONNX Runtime: one session run from one
-#: thread per core at once, one intra-op thread each.
-ASYNC_MODES: dict[str, tuple[int | None, dict[str, Any]]] = {
-    "openvino": (None, {"performance": "throughput"}),
-    "onnxruntime": (1, {}),
+@dataclass(frozen=True)
+class AsyncMode:
+    """How the engine-native throughput mode (``async``) opens its instance on one engine.
+
+    Attributes:
+        threads: engine threads per run (``None``: the engine's own choice).
+        options: engine options of that instance.
+        static_shapes: compile for the shapes of the feeds (as ``benchmark_app -shape``), so a
+            model with dynamic inputs is planned for the one shape it runs.
+        how: the mode in words.
+    """
+
+    threads: int | None
+    options: Mapping[str, Any]
+    static_shapes: bool
+    how: str
+
+
+#: the engine-native throughput mode of each engine that has one. OpenVINO: asynchronous infer
+#: requests under the THROUGHPUT hint (the plugin picks streams, threads and the number of
+#: requests; the fp32 pin holds); ONNX Runtime: one session run from one thread per core at once,
+#: one intra-op thread each.
+ASYNC_MODES: dict[str, AsyncMode] = {
+    "openvino": AsyncMode(None, {"performance": "throughput"}, True,
+                          "asynchronous infer requests, THROUGHPUT hint"),
+    "onnxruntime": AsyncMode(1, {}, False, "one session run from parallel threads, 1 intra-op thread each"),
 }
+#: the shortest time a throughput mode of ``--async`` runs without ``--duration``, in seconds
+ASYNC_MIN_SECONDS = 3.0
+# feeds compared call by call between the async mode and serial engine.run calls
+_MATCH_FEEDS = 16
 
 
-def _async_throughput(tb: TaskBench, feeds: Sequence[Any], calls: int) -> dict[str, Any] | None:
-    """The ``async`` throughput record: engine calls per second through ``engine.run_async``
-    (:data:`ASYNC_MODES`), and whether its outputs are those of serial ``engine.run`` calls
-    (bit for bit); ``None`` for an engine without an async mode."""
-    if tb.job["engine"] not in ASYNC_MODES:
+def _same_outputs(a: Sequence[Sequence[np.ndarray]], b: Sequence[Sequence[np.ndarray]]) -> bool:
+    return len(a) == len(b) and all(len(x) == len(y) and all(np.array_equal(u, v) for u, v in zip(x, y))
+                                    for x, y in zip(a, b))
+
+
+def _async_throughput(tb: TaskBench, feeds: Sequence[Any], seconds: float, warmup: int) -> dict[str, Any] | None:
+    """The ``async`` throughput record: engine calls per second through ``engine.run_async_each``
+    (:data:`ASYNC_MODES`) for ``seconds`` (the last request starts before they are over), each
+    request's latency, and whether its outputs are those of serial ``engine.run`` calls (bit for
+    bit); ``None`` for an engine without an async mode."""
+    mode = ASYNC_MODES.get(tb.job["engine"])
+    if mode is None:
         return None
-    threads, options = ASYNC_MODES[tb.job["engine"]]
-    inst = tb.create(threads, **options)
+    options = dict(mode.options)
+    if mode.static_shapes:
+        options["shapes"] = {name: list(np.shape(a)) for name, a in feeds[0].items()}
+    inst = tb.create(mode.threads, **options)
     try:
         eng = tb.engine_of(inst)
-        work = [feeds[i % len(feeds)] for i in range(calls)]
-        eng.run_async(work[: 2 * eng.async_requests])  # warm-up: every request once
+        n = eng.async_requests
+        warm = [f for _, f in _until(feeds, 0.0, max(2, warmup) * n)]  # every request at least twice
+        eng.run_async(warm)
+        lat: list[float] = []
+
+        def timed(_k: int, _outputs: list[np.ndarray], ms: float) -> None:
+            lat.append(ms)
+
         t0 = time.perf_counter()
-        got = eng.run_async(work)
+        calls = eng.run_async_each((f for _, f in _until(feeds, t0 + seconds)), timed)
         wall = time.perf_counter() - t0
-        serial = [eng.run(f) for f in work[: len(feeds)]]
-        same = all(len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
-                   for a, b in zip(got, serial))
-        return {"mode": "async", "of": "engine", "requests": eng.async_requests,
-                "throughput_ips": round(calls / wall, 2), "calls": calls, "matches_serial": bool(same)}
+        check = [feeds[i % len(feeds)] for i in range(min(_MATCH_FEEDS, max(len(feeds), 2 * n)))]
+        same = _same_outputs(eng.run_async(check), [eng.run(f) for f in check])
+        rec = {"mode": "async", "of": "engine", "requests": n, "how": mode.how,
+               "throughput_ips": round(calls / wall, 2), "calls": calls, "seconds": round(wall, 4),
+               "latency_ms": stats(lat), "matches_serial": bool(same)}
+        if mode.static_shapes:
+            rec["shapes"] = options["shapes"]
+        return rec
     finally:
         inst.close()
+
+
+class _Borrowed:
+    """A task instance several workers share: each borrower calls it, none closes it."""
+
+    def __init__(self, inst: Any) -> None:
+        self._inst = inst
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inst, name)
+
+    def close(self) -> None:
+        pass
+
+
+def _workers(tb: TaskBench, n: int, seconds: float, warmup: int) -> dict[str, Any]:
+    """The ``workers`` record: ``n`` threads making whole task calls on the instance
+    ``anyedge run --workers n`` opens (ONNX Runtime and OpenVINO: one shared, OpenVINO with
+    ``n`` CPU streams; the cores shared out as it does, :func:`anyedge.live.workers.worker_threads`)."""
+    from ..live.workers import usable_cores, worker_threads
+
+    engine = tb.job["engine"]
+    threads = worker_threads(engine, n, usable_cores())
+    extra = {"streams": n} if engine == "openvino" and n > 1 else {}
+    inst = tb.create(threads, **extra)  # type: ignore[arg-type]
+    try:
+        rec = _instances(lambda: _Borrowed(inst), inst, tb.call, n, seconds, 1, warmup)
+    finally:
+        inst.close()
+    return {"mode": "workers", "of": "task", "workers": n, "threads": threads, **extra, **rec}
+
+
+def _throughput_modes(tb: TaskBench, inst: Any, threads: int, feeds: Sequence[Any], timed_s: float,
+                      duration: float | None, warmup: int, with_async: bool) -> list[dict[str, Any]]:
+    """The row's throughput records: ``instances`` of whole task calls (``threads`` instances
+    with one engine thread each, one per Python thread; ``inst`` is the first when it has one
+    thread) for ``duration`` (at least one call each) or as long as the timed calls took (at least
+    10 calls each); with ``with_async`` also the ``async`` mode and, beside it for the same time,
+    as many ``instances`` as it has requests on engine calls and, for detectors, as many
+    ``workers`` (whole calls, opened as ``anyedge run --workers`` opens them)."""
+    first = inst if threads == 1 else tb.create(1)
+    try:
+        rec = _instances(lambda: tb.create(1), first, tb.call, threads, duration or timed_s, 1 if duration else 10,
+                         warmup)
+    finally:
+        if first is not inst:
+            first.close()
+    modes = [{"mode": "instances", "of": "task", "instances": threads, **rec}]
+    if not with_async:
+        return modes
+    seconds = duration or max(timed_s, ASYNC_MIN_SECONDS)
+    rec = _async_throughput(tb, feeds, seconds, warmup)
+    if rec is None:
+        return modes
+    n = rec["requests"]
+
+    def engine_call(k: Any, i: int) -> Any:
+        return tb.engine_call(k, feeds[i % len(feeds)])
+
+    first = tb.create(1)
+    try:
+        engine = _instances(lambda: tb.create(1), first, engine_call, n, seconds, 1, warmup)
+    finally:
+        first.close()
+    modes.append({"mode": "instances", "of": "engine", "instances": n, **engine})
+    if tb.job["kind"] == "face_detection":
+        modes.append(_workers(tb, n, seconds, warmup))
+    modes.append(rec)
+    return modes
 
 
 def _ratio(value: float, denominator: int) -> float | None:
@@ -587,18 +732,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         row.update({"runs": i, "timed_s": round(timed_s, 4)})
         row.update({f"{name}_ms": stats(v) for name, v in extra_ms.items()})
         fid = tb.fidelity(inst) if job.get("fidelity") else {}
-        # throughput: `threads` instances with one engine thread each, one per Python thread
-        tp_first = inst if threads == 1 else tb.create(1)
-        try:
-            tput = _throughput(lambda: tb.create(1), tp_first, tb.call, threads, max(i, 10))
-        finally:
-            if tp_first is not inst:
-                tp_first.close()
-        modes = [{"mode": "instances", "of": "call", "instances": threads, "throughput_ips": tput}]
-        if job.get("async_throughput"):
-            rec = _async_throughput(tb, feeds, max(threads * max(i, 10), 40))
-            if rec:
-                modes.append(rec)
+        modes = _throughput_modes(tb, inst, threads, feeds, timed_s, duration, warmup, bool(job.get("async_throughput")))
+        tput = modes[0]["throughput_ips"]
         rss = peak_rss_mb()  # before the profiled instance loads
         if job.get("profile"):
             row.update(_profile(tb, inst, threads, feeds, max(10, min(i, 200)), max(warmup, 2)))

@@ -6,8 +6,10 @@ import json
 import logging
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -285,7 +287,8 @@ class OnnxRuntimeEngine:
         """How many runs :meth:`run_async` keeps in flight by default: one per CPU core."""
         return max(1, os.cpu_count() or 1)
 
-    def run_async(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int | None = None) -> list[list[np.ndarray]]:
+    def run_async(self, feeds: Iterable[Mapping[str, np.ndarray]],
+                  requests: int | None = None) -> list[list[np.ndarray]]:
         """Run every feed on this one session from ``requests`` threads at once (default
         :attr:`async_requests`): ONNX Runtime's own parallel runs of one session.
 
@@ -293,14 +296,70 @@ class OnnxRuntimeEngine:
             The outputs of each feed, in the order of ``feeds`` (as :meth:`run` would give them).
 
         Raises:
+            InputError: a feed does not match the model's inputs.
             EngineError: the engine is closed or a run fails.
         """
-        from concurrent.futures import ThreadPoolExecutor
+        results: dict[int, list[np.ndarray]] = {}
 
-        for f in feeds:
-            check_feeds(self.inputs, f)
-        with ThreadPoolExecutor(max_workers=int(requests or self.async_requests)) as pool:
-            return list(pool.map(self.run, feeds))
+        def keep(k: int, outputs: list[np.ndarray], _ms: float) -> None:
+            results[k] = outputs
+
+        n = self.run_async_each(feeds, keep, requests)
+        return [results[k] for k in range(n)]
+
+    def run_async_each(self, feeds: Iterable[Mapping[str, np.ndarray]],
+                       on_result: Callable[[int, list[np.ndarray], float], None],
+                       requests: int | None = None) -> int:
+        """Run feeds on this one session from ``requests`` threads at once (default
+        :attr:`async_requests`), handing each result to ``on_result(index, outputs, latency_ms)``
+        as it completes; nothing is kept.
+
+        ``feeds`` is read lazily: a thread takes the next feed when its run is done, so a
+        generator that stops at a deadline starts its last run before it. ``latency_ms`` is the
+        wall time of the run. ``on_result`` runs on those threads, several at once.
+
+        Returns:
+            How many feeds ran.
+
+        Raises:
+            InputError: a feed does not match the model's inputs.
+            EngineError: the engine is closed or a run fails.
+            Exception: what ``on_result`` raised (no further feed is started).
+        """
+        if self._sess is None:
+            raise EngineError("engine is closed")
+        it = iter(enumerate(feeds))
+        take = threading.Lock()
+        failed: list[BaseException] = []
+        count = [0]
+
+        def work() -> None:
+            while not failed:
+                try:
+                    with take:
+                        k, feed = next(it)
+                        count[0] += 1
+                except StopIteration:
+                    return
+                except BaseException as e:  # the feeds' own iterator failed
+                    failed.append(e)
+                    return
+                try:
+                    t0 = time.perf_counter()
+                    got = self.run(feed)
+                    on_result(k, got, (time.perf_counter() - t0) * 1e3)
+                except BaseException as e:  # raised in the caller's thread once the others stop
+                    failed.append(e)
+
+        threads = [threading.Thread(target=work, name=f"anyedge-ort-run-{i}")
+                   for i in range(max(1, int(requests or self.async_requests)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failed:
+            raise failed[0]
+        return count[0]
 
     def profile(self, skip: int = 0) -> list[dict[str, Any]]:
         """Time per operator, per inference, over the runs since the engine was opened with

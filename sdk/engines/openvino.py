@@ -7,11 +7,11 @@ import queue
 import re
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DeviceUnavailableError, EngineError, InputError, ModelLoadError
+from ..errors import AnyEdgeError, DeviceUnavailableError, EngineError, InputError, ModelLoadError
 from .base import TensorSpec, check_feeds, model_precision, notice
 
 log = logging.getLogger(__name__)
@@ -273,6 +273,35 @@ def _what_runs(compiled: Any, device: str) -> tuple[tuple[str, ...], str]:
     return execution, min(found, key=lambda p: _LEAST_PRECISE.index(p) if p in _LEAST_PRECISE else -1)
 
 
+_END: Any = object()  # the end of the feeds
+
+
+def _reshape(model: Any, shapes: Mapping[str, Sequence[int]], path: Path) -> None:
+    """Give ``model``'s inputs the static ``shapes`` (``{input name: shape}``).
+
+    Raises:
+        InputError: a name that is no input of the model, or a shape that is not a list of
+            positive sizes.
+        ModelLoadError: the model cannot take that shape.
+    """
+    ports = {port_name(p): p for p in model.inputs}
+    unknown = sorted(set(shapes) - set(ports))
+    if unknown:
+        raise InputError(f"shapes for {', '.join(map(repr, unknown))}: {path.name} has the inputs "
+                         f"{', '.join(map(repr, sorted(ports)))}")
+    fixed = {}
+    for name, shape in shapes.items():
+        dims = tuple(shape) if isinstance(shape, (list, tuple)) else ()
+        if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
+            raise InputError(f"the shape of input {name!r} must be a list of positive sizes, got {shape!r}")
+        fixed[ports[name]] = [int(d) for d in dims]
+    try:
+        model.reshape(fixed)
+    except Exception as e:
+        raise ModelLoadError(f"OpenVINO cannot give {path.name} the input shapes "
+                             f"{ {n: list(s) for n, s in shapes.items()} }: {_reason(e)}") from e
+
+
 class OpenVINOEngine:
     """A model compiled by OpenVINO for ``device`` (``"CPU"`` by default, ``"NPU"``, ``"GPU"``, or a
     meta device: ``"AUTO"``, ``"MULTI:GPU,CPU"``, ``"HETERO:NPU,CPU"``).
@@ -297,15 +326,18 @@ class OpenVINOEngine:
     ``performance="throughput"`` compiles with OpenVINO's THROUGHPUT hint (several streams) for
     :meth:`run_async`; the float precision stays pinned either way. ``streams=n`` gives the CPU
     ``n`` streams under either hint, so ``n`` threads calling :meth:`run` at once run in
-    parallel (with one stream, the latency hint's, they take turns). ``profile=True`` turns on the
-    performance counters: :meth:`profile` then gives the time per layer (it costs time per run).
+    parallel (with one stream, the latency hint's, they take turns). ``shapes={input: shape}``
+    fixes dynamic input dimensions before compiling (as ``benchmark_app -shape``: the plugin then
+    plans for that one shape). ``profile=True`` turns on the performance counters: :meth:`profile`
+    then gives the time per layer (it costs time per run).
     """
 
     name = "openvino"
 
     def __init__(self, path: Path, *, threads: int | None = None, device: str = "CPU",
                  fallback_device: str | None = None, strict_device: bool = False, precision: str = "fp32",
-                 performance: str = "latency", profile: bool = False, streams: int | None = None) -> None:
+                 performance: str = "latency", profile: bool = False, streams: int | None = None,
+                 shapes: Mapping[str, Sequence[int]] | None = None) -> None:
         import openvino as ov
 
         if precision not in COMPUTE_PRECISIONS:
@@ -328,6 +360,8 @@ class OpenVINOEngine:
             model = core.read_model(str(path))
         except Exception as e:
             raise ModelLoadError(f"OpenVINO cannot read {path}: {e}") from e
+        if shapes:
+            _reshape(model, shapes, path)
         try:
             self._compiled = core.compile_model(
                 model, device, _compile_config(device, available, threads, COMPUTE_PRECISIONS[precision], performance, profile,
@@ -406,7 +440,8 @@ class OpenVINOEngine:
             raise EngineError("engine is closed")
         return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1))
 
-    def run_async(self, feeds: Sequence[Mapping[str, np.ndarray]], requests: int | None = None) -> list[list[np.ndarray]]:
+    def run_async(self, feeds: Iterable[Mapping[str, np.ndarray]],
+                  requests: int | None = None) -> list[list[np.ndarray]]:
         """Run every feed through OpenVINO's asynchronous infer requests, as many in flight as the
         compiled model asks for (``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, or ``requests``).
 
@@ -414,36 +449,93 @@ class OpenVINOEngine:
             The outputs of each feed, in the order of ``feeds`` (as :meth:`run` would give them).
 
         Raises:
+            InputError: a feed does not match the model's inputs.
             EngineError: the engine is closed or a request fails.
+        """
+        results: dict[int, list[np.ndarray]] = {}
+
+        def keep(k: int, outputs: list[np.ndarray], _ms: float) -> None:
+            results[k] = outputs
+
+        n = self.run_async_each(feeds, keep, requests)
+        missing = n - len(results)
+        if missing:
+            raise EngineError(f"OpenVINO gave no result for {missing} of {n} asynchronous requests")
+        return [results[k] for k in range(n)]
+
+    def run_async_each(self, feeds: Iterable[Mapping[str, np.ndarray]],
+                       on_result: Callable[[int, list[np.ndarray], float], None],
+                       requests: int | None = None) -> int:
+        """Run feeds through OpenVINO's asynchronous infer requests (``requests`` in flight, by
+        default :attr:`async_requests`), handing each result to ``on_result(index, outputs,
+        latency_ms)`` as it completes; nothing is kept.
+
+        ``feeds`` is read lazily: the next feed is taken only once a request is free, so a
+        generator that stops at a deadline starts its last request before it. On a model whose
+        inputs are all static (``shapes=``) the request reads each feed's arrays in place, with no
+        copy: they must not change until this returns. Dynamic inputs are copied (OpenVINO's CPU
+        plugin, 2026.4, then runs later synchronous requests on a stale shared input).
+        ``latency_ms`` is OpenVINO's own latency of the request (start to completion, as
+        ``benchmark_app`` reports it). ``on_result`` runs on OpenVINO's threads, several at once.
+
+        Returns:
+            How many feeds ran.
+
+        Raises:
+            InputError: a feed does not match the model's inputs.
+            EngineError: the engine is closed or a request fails.
+            Exception: what ``on_result`` raised (no further feed is started).
         """
         import openvino as ov
 
         compiled = self._compiled
         if compiled is None:
             raise EngineError("engine is closed")
-        for f in feeds:
-            check_feeds(self.inputs, f)
-        n = int(requests or self.async_requests)
-        results: list[list[np.ndarray] | None] = [None] * len(feeds)
         outputs = len(self.outputs)
+        share = all(d >= 0 for spec in self.inputs for d in spec.shape)
+        held: dict[int, dict[str, np.ndarray]] = {}  # the arrays each request reads in place
+        failed: list[BaseException] = []
 
         def done(request: Any, k: int) -> None:
-            results[k] = [request.get_output_tensor(i).data.copy() for i in range(outputs)]
-            if self._perf is not None:
-                self._count(request)
+            held.pop(k, None)
+            if failed:
+                return
+            try:
+                got = [request.get_output_tensor(i).data.copy() for i in range(outputs)]
+                if self._perf is not None:
+                    self._count(request)
+                on_result(k, got, float(request.latency))
+            except BaseException as e:  # raised in the caller's thread once the requests are done
+                failed.append(e)
 
-        pool = ov.AsyncInferQueue(compiled, max(1, n))
+        pool = ov.AsyncInferQueue(compiled, max(1, int(requests or self.async_requests)))
         pool.set_callback(done)
+        it = iter(feeds)
+        count = 0
         try:
-            for k, f in enumerate(feeds):
-                pool.start_async({name: np.ascontiguousarray(v) for name, v in f.items()}, k)
-            pool.wait_all()
+            while not failed:
+                pool.get_idle_request_id()  # waits (without the GIL) until a request is free
+                feed = next(it, _END)
+                if feed is _END:
+                    break
+                check_feeds(self.inputs, feed)
+                arrays = {name: np.ascontiguousarray(v) for name, v in feed.items()}
+                if share:
+                    held[count] = arrays
+                pool.start_async(arrays, count, share_inputs=share)
+                count += 1
+        except AnyEdgeError:
+            raise
         except Exception as e:
             raise EngineError(f"OpenVINO failed running {self.path.name}: {e}") from e
-        missing = [k for k, r in enumerate(results) if r is None]
-        if missing:
-            raise EngineError(f"OpenVINO gave no result for {len(missing)} of {len(feeds)} asynchronous requests")
-        return results  # type: ignore[return-value]
+        finally:
+            try:
+                pool.wait_all()
+            except Exception as e:
+                failed.append(EngineError(f"OpenVINO failed running {self.path.name}: {e}"))
+        if failed:
+            raise failed[0]
+        return count
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         compiled = self._compiled
