@@ -64,3 +64,16 @@ def markdown_table(rows: list[dict[str, Any]], cols: Sequence[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def wider_clip(path: Path, seconds: float, fps: float = 30.0, size: tuple[int, int] = (640, 480)) -> int:
+    """An MJPG clip of the WIDER FACE val photos, each held for 4 frames; returns its frame count."""
+    import cv2
+
+    photos = sorted((SHARED / "data" / "widerface_val" / "images").glob("*.jpg"))
+    n = int(seconds * fps)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(n):
+        w.write(cv2.resize(cv2.imread(str(photos[(i // 4) % len(photos)])), size))
+    w.release()
+    return n

@@ -25,19 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, markdown_table, median, use_shared_models, write_results  # noqa: E402
-
-
-def make_clip(path: Path, seconds: float, fps: float = 30.0, size: tuple[int, int] = (640, 480)) -> int:
-    import cv2
-
-    photos = sorted((SHARED / "data" / "widerface_val" / "images").glob("*.jpg"))
-    n = int(seconds * fps)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    for i in range(n):
-        w.write(cv2.resize(cv2.imread(str(photos[(i // 4) % len(photos)])), size))
-    w.release()
-    return n
+from _common import markdown_table, median, use_shared_models, wider_clip, write_results  # noqa: E402
 
 
 def viewer(port: int, counts: list[int], k: int, stop: threading.Event) -> None:
@@ -98,7 +86,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip30.avi"
-        frames = make_clip(clip, args.seconds)
+        frames = wider_clip(clip, args.seconds)
         for rep in range(args.repeat):
             for v in (0, args.viewers):
                 t = time.monotonic()

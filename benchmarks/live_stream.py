@@ -32,19 +32,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, median, pct, use_shared_models, write_results  # noqa: E402
-
-
-def make_clip(path: Path, seconds: float, fps: float = 30.0, size: tuple[int, int] = (640, 480)) -> int:
-    import cv2
-
-    photos = sorted((SHARED / "data" / "widerface_val" / "images").glob("*.jpg"))
-    n = int(seconds * fps)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    for i in range(n):
-        w.write(cv2.resize(cv2.imread(str(photos[(i // 4) % len(photos)])), size))
-    w.release()
-    return n
+from _common import median, pct, use_shared_models, wider_clip, write_results  # noqa: E402
 
 
 def tenths(lat: list[float]) -> list[float]:
@@ -101,7 +89,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.avi"
-        frames = make_clip(clip, args.seconds, args.fps, size)  # type: ignore[arg-type]
+        frames = wider_clip(clip, args.seconds, args.fps, size)  # type: ignore[arg-type]
 
         # 1) the real command, each worker count in turn
         for rep in range(args.repeat):

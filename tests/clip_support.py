@@ -7,7 +7,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["make_clip"]
+__all__ = ["make_clip", "read_frames"]
 
 
 def _letterbox(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -61,3 +61,17 @@ def make_clip(images: Iterable[str | Path | np.ndarray], path: str | Path, fps: 
         path.unlink(missing_ok=True)
         raise ValueError("make_clip needs at least one image")
     return path
+
+
+def read_frames(path: str | Path) -> list[np.ndarray]:
+    """Every frame of a video file, decoded (BGR)."""
+    import cv2
+
+    cap, out = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    cap.release()
+    return out

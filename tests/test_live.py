@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .clip_support import read_frames
 from .conftest import SMOKE, WIDER
 from .har_support import har_file
 
@@ -33,13 +34,7 @@ def _clip(path: Path, frames: int, size: tuple[int, int] = (320, 240), fps: floa
     for i in range(frames):
         w.write(cv2.resize(photos[(i // 3) % len(photos)], size))
     w.release()
-    cap, out = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
+    out = read_frames(path)
     assert len(out) == frames
     return out
 

@@ -15,7 +15,7 @@ import pytest
 
 from anyedge.engines import available_engines
 
-from .clip_support import make_clip
+from .clip_support import make_clip, read_frames
 from .conftest import ROOT, SMOKE, WIDER
 
 # one detector per engine that runs detectors (bnn runs activity nets only)
@@ -28,25 +28,12 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess
                           timeout=timeout, cwd=cwd)
 
 
-def _decode(path: Path) -> list[np.ndarray]:
-    import cv2
-
-    cap, out = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return out
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarray]]:
     """12 distinct real photos, one frame each (faces near and far), 640x480 at 30 fps."""
     photos = [SMOKE / "couple.jpg", SMOKE / "astronaut.png", *sorted(WIDER.glob("*.jpg"))[:10]]
     path = make_clip(photos, tmp_path_factory.mktemp("workers") / "clip.mp4", fps=30.0, size=(640, 480))
-    frames = _decode(path)
+    frames = read_frames(path)
     assert len(frames) == 12 and len({f.tobytes() for f in frames}) == 12
     return path, frames
 
