@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Callable, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["TensorSpec", "Engine", "PRECISIONS", "model_precision", "check_feeds", "quantize_input", "dequantize_output",
+__all__ = ["TensorSpec", "gather_async", "Engine", "PRECISIONS", "model_precision", "check_feeds", "quantize_input", "dequantize_output",
            "notice"]
 
 #: What ``engine.precision`` may say, most exact first. ``int8w``: int8 weights, float activations;
@@ -127,3 +127,24 @@ def notice(logger: logging.Logger, message: str) -> None:
             return
         _NOTICED.add(message)
     logger.warning("%s", message)
+
+
+def gather_async(run_each: Callable[..., int], feeds: Iterable[Mapping[str, np.ndarray]], requests: int | None,
+                 engine: str) -> list[list[np.ndarray]]:
+    """Every output of an engine's ``run_async_each(feeds, on_result, requests)``, in feed order.
+
+    Raises:
+        EngineError: the engine reported fewer results than feeds it ran.
+    """
+    from ..errors import EngineError
+
+    results: dict[int, list[np.ndarray]] = {}
+
+    def keep(k: int, outputs: list[np.ndarray], _ms: float) -> None:
+        results[k] = outputs
+
+    n = run_each(feeds, keep, requests)
+    missing = n - len(results)
+    if missing:
+        raise EngineError(f"{engine} gave no result for {missing} of {n} asynchronous runs")
+    return [results[k] for k in range(n)]

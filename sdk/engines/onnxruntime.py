@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeviceUnavailableError, EngineError, InputError, ModelLoadError
-from .base import TensorSpec, check_feeds, model_precision, notice
+from .base import TensorSpec, check_feeds, gather_async, model_precision, notice
 
 log = logging.getLogger(__name__)
 
@@ -299,13 +299,7 @@ class OnnxRuntimeEngine:
             InputError: a feed does not match the model's inputs.
             EngineError: the engine is closed or a run fails.
         """
-        results: dict[int, list[np.ndarray]] = {}
-
-        def keep(k: int, outputs: list[np.ndarray], _ms: float) -> None:
-            results[k] = outputs
-
-        n = self.run_async_each(feeds, keep, requests)
-        return [results[k] for k in range(n)]
+        return gather_async(self.run_async_each, feeds, requests, "ONNX Runtime")
 
     def run_async_each(self, feeds: Iterable[Mapping[str, np.ndarray]],
                        on_result: Callable[[int, list[np.ndarray], float], None],

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import AnyEdgeError, DeviceUnavailableError, EngineError, InputError, ModelLoadError
-from .base import TensorSpec, check_feeds, model_precision, notice
+from .base import TensorSpec, check_feeds, gather_async, model_precision, notice
 
 log = logging.getLogger(__name__)
 
@@ -452,16 +452,7 @@ class OpenVINOEngine:
             InputError: a feed does not match the model's inputs.
             EngineError: the engine is closed or a request fails.
         """
-        results: dict[int, list[np.ndarray]] = {}
-
-        def keep(k: int, outputs: list[np.ndarray], _ms: float) -> None:
-            results[k] = outputs
-
-        n = self.run_async_each(feeds, keep, requests)
-        missing = n - len(results)
-        if missing:
-            raise EngineError(f"OpenVINO gave no result for {missing} of {n} asynchronous requests")
-        return [results[k] for k in range(n)]
+        return gather_async(self.run_async_each, feeds, requests, "OpenVINO")
 
     def run_async_each(self, feeds: Iterable[Mapping[str, np.ndarray]],
                        on_result: Callable[[int, list[np.ndarray], float], None],
